@@ -1,0 +1,3 @@
+//! Integration tests: the client against a real in-process scopd.
+
+mod status;

@@ -1,0 +1,25 @@
+//! `check_server` against a live coordinator and against a closed port.
+
+#[tokio::test]
+async fn reports_serving_for_a_live_coordinator() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(scop_server::run(scop_server::Config::default(), listener, async {
+        let _ = stopped.await;
+    }));
+    let status = scopctl::check_server(&format!("http://{addr}")).await.unwrap();
+    assert_eq!(status, scopctl::ServerStatus::Serving);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn names_the_server_when_unreachable() {
+    // Bind and drop to get a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server = format!("http://127.0.0.1:{port}");
+    let err = scopctl::check_server(&server).await.unwrap_err();
+    assert!(matches!(err, scopctl::connection::Error::Unreachable { .. }), "{err}");
+    assert!(err.to_string().contains(&server), "{err}");
+}

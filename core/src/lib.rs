@@ -1,0 +1,9 @@
+//! Domain types shared by the coordinator, the worker and the client.
+//!
+//! Pure Rust on purpose: no tch and no tonic, so that `scopd` and `scopctl`
+//! can validate specs and decide plans without linking libtorch.
+
+pub mod error;
+pub mod spec;
+
+pub use error::{Error, Result};

@@ -1,0 +1,530 @@
+//! The job spec: what a user submits, parsed from YAML and validated with field paths.
+//!
+//! Defaults follow the SCOP reference (knockoff Adam lr 0.004, betas 0.5/0.9;
+//! finetune SGD Nesterov, momentum 0.9, weight decay 1e-4, cosine LR; rate 0.45).
+//! `docs/job-spec.md` documents every field.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, FieldError, Result};
+
+/// A whole pruning job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Human-readable name, used in reports.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub model: ModelSpec,
+    pub data: DataSpec,
+    /// Optional ordinary training from scratch before the knockoff stage.
+    #[serde(default)]
+    pub pretrain: Option<TrainSpec>,
+    #[serde(default)]
+    pub knockoff: KnockoffSpec,
+    #[serde(default)]
+    pub prune: PruneSpec,
+    #[serde(default)]
+    pub finetune: TrainSpec,
+    #[serde(default)]
+    pub resources: ResourcesSpec,
+    #[serde(default)]
+    pub output: OutputSpec,
+    /// Seed for initialisation, data order and augmentation.
+    #[serde(default)]
+    pub seed: u64,
+    /// How often a failed stage is retried from its last checkpoint.
+    #[serde(default = "default_max_restarts")]
+    pub max_restarts: u32,
+}
+
+fn default_max_restarts() -> u32 {
+    3
+}
+
+/// Which network to prune.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// `resnet20|32|56|110` (CIFAR style) or `resnet18|34|50|101|152` (ImageNet style).
+    pub arch: String,
+    pub num_classes: u32,
+    /// 1 for grayscale data, 3 for RGB. Defaults to the dataset's channel count.
+    #[serde(default)]
+    pub in_channels: Option<u32>,
+    /// Side of the square input the model is fed; defaults to 32 (CIFAR style) or 224.
+    #[serde(default)]
+    pub input_size: Option<u32>,
+    /// A safetensors checkpoint with torchvision-style names to start from.
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
+}
+
+/// The on-disk format of a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataFormat {
+    /// MNIST-style IDX files, gzipped or raw.
+    Idx,
+    /// CIFAR-10 binary batches.
+    Cifar10,
+    /// One sub-folder of JPEG/PNG images per class.
+    ImageFolder,
+}
+
+/// Where the data lives and how to read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    pub format: DataFormat,
+    /// Root directory (relative paths are resolved against the spec file's directory).
+    pub root: PathBuf,
+    /// Per-channel normalisation mean; defaults to the dataset's usual values.
+    #[serde(default)]
+    pub mean: Option<Vec<f32>>,
+    #[serde(default)]
+    pub std: Option<Vec<f32>>,
+    /// Use only the first N training samples (for quick runs and tests).
+    #[serde(default)]
+    pub train_subset: Option<usize>,
+    /// Use only the first N test samples.
+    #[serde(default)]
+    pub test_subset: Option<usize>,
+    /// Random crop + flip on training batches.
+    #[serde(default = "default_true")]
+    pub augment: bool,
+    /// Background threads decoding batches.
+    #[serde(default = "default_loader_workers")]
+    pub loader_workers: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_loader_workers() -> u32 {
+    2
+}
+
+/// Optimiser of a training stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    Sgd,
+    Adam,
+}
+
+/// Learning-rate schedule of a training stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    Constant,
+    Cosine,
+    Poly,
+}
+
+/// Mixed precision on CUDA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Amp {
+    Off,
+    Bf16,
+}
+
+/// An ordinary training stage (pretrain or finetune).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSpec {
+    pub epochs: u32,
+    pub batch_size: u32,
+    pub optimizer: OptimizerKind,
+    pub lr: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+    /// Apply weight decay to BN parameters and biases too.
+    pub decay_bn_and_bias: bool,
+    pub schedule: Schedule,
+    pub warmup_epochs: f64,
+    pub label_smoothing: f64,
+    /// Clip the global gradient norm to this value; none by default.
+    pub grad_clip: Option<f64>,
+    pub amp: Amp,
+    /// Batches of BN recalibration before finetuning (ignored for pretrain).
+    pub bn_recalibration_batches: u32,
+    /// Write a checkpoint every N steps (and always at the end of an epoch); 0 means only at epoch ends.
+    pub checkpoint_every_steps: u64,
+}
+
+impl Default for TrainSpec {
+    fn default() -> Self {
+        Self {
+            epochs: 120,
+            batch_size: 128,
+            optimizer: OptimizerKind::Sgd,
+            lr: 0.1,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 1e-4,
+            decay_bn_and_bias: true,
+            schedule: Schedule::Cosine,
+            warmup_epochs: 0.0,
+            label_smoothing: 0.0,
+            grad_clip: None,
+            amp: Amp::Off,
+            bn_recalibration_batches: 50,
+            checkpoint_every_steps: 0,
+        }
+    }
+}
+
+/// Where knockoff samples come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
+pub enum KnockoffSource {
+    /// A random permutation of the local batch.
+    Permute,
+    /// Per-pixel Gaussian noise with each channel's batch mean and std.
+    Gaussian,
+    /// A TorchScript generator mapping noise `[N, 128]` to images.
+    Generator { path: PathBuf },
+}
+
+/// Which half of the `[real; knockoff]` batch the loss is computed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KnockoffLoss {
+    Real,
+    Both,
+}
+
+/// The knockoff stage: learn β with everything else frozen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KnockoffSpec {
+    pub epochs: u32,
+    pub batch_size: u32,
+    pub lr: f64,
+    pub betas: (f64, f64),
+    pub source: KnockoffSource,
+    pub loss: KnockoffLoss,
+    pub checkpoint_every_steps: u64,
+}
+
+impl Default for KnockoffSpec {
+    fn default() -> Self {
+        Self {
+            epochs: 20,
+            batch_size: 128,
+            lr: 0.004,
+            betas: (0.5, 0.9),
+            source: KnockoffSource::Permute,
+            loss: KnockoffLoss::Real,
+            checkpoint_every_steps: 0,
+        }
+    }
+}
+
+/// How scores become kept channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyKind {
+    /// Each unit drops its `floor(rate·C)` lowest scores (the reference).
+    Layer,
+    /// One ranking across all units until the target reduction is met.
+    Global,
+}
+
+/// What a global policy's rate measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GlobalTarget {
+    Params,
+    Flops,
+}
+
+/// What happens to the last conv of each residual block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResidualMode {
+    /// Prune its outputs and scatter them back to the full residual width (the reference).
+    Scatter,
+    /// Keep all its outputs.
+    Keep,
+}
+
+/// The pruning decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PruneSpec {
+    /// Fraction removed: of each unit's channels (`layer`) or of params/FLOPs (`global`).
+    pub rate: f64,
+    pub policy: PolicyKind,
+    pub target: GlobalTarget,
+    pub min_channels: u32,
+    pub round_to: u32,
+    pub residual: ResidualMode,
+}
+
+impl Default for PruneSpec {
+    fn default() -> Self {
+        Self {
+            rate: 0.45,
+            policy: PolicyKind::Layer,
+            target: GlobalTarget::Flops,
+            min_channels: 1,
+            round_to: 1,
+            residual: ResidualMode::Scatter,
+        }
+    }
+}
+
+/// Compute device of the ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    Cpu,
+    Cuda,
+}
+
+/// Where and how wide the job runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourcesSpec {
+    pub device: DeviceKind,
+    pub world_size: u32,
+    /// Intra-op threads per rank; 0 means the machine's cores split between ranks.
+    pub threads: u32,
+}
+
+impl Default for ResourcesSpec {
+    fn default() -> Self {
+        Self { device: DeviceKind::Cpu, world_size: 1, threads: 0 }
+    }
+}
+
+/// Where results go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputSpec {
+    pub dir: PathBuf,
+    /// Print a progress line every N steps.
+    pub log_every_steps: u64,
+}
+
+impl Default for OutputSpec {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("runs/job"), log_every_steps: 50 }
+    }
+}
+
+/// The architectures scop knows, by spec name.
+pub const ARCHS: &[&str] = &[
+    "resnet20",
+    "resnet32",
+    "resnet56",
+    "resnet110",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+];
+
+impl JobSpec {
+    /// Parses YAML and validates it; errors carry field paths.
+    pub fn from_yaml(text: &str) -> Result<Self> {
+        let deserializer = serde_norway::Deserializer::from_str(text);
+        let spec: JobSpec = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { "spec".to_owned() } else { path };
+            // serde_norway already prefixes nested errors with their path; keep it once.
+            let message = e.into_inner().to_string();
+            let message = match message.split_once(": ") {
+                Some((prefix, rest)) if path.starts_with(prefix) => rest.to_owned(),
+                _ => message,
+            };
+            Error::Parse(FieldError::new(path, message))
+        })?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Reads and parses a spec file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        Self::from_yaml(&text)
+    }
+
+    /// Every range problem at once, each with its field path.
+    pub fn validate(&self) -> Result<()> {
+        let mut errors = Vec::new();
+        let mut check = |ok: bool, path: &str, message: String| {
+            if !ok {
+                errors.push(FieldError::new(path, message));
+            }
+        };
+        check(
+            ARCHS.contains(&self.model.arch.as_str()),
+            "model.arch",
+            format!("must be one of {}, got {:?}", ARCHS.join(", "), self.model.arch),
+        );
+        check(
+            self.model.num_classes >= 2,
+            "model.num_classes",
+            format!("must be >= 2, got {}", self.model.num_classes),
+        );
+        if let Some(c) = self.model.in_channels {
+            check(c >= 1, "model.in_channels", format!("must be >= 1, got {c}"));
+        }
+        if let Some(s) = self.model.input_size {
+            check(s >= 8, "model.input_size", format!("must be >= 8, got {s}"));
+        }
+        for (name, values) in [("data.mean", &self.data.mean), ("data.std", &self.data.std)] {
+            if let Some(values) = values {
+                check(!values.is_empty(), name, "must not be empty".to_owned());
+                for (i, v) in values.iter().enumerate() {
+                    let positive = name == "data.std";
+                    let ok = v.is_finite() && (!positive || *v > 0.0);
+                    let want = if positive { "a finite number > 0" } else { "a finite number" };
+                    check(ok, &format!("{name}[{i}]"), format!("must be {want}, got {v}"));
+                }
+            }
+        }
+        check(
+            self.data.loader_workers >= 1,
+            "data.loader_workers",
+            format!("must be >= 1, got {}", self.data.loader_workers),
+        );
+        if let Some(pretrain) = &self.pretrain {
+            validate_train("pretrain", pretrain, &mut check);
+        }
+        validate_train("finetune", &self.finetune, &mut check);
+        let k = &self.knockoff;
+        check(k.batch_size >= 1, "knockoff.batch_size", format!("must be >= 1, got {}", k.batch_size));
+        check(k.lr > 0.0 && k.lr.is_finite(), "knockoff.lr", format!("must be > 0, got {}", k.lr));
+        for (i, b) in [k.betas.0, k.betas.1].into_iter().enumerate() {
+            check(
+                (0.0..1.0).contains(&b),
+                &format!("knockoff.betas[{i}]"),
+                format!("must be in [0, 1), got {b}"),
+            );
+        }
+        let p = &self.prune;
+        check(p.rate >= 0.0 && p.rate < 1.0, "prune.rate", format!("must be in [0, 1), got {}", p.rate));
+        check(p.min_channels >= 1, "prune.min_channels", format!("must be >= 1, got {}", p.min_channels));
+        check(p.round_to >= 1, "prune.round_to", format!("must be >= 1, got {}", p.round_to));
+        check(
+            self.resources.world_size >= 1,
+            "resources.world_size",
+            format!("must be >= 1, got {}", self.resources.world_size),
+        );
+        check(
+            self.output.log_every_steps >= 1,
+            "output.log_every_steps",
+            format!("must be >= 1, got {}", self.output.log_every_steps),
+        );
+        if errors.is_empty() { Ok(()) } else { Err(Error::Invalid(errors)) }
+    }
+}
+
+fn validate_train(section: &str, t: &TrainSpec, check: &mut impl FnMut(bool, &str, String)) {
+    let path = |field: &str| format!("{section}.{field}");
+    check(t.batch_size >= 1, &path("batch_size"), format!("must be >= 1, got {}", t.batch_size));
+    check(t.lr > 0.0 && t.lr.is_finite(), &path("lr"), format!("must be > 0, got {}", t.lr));
+    check(
+        (0.0..1.0).contains(&t.momentum),
+        &path("momentum"),
+        format!("must be in [0, 1), got {}", t.momentum),
+    );
+    check(
+        t.weight_decay >= 0.0 && t.weight_decay.is_finite(),
+        &path("weight_decay"),
+        format!("must be >= 0, got {}", t.weight_decay),
+    );
+    check(
+        t.warmup_epochs >= 0.0 && t.warmup_epochs <= f64::from(t.epochs),
+        &path("warmup_epochs"),
+        format!("must be in [0, epochs={}], got {}", t.epochs, t.warmup_epochs),
+    );
+    check(
+        (0.0..1.0).contains(&t.label_smoothing),
+        &path("label_smoothing"),
+        format!("must be in [0, 1), got {}", t.label_smoothing),
+    );
+    if let Some(c) = t.grad_clip {
+        check(c > 0.0 && c.is_finite(), &path("grad_clip"), format!("must be > 0, got {c}"));
+    }
+    check(
+        !(t.nesterov && t.optimizer == OptimizerKind::Sgd && t.momentum == 0.0),
+        &path("nesterov"),
+        "needs momentum > 0".to_owned(),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "
+model: { arch: resnet20, num_classes: 10 }
+data: { format: idx, root: data/fashion-mnist }
+";
+
+    #[test]
+    fn minimal_spec_gets_reference_defaults() {
+        let spec = JobSpec::from_yaml(MINIMAL).unwrap();
+        assert_eq!(spec.knockoff.lr, 0.004);
+        assert_eq!(spec.knockoff.betas, (0.5, 0.9));
+        assert_eq!(spec.knockoff.source, KnockoffSource::Permute);
+        assert_eq!(spec.prune.rate, 0.45);
+        assert_eq!(spec.prune.policy, PolicyKind::Layer);
+        assert!(spec.finetune.nesterov);
+        assert_eq!(spec.finetune.schedule, Schedule::Cosine);
+        assert_eq!(spec.max_restarts, 3);
+        assert!(spec.pretrain.is_none());
+    }
+
+    fn check(extra: &str, expected: &[&str]) {
+        let err = JobSpec::from_yaml(&format!("{MINIMAL}{extra}")).unwrap_err();
+        let got: Vec<String> = err.field_errors().iter().map(ToString::to_string).collect();
+        assert_eq!(got.len(), expected.len(), "got {got:#?}");
+        for (got, want) in got.iter().zip(expected) {
+            assert!(got.starts_with(want), "expected {want:?}, got {got:?}");
+        }
+    }
+
+    #[test]
+    fn range_errors_name_every_field() {
+        check("finetune: { lr: -0.1 }", &["finetune.lr: must be > 0, got -0.1"]);
+        check(
+            "prune: { rate: 1.5, round_to: 0 }",
+            &["prune.rate: must be in [0, 1), got 1.5", "prune.round_to: must be >= 1, got 0"],
+        );
+        check("pretrain: { batch_size: 0 }", &["pretrain.batch_size: must be >= 1, got 0"]);
+        check("knockoff: { betas: [0.5, 1.0] }", &["knockoff.betas[1]: must be in [0, 1), got 1"]);
+    }
+
+    #[test]
+    fn parse_errors_carry_the_path() {
+        check("finetune: { lr: fast }", &["finetune.lr: invalid type"]);
+        check("prune: { policy: random }", &["prune.policy: unknown variant `random`"]);
+        check(
+            "finetune: { learning_rate: 0.1 }",
+            &["finetune.learning_rate: unknown field `learning_rate`, expected one of `epochs`"],
+        );
+    }
+
+    #[test]
+    fn unknown_arch_is_listed() {
+        let err =
+            JobSpec::from_yaml("model: { arch: vgg16, num_classes: 1 }\ndata: { format: idx, root: d }")
+                .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("model.arch: must be one of resnet20"), "{text}");
+        assert!(text.contains("model.num_classes: must be >= 2, got 1"), "{text}");
+    }
+}

@@ -1,0 +1,6 @@
+//! The scop worker: everything that touches libtorch.
+//!
+//! This is the only crate of the workspace that links libtorch (through `tch`);
+//! the coordinator and the client stay small and never load it.
+
+pub mod runtime;

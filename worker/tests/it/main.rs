@@ -1,0 +1,3 @@
+//! Integration tests of the worker, on real libtorch.
+
+mod train_step;

@@ -1,0 +1,25 @@
+//! `cargo xtask test`: everything CI checks, in the order that fails fastest.
+
+use std::process::Command;
+
+use crate::{data, links, setup, shell};
+
+pub fn run() -> anyhow::Result<()> {
+    setup::run()?;
+    // Tests read the real Fashion-MNIST files (subsets of them).
+    data::fashion_mnist()?;
+    shell::run(shell::cargo().args(["fmt", "--all", "--check"]))?;
+    shell::run(shell::cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    let nextest = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if nextest {
+        shell::run(shell::cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]))?;
+    } else {
+        shell::run(shell::cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    }
+    links::run()?;
+    eprintln!("xtask test: all checks passed");
+    Ok(())
+}
