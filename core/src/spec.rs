@@ -352,11 +352,33 @@ impl JobSpec {
         Ok(spec)
     }
 
-    /// Reads and parses a spec file.
+    /// Reads and parses a spec file. Relative paths in it are resolved against
+    /// the file's directory, so a spec means the same from any working directory.
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
-        Self::from_yaml(&text)
+        let mut spec = Self::from_yaml(&text)?;
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        let dir = if dir.as_os_str().is_empty() { std::path::Path::new(".") } else { dir };
+        spec.resolve_paths(dir);
+        Ok(spec)
+    }
+
+    /// Makes every relative path of the spec relative to `base` instead.
+    pub fn resolve_paths(&mut self, base: &std::path::Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = normalise(&base.join(&*p));
+            }
+        };
+        resolve(&mut self.data.root);
+        resolve(&mut self.output.dir);
+        if let Some(p) = &mut self.model.init_from {
+            resolve(p);
+        }
+        if let KnockoffSource::Generator { path } = &mut self.knockoff.source {
+            resolve(path);
+        }
     }
 
     /// Every range problem at once, each with its field path.
@@ -429,6 +451,22 @@ impl JobSpec {
         );
         if errors.is_empty() { Ok(()) } else { Err(Error::Invalid(errors)) }
     }
+}
+
+/// Removes `.` and resolvable `..` components without touching the file system.
+fn normalise(path: &std::path::Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn validate_train(section: &str, t: &TrainSpec, check: &mut impl FnMut(bool, &str, String)) {
@@ -516,6 +554,31 @@ data: { format: idx, root: data/fashion-mnist }
             "finetune: { learning_rate: 0.1 }",
             &["finetune.learning_rate: unknown field `learning_rate`, expected one of `epochs`"],
         );
+    }
+
+    #[test]
+    fn every_example_spec_is_valid() {
+        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&examples).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                let spec = JobSpec::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(spec.data.root.is_absolute(), "{}: data.root not resolved", path.display());
+                seen += 1;
+            }
+        }
+        assert!(seen >= 3, "expected the three documented examples, found {seen}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_spec_file() {
+        let mut spec = JobSpec::from_yaml(MINIMAL).unwrap();
+        spec.resolve_paths(std::path::Path::new("/jobs/examples"));
+        assert_eq!(spec.data.root, PathBuf::from("/jobs/examples/data/fashion-mnist"));
+        spec.data.root = PathBuf::from("../data");
+        spec.resolve_paths(std::path::Path::new("/jobs/examples"));
+        assert_eq!(spec.data.root, PathBuf::from("/jobs/data"));
     }
 
     #[test]
