@@ -4,5 +4,6 @@
 //! the coordinator and the client stay small and never load it.
 
 pub mod checkpoint;
+pub mod events;
 pub mod runtime;
 pub mod train;
