@@ -3,7 +3,10 @@
 //! Pure Rust on purpose: no tch and no tonic, so that `scopd` and `scopctl`
 //! can validate specs and decide plans without linking libtorch.
 
+pub mod arch;
 pub mod error;
+pub mod plan;
+pub mod score;
 pub mod spec;
 pub mod stats;
 
