@@ -7,4 +7,5 @@ pub mod checkpoint;
 pub mod events;
 pub mod report;
 pub mod runtime;
+pub mod stages;
 pub mod train;
