@@ -1,0 +1,13 @@
+//! Datasets and the batch loader: IDX, CIFAR-10 binary and ImageFolder readers,
+//! per-sample transforms and augmentation, deterministic shuffling and
+//! sharding, and background prefetching of `tch` batches.
+
+mod error;
+mod order;
+mod pixels;
+mod transform;
+
+pub use error::{DataError, Result};
+pub use order::{Shard, epoch_indices, sample_rng};
+pub use pixels::{Pixels, Rect};
+pub use transform::{Family, Transform};
