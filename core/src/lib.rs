@@ -4,6 +4,7 @@
 //! can validate specs and decide plans without linking libtorch.
 
 pub mod error;
+pub mod rendezvous;
 pub mod spec;
 
 pub use error::{Error, Result};

@@ -3,4 +3,5 @@
 //! This is the only crate of the workspace that links libtorch (through `tch`);
 //! the coordinator and the client stay small and never load it.
 
+pub mod collective;
 pub mod runtime;

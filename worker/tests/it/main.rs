@@ -1,3 +1,6 @@
 //! Integration tests of the worker, on real libtorch.
 
+mod collective;
+#[cfg(feature = "cuda-tests")]
+mod collective_nccl;
 mod train_step;
