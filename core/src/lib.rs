@@ -7,6 +7,7 @@ pub mod arch;
 pub mod error;
 pub mod plan;
 pub mod score;
+pub mod rendezvous;
 pub mod spec;
 pub mod stats;
 

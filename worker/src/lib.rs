@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod events;
 pub mod report;
 pub mod data;
+pub mod collective;
 pub mod runtime;
 pub mod stages;
 pub mod train;

@@ -14,6 +14,26 @@ struct Args {
 enum Command {
     /// Print the libtorch runtime this worker would train on, as JSON.
     Info,
+    /// One rank of the TCP all-reduce benchmark (`cargo xtask bench collectives` runs it).
+    #[command(hide = true)]
+    BenchAllreduce(BenchAllreduceArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchAllreduceArgs {
+    #[arg(long)]
+    rank: u32,
+    /// Comma-separated `host:port` of every rank.
+    #[arg(long, value_delimiter = ',')]
+    peers: Vec<String>,
+    #[arg(long, default_value_t = 100_000_000)]
+    bytes: usize,
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
+    #[arg(long)]
+    chunk_bytes: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -22,6 +42,20 @@ fn main() -> anyhow::Result<()> {
         Command::Info => {
             let info = scop_worker::runtime::RuntimeInfo::probe();
             println!("{}", serde_json::to_string_pretty(&info)?);
+        }
+        Command::BenchAllreduce(a) => {
+            use scop_worker::collective::bench::{AllReduceBench, bench_all_reduce};
+            let bench = AllReduceBench {
+                rank: a.rank,
+                peers: a.peers,
+                bytes: a.bytes,
+                warmup: a.warmup,
+                iters: a.iters,
+                chunk_bytes: a.chunk_bytes,
+            };
+            let ms: Vec<String> =
+                bench_all_reduce(&bench)?.iter().map(|t| format!("{:.3}", t.as_secs_f64() * 1e3)).collect();
+            println!("RESULT rank={} times_ms={}", a.rank, ms.join(","));
         }
     }
     Ok(())

@@ -1,5 +1,8 @@
 //! Project automation: `cargo xtask <command>`. Run `cargo xtask --help` for the list.
 
+// Temporary hook until `bench/mod.rs` dispatches `cargo xtask bench <name>`.
+#[path = "bench/collectives.rs"]
+mod bench_collectives;
 mod data;
 mod demo;
 mod links;
@@ -31,6 +34,13 @@ enum Command {
 }
 
 fn main() {
+    if std::env::args().skip(1).take(2).eq(["bench", "collectives"]) {
+        if let Err(e) = bench_collectives::run() {
+            eprintln!("xtask: error: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let args = Args::parse();
     let result = match args.command {
         Command::Setup => setup::run(),

@@ -1,0 +1,223 @@
+//! The rendezvous record: everything one rank needs to join its job's collective.
+//!
+//! The local launcher writes one per rank process today; the coordinator will send
+//! the same record over gRPC, which is why it is a plain serde type here in `core`.
+//! The NCCL unique id travels as a hex string so that JSON and YAML stay readable.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, FieldError, Result};
+
+/// Bytes in an NCCL unique id (`ncclUniqueId`, `NCCL_UNIQUE_ID_BYTES`).
+pub const NCCL_UNIQUE_ID_BYTES: usize = 128;
+
+/// Default for [`Rendezvous::timeout_ms`]: a collective that makes no progress for
+/// this long fails, so that a lost rank ends its peers well within 30 s.
+pub const DEFAULT_TIMEOUT_MS: u64 = 20_000;
+
+/// One rank's view of its job's collective group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rendezvous {
+    /// This process's rank, in `0..world`.
+    pub rank: u32,
+    /// Number of ranks in the group.
+    pub world: u32,
+    /// A secret shared by the job's ranks; a connection that does not present it is refused.
+    pub job_token: String,
+    /// Limit, in milliseconds, on connection setup and on each socket operation or
+    /// collective; past it the collective fails (and an NCCL communicator is aborted).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Which transport the ranks use, with its addressing.
+    pub backend: BackendRendezvous,
+}
+
+fn default_timeout_ms() -> u64 {
+    DEFAULT_TIMEOUT_MS
+}
+
+/// The transport of a collective group and how its ranks find each other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BackendRendezvous {
+    /// A TCP ring between CPU ranks.
+    Tcp {
+        /// `host:port` of every rank, indexed by rank; rank `r` connects to `peers[(r+1) % world]`.
+        peers: Vec<String>,
+        /// Local address this rank listens on, when it differs from `peers[rank]`
+        /// (for example `0.0.0.0:29500` behind an advertised host name).
+        #[serde(default)]
+        listen: Option<String>,
+    },
+    /// NCCL between GPU ranks, one GPU per rank.
+    Nccl {
+        /// The `ncclUniqueId` created by the launcher, as 256 hex digits.
+        unique_id: String,
+        /// CUDA device ordinal of this rank on its machine.
+        device: u32,
+    },
+}
+
+impl Rendezvous {
+    /// The timeout as a [`Duration`].
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// The NCCL unique id as bytes, if this is an NCCL record (validated length and digits).
+    pub fn nccl_unique_id(&self) -> Result<Option<[u8; NCCL_UNIQUE_ID_BYTES]>> {
+        match &self.backend {
+            BackendRendezvous::Nccl { unique_id, .. } => decode_unique_id(unique_id)
+                .map(Some)
+                .map_err(|message| Error::Invalid(vec![FieldError::new("backend.unique_id", message)])),
+            BackendRendezvous::Tcp { .. } => Ok(None),
+        }
+    }
+
+    /// Checks every field; all problems are reported, each with its field path.
+    pub fn validate(&self) -> Result<()> {
+        let mut errors = Vec::new();
+        let mut check = |ok: bool, path: &str, message: String| {
+            if !ok {
+                errors.push(FieldError::new(path, message));
+            }
+        };
+        check(self.world >= 1, "world", format!("must be >= 1, got {}", self.world));
+        check(self.rank < self.world, "rank", format!("must be < world ({}), got {}", self.world, self.rank));
+        check(!self.job_token.is_empty(), "job_token", "must not be empty".to_owned());
+        check(
+            self.job_token.len() <= MAX_TOKEN_BYTES,
+            "job_token",
+            format!("must be at most {MAX_TOKEN_BYTES} bytes, got {}", self.job_token.len()),
+        );
+        check(self.timeout_ms >= 1, "timeout_ms", format!("must be >= 1, got {}", self.timeout_ms));
+        match &self.backend {
+            BackendRendezvous::Tcp { peers, listen } => {
+                check(
+                    peers.len() == self.world as usize,
+                    "backend.peers",
+                    format!("must list one address per rank ({}), got {}", self.world, peers.len()),
+                );
+                for (i, peer) in peers.iter().enumerate() {
+                    check(
+                        is_host_port(peer),
+                        &format!("backend.peers[{i}]"),
+                        format!("must be host:port, got {peer:?}"),
+                    );
+                }
+                if let Some(listen) = listen {
+                    check(
+                        is_host_port(listen),
+                        "backend.listen",
+                        format!("must be host:port, got {listen:?}"),
+                    );
+                }
+            }
+            BackendRendezvous::Nccl { unique_id, .. } => {
+                if let Err(message) = decode_unique_id(unique_id) {
+                    check(false, "backend.unique_id", message);
+                }
+            }
+        }
+        if errors.is_empty() { Ok(()) } else { Err(Error::Invalid(errors)) }
+    }
+}
+
+/// Longest job token accepted; the handshake sends it in one small frame.
+pub const MAX_TOKEN_BYTES: usize = 256;
+
+/// Renders an NCCL unique id as the hex string [`BackendRendezvous::Nccl`] carries.
+pub fn encode_unique_id(bytes: &[u8; NCCL_UNIQUE_ID_BYTES]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_unique_id(hex: &str) -> std::result::Result<[u8; NCCL_UNIQUE_ID_BYTES], String> {
+    if hex.len() != 2 * NCCL_UNIQUE_ID_BYTES {
+        return Err(format!("must be {} hex digits, got {}", 2 * NCCL_UNIQUE_ID_BYTES, hex.len()));
+    }
+    let mut out = [0u8; NCCL_UNIQUE_ID_BYTES];
+    for (i, byte) in out.iter_mut().enumerate() {
+        let pair = &hex[2 * i..2 * i + 2];
+        *byte = u8::from_str_radix(pair, 16)
+            .map_err(|_| format!("must be hex digits, got {pair:?} at offset {}", 2 * i))?;
+    }
+    Ok(out)
+}
+
+fn is_host_port(addr: &str) -> bool {
+    match addr.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(rank: u32, world: u32, peers: &[&str]) -> Rendezvous {
+        Rendezvous {
+            rank,
+            world,
+            job_token: "t".into(),
+            timeout_ms: 1000,
+            backend: BackendRendezvous::Tcp {
+                peers: peers.iter().map(|p| p.to_string()).collect(),
+                listen: None,
+            },
+        }
+    }
+
+    fn check(record: Rendezvous, expected: &[&str]) {
+        let got: Vec<String> = match record.validate() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.field_errors().iter().map(ToString::to_string).collect(),
+        };
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn validation_names_each_bad_field() {
+        check(tcp(1, 2, &["127.0.0.1:1", "127.0.0.1:2"]), &[]);
+        check(tcp(2, 2, &["a:1", "b:2"]), &["rank: must be < world (2), got 2"]);
+        check(tcp(0, 2, &["a:1"]), &["backend.peers: must list one address per rank (2), got 1"]);
+        check(tcp(0, 2, &["a:1", "b"]), &["backend.peers[1]: must be host:port, got \"b\""]);
+        let mut no_token = tcp(0, 1, &["a:1"]);
+        no_token.job_token.clear();
+        no_token.timeout_ms = 0;
+        check(no_token, &["job_token: must not be empty", "timeout_ms: must be >= 1, got 0"]);
+    }
+
+    #[test]
+    fn nccl_unique_id_round_trips_through_hex_and_json() {
+        let mut id = [0u8; NCCL_UNIQUE_ID_BYTES];
+        for (i, b) in id.iter_mut().enumerate() {
+            *b = (i * 7 % 256) as u8;
+        }
+        let record = Rendezvous {
+            rank: 0,
+            world: 1,
+            job_token: "job-1".into(),
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            backend: BackendRendezvous::Nccl { unique_id: encode_unique_id(&id), device: 0 },
+        };
+        let json = serde_json::to_string(&record).unwrap();
+        let back: Rendezvous = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, record);
+        assert_eq!(back.nccl_unique_id().unwrap(), Some(id));
+
+        let mut short = record.clone();
+        short.backend = BackendRendezvous::Nccl { unique_id: "abc".into(), device: 0 };
+        check(short, &["backend.unique_id: must be 256 hex digits, got 3"]);
+    }
+
+    #[test]
+    fn timeout_defaults_when_absent() {
+        let json = r#"{"rank":0,"world":1,"job_token":"x","backend":{"kind":"tcp","peers":["h:1"]}}"#;
+        let record: Rendezvous = serde_json::from_str(json).unwrap();
+        assert_eq!(record.timeout(), Duration::from_millis(DEFAULT_TIMEOUT_MS));
+    }
+}
