@@ -34,6 +34,10 @@ pub fn fashion_mnist() -> anyhow::Result<PathBuf> {
         std::fs::copy(source.join(file), dest.join(file))
             .with_context(|| format!("cannot copy {} into {}", file, dest.display()))?;
     }
+    let download = dest.join(".download");
+    if download.exists() {
+        std::fs::remove_dir_all(&download).with_context(|| format!("cannot remove {}", download.display()))?;
+    }
     eprintln!("data: Fashion-MNIST is in {}", dest.display());
     Ok(dest)
 }
