@@ -1,3 +1,4 @@
 //! Integration tests of the worker, on real libtorch.
 
+mod prune_equivalence;
 mod train_step;
