@@ -53,7 +53,7 @@ pub fn apply_plan(model: &ResNet, vs: &VarStore, plan: &Plan) -> Result<(ResNet,
 
     let mut pruned_vs = VarStore::new(device);
     pruned_vs.set_kind(vs.kind());
-    let pruned = ResNet::new(&pruned_vs.root(), &desc)?;
+    let pruned = ResNet::new_zeroed(&pruned_vs.root(), &desc)?;
     let source = vs.variables();
     tch::no_grad(|| -> Result<()> {
         for (name, target) in pruned_vs.variables() {

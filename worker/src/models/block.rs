@@ -9,7 +9,7 @@ use scop_core::arch::BlockDesc;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
-use super::conv_bn::{ConvBn, ConvShape, sub_path};
+use super::conv_bn::{ConvBn, ConvShape, Weights, sub_path};
 use super::error::{Result, TorchContext};
 use super::unit::Unit;
 
@@ -23,8 +23,8 @@ pub struct Block {
 }
 
 impl Block {
-    pub fn new(root: &nn::Path, desc: &BlockDesc) -> Self {
-        let units = desc.units.iter().map(|u| Unit::new(root, u)).collect();
+    pub fn new(root: &nn::Path, desc: &BlockDesc, weights: Weights) -> Self {
+        let units = desc.units.iter().map(|u| Unit::new(root, u, weights)).collect();
         let downsample = desc.shortcut.as_ref().map(|s| {
             let path = sub_path(root, &format!("{}.downsample", desc.name));
             let shape = ConvShape {
@@ -35,7 +35,7 @@ impl Block {
                 padding: 0,
                 groups: 1,
             };
-            ConvBn::new(&path.sub("0"), &path.sub("1"), shape)
+            ConvBn::new(&path.sub("0"), &path.sub("1"), shape, weights)
         });
         let scatter = desc.scatter().map(|kept| {
             let kept: Vec<i64> = kept.iter().map(|&k| i64::from(k)).collect();

@@ -13,6 +13,16 @@ pub fn sub_path<'a>(root: &nn::Path<'a>, dotted: &str) -> nn::Path<'a> {
     dotted.split('.').fold(root.clone(), |path, part| path.sub(part))
 }
 
+/// How a new network's variables start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weights {
+    /// torchvision's initialisation, for training.
+    Random,
+    /// Zeros, for variables that a checkpoint load or a copy overwrites at once
+    /// (much faster than drawing random numbers for a large network).
+    Zeros,
+}
+
 /// The shape and placement of one conv.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvShape {
@@ -69,17 +79,20 @@ pub struct ConvBn {
 }
 
 impl ConvBn {
-    pub fn new(conv: &nn::Path, bn: &nn::Path, shape: ConvShape) -> Self {
+    pub fn new(conv: &nn::Path, bn: &nn::Path, shape: ConvShape, weights: Weights) -> Self {
         let dims = [
             i64::from(shape.out_channels),
             i64::from(shape.in_channels / shape.groups.max(1)),
             i64::from(shape.kernel),
             i64::from(shape.kernel),
         ];
-        let init = Init::Kaiming {
-            dist: NormalOrUniform::Normal,
-            fan: FanInOut::FanOut,
-            non_linearity: NonLinearity::ReLU,
+        let init = match weights {
+            Weights::Random => Init::Kaiming {
+                dist: NormalOrUniform::Normal,
+                fan: FanInOut::FanOut,
+                non_linearity: NonLinearity::ReLU,
+            },
+            Weights::Zeros => Init::Const(0.0),
         };
         Self { weight: conv.var("weight", &dims, init), bn: BatchNorm::new(bn, shape.out_channels), shape }
     }

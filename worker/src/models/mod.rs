@@ -14,7 +14,7 @@ mod resnet;
 mod unit;
 
 pub use block::Block;
-pub use conv_bn::{BatchNorm, ConvBn, ConvShape, sub_path};
+pub use conv_bn::{BatchNorm, ConvBn, ConvShape, Weights, sub_path};
 pub use error::{Error, Result, ShapeMismatch, TorchContext};
 pub use freeze::{freeze_all_but_kfscale, is_kfscale, unfreeze};
 pub use load::load_strict;

@@ -6,7 +6,7 @@ use tch::nn::{self, Init, ModuleT};
 use tch::{Device, Tensor};
 
 use super::block::Block;
-use super::conv_bn::{ConvBn, ConvShape};
+use super::conv_bn::{ConvBn, ConvShape, Weights};
 use super::error::{Error, Result, TorchContext};
 use super::unit::Unit;
 
@@ -34,6 +34,16 @@ pub struct ResNet {
 impl ResNet {
     /// Builds the network `desc` describes, with fresh torchvision-style initialisation.
     pub fn new(root: &nn::Path, desc: &ArchDesc) -> Result<Self> {
+        Self::with_weights(root, desc, Weights::Random)
+    }
+
+    /// Builds the network with all-zero variables, to be overwritten at once by
+    /// [`crate::models::load_strict`], `VarStore::copy` or pruning.
+    pub fn new_zeroed(root: &nn::Path, desc: &ArchDesc) -> Result<Self> {
+        Self::with_weights(root, desc, Weights::Zeros)
+    }
+
+    fn with_weights(root: &nn::Path, desc: &ArchDesc, weights: Weights) -> Result<Self> {
         desc.validate()?;
         let stem_shape = ConvShape {
             in_channels: desc.in_channels,
@@ -43,15 +53,19 @@ impl ResNet {
             padding: desc.stem.padding,
             groups: 1,
         };
-        let stem = ConvBn::new(&root.sub("conv1"), &root.sub("bn1"), stem_shape);
-        let blocks = desc.blocks.iter().map(|b| Block::new(root, b)).collect();
+        let stem = ConvBn::new(&root.sub("conv1"), &root.sub("bn1"), stem_shape, weights);
+        let blocks = desc.blocks.iter().map(|b| Block::new(root, b, weights)).collect();
         let (fc_in, fc_out) =
             (i64::from(desc.classifier.in_features), i64::from(desc.classifier.out_features));
         // PyTorch's nn.Linear default: U(−1/√in, 1/√in) for weight and bias.
         let bound = 1.0 / (fc_in as f64).sqrt();
         let fc = root.sub("fc");
-        let fc_weight = fc.var("weight", &[fc_out, fc_in], Init::Uniform { lo: -bound, up: bound });
-        let fc_bias = fc.var("bias", &[fc_out], Init::Uniform { lo: -bound, up: bound });
+        let init = match weights {
+            Weights::Random => Init::Uniform { lo: -bound, up: bound },
+            Weights::Zeros => Init::Const(0.0),
+        };
+        let fc_weight = fc.var("weight", &[fc_out, fc_in], init);
+        let fc_bias = fc.var("bias", &[fc_out], init);
         Ok(Self { desc: desc.clone(), stem, blocks, fc_weight, fc_bias })
     }
 

@@ -10,7 +10,7 @@ use scop_core::arch::UnitDesc;
 use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
 
-use super::conv_bn::{ConvBn, ConvShape, sub_path};
+use super::conv_bn::{ConvBn, ConvShape, Weights, sub_path};
 use super::error::{Error, Result, TorchContext};
 
 /// Name of the β variable under the unit's path.
@@ -37,7 +37,7 @@ pub struct Unit {
 }
 
 impl Unit {
-    pub fn new(root: &nn::Path, desc: &UnitDesc) -> Self {
+    pub fn new(root: &nn::Path, desc: &UnitDesc, weights: Weights) -> Self {
         let shape = ConvShape {
             in_channels: desc.in_channels,
             out_channels: desc.out_channels,
@@ -46,7 +46,7 @@ impl Unit {
             padding: desc.padding,
             groups: desc.groups,
         };
-        let layer = ConvBn::new(&sub_path(root, &desc.name), &sub_path(root, &desc.bn), shape);
+        let layer = ConvBn::new(&sub_path(root, &desc.name), &sub_path(root, &desc.bn), shape, weights);
         Self { name: desc.name.clone(), layer, kfscale: None, pruned: desc.is_pruned() }
     }
 

@@ -1,4 +1,6 @@
 //! Integration tests of the worker, on real libtorch.
 
+mod export;
+mod knockoff;
 mod prune_equivalence;
 mod train_step;

@@ -14,8 +14,10 @@ use tch::{Device, Kind, Tensor};
 /// BN statistics and affine parameters far from their initial values, so that
 /// copying the wrong channel would show.
 pub fn randomise_bn(vs: &VarStore) {
+    // Sorted, so that the same seed gives the same values in every run.
+    let vars: std::collections::BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
     tch::no_grad(|| {
-        for (name, var) in vs.variables() {
+        for (name, var) in vars {
             let mut var = var.shallow_clone();
             let n = var.size()[0];
             let opts = (Kind::Float, var.device());
