@@ -181,3 +181,54 @@ pub fn save_torchscript(model: &ResNet, vs: &VarStore, path: &Path, input_size: 
     }
     module.save(path).ctx(path.display())
 }
+
+/// The options of `scop-worker export`: build a network, optionally load a
+/// checkpoint into it and prune it with a plan, then export it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExportArgs {
+    #[arg(long)]
+    pub arch: String,
+    #[arg(long, default_value_t = 10)]
+    pub num_classes: u32,
+    #[arg(long, default_value_t = 3)]
+    pub in_channels: u32,
+    /// A safetensors checkpoint with torchvision-style names, loaded strictly.
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
+    /// A plan (`plan.json`) to prune the network with before exporting.
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
+    /// Side of the example input for tracing and FLOPs; 32 for CIFAR-style nets, else 224.
+    #[arg(long)]
+    pub input_size: Option<u32>,
+    /// The export directory.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs `scop-worker export`.
+pub fn run_export(args: &ExportArgs) -> Result<ExportPaths> {
+    let desc = ArchDesc::new(&args.arch, args.num_classes, args.in_channels)?;
+    let vs = VarStore::new(Device::Cpu);
+    let model = match &args.init_from {
+        Some(path) => {
+            let model = ResNet::new_zeroed(&vs.root(), &desc)?;
+            load_strict(&vs, path)?;
+            model
+        }
+        None => ResNet::new(&vs.root(), &desc)?,
+    };
+    let input_size = args.input_size.unwrap_or(match desc.family {
+        scop_core::arch::Family::Cifar => 32,
+        scop_core::arch::Family::Imagenet => 224,
+    });
+    match &args.plan {
+        Some(path) => {
+            let shown = path.display().to_string();
+            let plan = Plan::from_json(&read_text(path)?, &shown)?;
+            let (pruned, pruned_vs) = crate::prune::apply_plan(&model, &vs, &plan)?;
+            export(&args.out, &pruned, &pruned_vs, Some(&plan), input_size)
+        }
+        None => export(&args.out, &model, &vs, None, input_size),
+    }
+}

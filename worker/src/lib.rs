@@ -4,6 +4,8 @@
 //! the coordinator and the client stay small and never load it.
 
 pub mod export;
+pub mod inspect;
+pub mod latency;
 pub mod models;
 pub mod prune;
 pub mod runtime;
