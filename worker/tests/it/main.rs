@@ -4,4 +4,7 @@ mod data;
 mod collective;
 #[cfg(feature = "cuda-tests")]
 mod collective_nccl;
+mod export;
+mod knockoff;
+mod prune_equivalence;
 mod train_step;

@@ -1,0 +1,134 @@
+//! Inference latency of a dense network against its pruned versions, measured
+//! side by side in one process (the hidden `scop-worker bench-models` command that
+//! `cargo xtask bench models` runs in a release build).
+//!
+//! Three variants of the same weights: dense, pruned with `residual: scatter` and
+//! pruned with `residual: keep`, both at the layer-wise rate from seeded random
+//! scores. Every repetition runs each variant once, in turn, so that a change in
+//! machine load affects all of them alike; the median is reported.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use scop_core::arch::ArchDesc;
+use scop_core::plan::Plan;
+use scop_core::score::random_scores;
+use scop_core::spec::{PruneSpec, ResidualMode};
+use serde::Serialize;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use crate::models::{Error, ResNet, Result};
+use crate::prune::apply_plan;
+
+/// The options of `scop-worker bench-models`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LatencyArgs {
+    #[arg(long, default_value = "resnet50")]
+    pub arch: String,
+    #[arg(long, default_value_t = 10)]
+    pub num_classes: u32,
+    #[arg(long, default_value_t = 0.45)]
+    pub prune_rate: f64,
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    pub batches: Vec<i64>,
+    #[arg(long, default_value_t = 224)]
+    pub input_size: u32,
+    /// Timed repetitions per variant and batch size (after one warm-up run).
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+    /// Writes `<variant>.json` (the architecture descriptions) here, for baselines.
+    #[arg(long)]
+    pub arch_dir: Option<PathBuf>,
+}
+
+/// One variant's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantLatency {
+    pub name: String,
+    pub params: u64,
+    pub flops: u64,
+    /// Median milliseconds per forward pass, by batch size.
+    pub median_ms: BTreeMap<i64, f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyReport {
+    pub arch: String,
+    pub input_size: u32,
+    pub threads: i32,
+    pub reps: usize,
+    pub variants: Vec<VariantLatency>,
+}
+
+fn median(mut times: Vec<f64>) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+pub fn measure(args: &LatencyArgs) -> Result<LatencyReport> {
+    if args.reps == 0 || args.batches.iter().any(|&b| b < 1) {
+        return Err(Error::Input("--reps and every --batches value must be >= 1".to_owned()));
+    }
+    tch::manual_seed(0);
+    let desc = ArchDesc::new(&args.arch, args.num_classes, 3)?;
+    let vs = VarStore::new(Device::Cpu);
+    let dense = ResNet::new(&vs.root(), &desc)?;
+    let scores = random_scores(&desc, 0);
+    let mut variants = vec![("dense".to_owned(), dense, vs)];
+    for (name, residual) in [("scatter", ResidualMode::Scatter), ("keep", ResidualMode::Keep)] {
+        let prune = PruneSpec { rate: args.prune_rate, residual, ..PruneSpec::default() };
+        let plan = Plan::decide(&desc, &scores, &prune, args.input_size)?;
+        let (model, vs) = apply_plan(&variants[0].1, &variants[0].2, &plan)?;
+        variants.push((name.to_owned(), model, vs));
+    }
+    if let Some(dir) = &args.arch_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
+        for (name, model, _) in &variants {
+            let path = dir.join(format!("{name}.json"));
+            std::fs::write(&path, model.desc().to_json())
+                .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        }
+    }
+
+    let mut times: Vec<BTreeMap<i64, Vec<f64>>> = vec![BTreeMap::new(); variants.len()];
+    tch::no_grad(|| -> Result<()> {
+        for &batch in &args.batches {
+            let side = i64::from(args.input_size);
+            let x = Tensor::randn([batch, 3, side, side], (Kind::Float, Device::Cpu));
+            for (_, model, _) in &variants {
+                let _logits = model.f_forward_t(&x, false)?;
+            }
+            for _ in 0..args.reps {
+                for (i, (_, model, _)) in variants.iter().enumerate() {
+                    let start = Instant::now();
+                    let _logits = model.f_forward_t(&x, false)?;
+                    times[i].entry(batch).or_default().push(start.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    let variants = variants
+        .into_iter()
+        .zip(times)
+        .map(|((name, model, _), times)| {
+            let cost = model.desc().cost(args.input_size);
+            VariantLatency {
+                name,
+                params: cost.params,
+                flops: cost.flops,
+                median_ms: times.into_iter().map(|(b, t)| (b, median(t))).collect(),
+            }
+        })
+        .collect();
+    Ok(LatencyReport {
+        arch: args.arch.clone(),
+        input_size: args.input_size,
+        threads: tch::get_num_threads(),
+        reps: args.reps,
+        variants,
+    })
+}

@@ -1,0 +1,77 @@
+//! A residual block (BasicBlock or Bottleneck) built from its description.
+//!
+//! The units run in order with ReLU between them; the last unit's output meets
+//! the shortcut. When that unit was pruned (`residual: scatter`), its channels are
+//! added into their places of the full-width residual: `identity.index_add(1,
+//! kept, y)`, which equals scattering into zeros and adding, without the zeros.
+
+use scop_core::arch::BlockDesc;
+use tch::nn;
+use tch::{Device, Kind, Tensor};
+
+use super::conv_bn::{ConvBn, ConvShape, Weights, sub_path};
+use super::error::{Result, TorchContext};
+use super::unit::Unit;
+
+#[derive(Debug)]
+pub struct Block {
+    name: String,
+    pub(crate) units: Vec<Unit>,
+    downsample: Option<ConvBn>,
+    /// Residual channels the last unit's outputs go to, when it was pruned.
+    scatter: Option<Tensor>,
+}
+
+impl Block {
+    pub fn new(root: &nn::Path, desc: &BlockDesc, weights: Weights) -> Self {
+        let units = desc.units.iter().map(|u| Unit::new(root, u, weights)).collect();
+        let downsample = desc.shortcut.as_ref().map(|s| {
+            let path = sub_path(root, &format!("{}.downsample", desc.name));
+            let shape = ConvShape {
+                in_channels: s.in_channels,
+                out_channels: s.out_channels,
+                kernel: 1,
+                stride: s.stride,
+                padding: 0,
+                groups: 1,
+            };
+            ConvBn::new(&path.sub("0"), &path.sub("1"), shape, weights)
+        });
+        let scatter = desc.scatter().map(|kept| {
+            let kept: Vec<i64> = kept.iter().map(|&k| i64::from(k)).collect();
+            Tensor::from_slice(&kept).to_device(root.device())
+        });
+        Self { name: desc.name.clone(), units, downsample, scatter }
+    }
+
+    pub fn units(&self) -> &[Unit] {
+        &self.units
+    }
+
+    pub fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let mut y = xs.shallow_clone();
+        let last = self.units.len() - 1;
+        for (i, unit) in self.units.iter().enumerate() {
+            y = unit.f_forward_t(&y, train)?;
+            if i < last {
+                y = y.f_relu().ctx(unit.name())?;
+            }
+        }
+        let identity = match &self.downsample {
+            Some(ds) => ds.f_forward_t(xs, train).ctx(format!("{}.downsample", self.name))?,
+            None => xs.shallow_clone(),
+        };
+        let out = match &self.scatter {
+            Some(kept) => identity.f_index_add(1, kept, &y),
+            None => identity.f_add(&y),
+        };
+        out.and_then(|t| t.f_relu()).ctx(&self.name)
+    }
+
+    /// Moves the scatter indices along when the VarStore changes device.
+    pub(crate) fn move_to(&mut self, device: Device) {
+        if let Some(kept) = &self.scatter {
+            self.scatter = Some(kept.to_device(device).to_kind(Kind::Int64));
+        }
+    }
+}

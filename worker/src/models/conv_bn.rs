@@ -1,0 +1,110 @@
+//! A bias-free conv followed by a BN, with torchvision's variable names and init.
+
+use tch::nn::init::{FanInOut, NonLinearity, NormalOrUniform};
+use tch::nn::{self, Init};
+use tch::{TchError, Tensor};
+
+/// BN hyper-parameters of torchvision (and of the reference).
+const BN_MOMENTUM: f64 = 0.1;
+const BN_EPS: f64 = 1e-5;
+
+/// The path of a dotted name under `root`: `layer1.0.conv1` → root/layer1/0/conv1.
+pub fn sub_path<'a>(root: &nn::Path<'a>, dotted: &str) -> nn::Path<'a> {
+    dotted.split('.').fold(root.clone(), |path, part| path.sub(part))
+}
+
+/// How a new network's variables start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weights {
+    /// torchvision's initialisation, for training.
+    Random,
+    /// Zeros, for variables that a checkpoint load or a copy overwrites at once
+    /// (much faster than drawing random numbers for a large network).
+    Zeros,
+}
+
+/// The shape and placement of one conv.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvShape {
+    pub in_channels: u32,
+    pub out_channels: u32,
+    pub kernel: u32,
+    pub stride: u32,
+    pub padding: u32,
+    pub groups: u32,
+}
+
+/// BatchNorm2d: `weight`, `bias`, `running_mean`, `running_var` under its path.
+#[derive(Debug)]
+pub struct BatchNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub running_mean: Tensor,
+    pub running_var: Tensor,
+}
+
+impl BatchNorm {
+    pub fn new(path: &nn::Path, channels: u32) -> Self {
+        let c = i64::from(channels);
+        Self {
+            weight: path.var("weight", &[c], Init::Const(1.0)),
+            bias: path.var("bias", &[c], Init::Const(0.0)),
+            running_mean: path.zeros_no_train("running_mean", &[c]),
+            running_var: path.ones_no_train("running_var", &[c]),
+        }
+    }
+
+    pub fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor, TchError> {
+        Tensor::f_batch_norm(
+            xs,
+            Some(&self.weight),
+            Some(&self.bias),
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            train,
+            BN_MOMENTUM,
+            BN_EPS,
+            true,
+        )
+    }
+}
+
+/// A conv (no bias) and the BN after it; the two may live under unrelated names.
+#[derive(Debug)]
+pub struct ConvBn {
+    /// `[out, in / groups, k, k]`, initialised as torchvision does (Kaiming normal, fan-out).
+    pub weight: Tensor,
+    pub bn: BatchNorm,
+    pub shape: ConvShape,
+}
+
+impl ConvBn {
+    pub fn new(conv: &nn::Path, bn: &nn::Path, shape: ConvShape, weights: Weights) -> Self {
+        let dims = [
+            i64::from(shape.out_channels),
+            i64::from(shape.in_channels / shape.groups.max(1)),
+            i64::from(shape.kernel),
+            i64::from(shape.kernel),
+        ];
+        let init = match weights {
+            Weights::Random => Init::Kaiming {
+                dist: NormalOrUniform::Normal,
+                fan: FanInOut::FanOut,
+                non_linearity: NonLinearity::ReLU,
+            },
+            Weights::Zeros => Init::Const(0.0),
+        };
+        Self { weight: conv.var("weight", &dims, init), bn: BatchNorm::new(bn, shape.out_channels), shape }
+    }
+
+    pub fn f_conv(&self, xs: &Tensor) -> Result<Tensor, TchError> {
+        let s = i64::from(self.shape.stride);
+        let p = i64::from(self.shape.padding);
+        xs.f_conv2d(&self.weight, None::<&Tensor>, [s, s], [p, p], [1, 1], i64::from(self.shape.groups))
+    }
+
+    /// conv then BN.
+    pub fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor, TchError> {
+        self.bn.f_forward_t(&self.f_conv(xs)?, train)
+    }
+}

@@ -1,0 +1,166 @@
+//! A ResNet built from an [`ArchDesc`], dense or pruned, with torchvision's names.
+
+use scop_core::arch::ArchDesc;
+use scop_core::score::{ScoreMap, unit_scores};
+use tch::nn::{self, Init, ModuleT};
+use tch::{Device, Tensor};
+
+use super::block::Block;
+use super::conv_bn::{ConvBn, ConvShape, Weights};
+use super::error::{Error, Result, TorchContext};
+use super::unit::Unit;
+
+/// β and |γ| of one unit, per channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitKnockoff {
+    pub name: String,
+    pub beta: Vec<f32>,
+    pub gamma_abs: Vec<f32>,
+}
+
+/// A ResNet of either family. Variables live in the VarStore of the path it was
+/// built on: `conv1.weight`, `bn1.running_mean`, `layer1.0.conv1.weight`,
+/// `layer1.0.downsample.0.weight`, `fc.weight`, … and, in knockoff mode,
+/// `layer1.0.conv1.kfscale`.
+#[derive(Debug)]
+pub struct ResNet {
+    desc: ArchDesc,
+    stem: ConvBn,
+    blocks: Vec<Block>,
+    fc_weight: Tensor,
+    fc_bias: Tensor,
+}
+
+impl ResNet {
+    /// Builds the network `desc` describes, with fresh torchvision-style initialisation.
+    pub fn new(root: &nn::Path, desc: &ArchDesc) -> Result<Self> {
+        Self::with_weights(root, desc, Weights::Random)
+    }
+
+    /// Builds the network with all-zero variables, to be overwritten at once by
+    /// [`crate::models::load_strict`], `VarStore::copy` or pruning.
+    pub fn new_zeroed(root: &nn::Path, desc: &ArchDesc) -> Result<Self> {
+        Self::with_weights(root, desc, Weights::Zeros)
+    }
+
+    fn with_weights(root: &nn::Path, desc: &ArchDesc, weights: Weights) -> Result<Self> {
+        desc.validate()?;
+        let stem_shape = ConvShape {
+            in_channels: desc.in_channels,
+            out_channels: desc.stem.out_channels,
+            kernel: desc.stem.kernel,
+            stride: desc.stem.stride,
+            padding: desc.stem.padding,
+            groups: 1,
+        };
+        let stem = ConvBn::new(&root.sub("conv1"), &root.sub("bn1"), stem_shape, weights);
+        let blocks = desc.blocks.iter().map(|b| Block::new(root, b, weights)).collect();
+        let (fc_in, fc_out) =
+            (i64::from(desc.classifier.in_features), i64::from(desc.classifier.out_features));
+        // PyTorch's nn.Linear default: U(−1/√in, 1/√in) for weight and bias.
+        let bound = 1.0 / (fc_in as f64).sqrt();
+        let fc = root.sub("fc");
+        let init = match weights {
+            Weights::Random => Init::Uniform { lo: -bound, up: bound },
+            Weights::Zeros => Init::Const(0.0),
+        };
+        let fc_weight = fc.var("weight", &[fc_out, fc_in], init);
+        let fc_bias = fc.var("bias", &[fc_out], init);
+        Ok(Self { desc: desc.clone(), stem, blocks, fc_weight, fc_bias })
+    }
+
+    pub fn desc(&self) -> &ArchDesc {
+        &self.desc
+    }
+
+    /// The prunable units, in forward order.
+    pub fn units(&self) -> impl Iterator<Item = &Unit> {
+        self.blocks.iter().flat_map(|b| b.units().iter())
+    }
+
+    pub fn unit(&self, name: &str) -> Option<&Unit> {
+        self.units().find(|u| u.name() == name)
+    }
+
+    /// Logits for a batch `[N, in_channels, H, W]`. In knockoff mode with `train`,
+    /// the batch is `[real; knockoff]` and N must be even.
+    pub fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let size = xs.size();
+        if size.len() != 4 || size[1] != i64::from(self.desc.in_channels) {
+            return Err(Error::Input(format!(
+                "{} expects [N, {}, H, W], got {size:?}",
+                self.desc.arch, self.desc.in_channels
+            )));
+        }
+        let mut x = self.stem.f_forward_t(xs, train).and_then(|t| t.f_relu()).ctx("stem")?;
+        if self.desc.stem.max_pool {
+            x = x.f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false).ctx("stem max-pool")?;
+        }
+        for block in &self.blocks {
+            x = block.f_forward_t(&x, train)?;
+        }
+        x.f_adaptive_avg_pool2d([1, 1])
+            .and_then(|t| t.f_flatten(1, -1))
+            .and_then(|t| t.f_linear(&self.fc_weight, Some(&self.fc_bias)))
+            .ctx("classifier")
+    }
+
+    /// Switches every unit to knockoff mode, creating β under `root` (use the
+    /// root of the model's own VarStore so that checkpoints hold β too).
+    pub fn enable_knockoff(&mut self, root: &nn::Path) -> Result<()> {
+        for block in &mut self.blocks {
+            for unit in &mut block.units {
+                unit.enable_knockoff(root)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every unit back to plain conv + BN.
+    pub fn disable_knockoff(&mut self) {
+        self.blocks.iter_mut().flat_map(|b| b.units.iter_mut()).for_each(Unit::disable_knockoff);
+    }
+
+    /// Clamps every β into [0, 1]; call after each optimiser step.
+    pub fn clamp_kfscale(&self) -> Result<()> {
+        self.units().try_for_each(Unit::clamp_kfscale)
+    }
+
+    /// β and |γ| of every unit in knockoff mode, in forward order.
+    pub fn knockoff_state(&self) -> Result<Vec<UnitKnockoff>> {
+        let mut state = Vec::new();
+        for unit in self.units() {
+            if let Some((beta, gamma_abs)) = unit.beta_and_gamma()? {
+                state.push(UnitKnockoff { name: unit.name().to_owned(), beta, gamma_abs });
+            }
+        }
+        Ok(state)
+    }
+
+    /// SCOP scores `|γ|·(2β−1)` of every unit; all units must be in knockoff mode.
+    pub fn scores(&self) -> Result<ScoreMap> {
+        let state = self.knockoff_state()?;
+        if state.len() != self.units().count() {
+            return Err(Error::Mode("scores need every unit in knockoff mode".to_owned()));
+        }
+        let mut scores = ScoreMap::new();
+        for unit in state {
+            let values = unit_scores(&unit.name, &unit.gamma_abs, &unit.beta)?;
+            scores.insert(unit.name, values);
+        }
+        Ok(scores)
+    }
+
+    /// Call after `VarStore::set_device` so that non-variable tensors follow.
+    pub fn move_to(&mut self, device: Device) {
+        self.blocks.iter_mut().for_each(|b| b.move_to(device));
+    }
+}
+
+impl ModuleT for ResNet {
+    /// The infallible form for tch's APIs; training loops should call
+    /// [`ResNet::f_forward_t`] and handle the error.
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.f_forward_t(xs, train).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
