@@ -1,8 +1,8 @@
 """Baseline for `cargo xtask bench collectives`: torch.distributed gloo all-reduce.
 
 Spawns WORLD processes on 127.0.0.1 that all-reduce (sum) one float32 tensor of
-BYTES bytes, each measured call right after a barrier, and prints one line per
-rank: `RESULT rank=R times_ms=t1,t2,...` (the same format as
+BYTES bytes, each measured call right after a barrier, and prints (from rank 0) one
+line per rank: `RESULT rank=R times_ms=t1,t2,...` (the same format as
 `scop-worker bench-allreduce`).
 
 Usage: python gloo_allreduce.py WORLD BYTES WARMUP ITERS PORT
@@ -31,7 +31,13 @@ def rank_main(rank, world, nbytes, warmup, iters, port):
         times.append((time.perf_counter() - start) * 1e3)
     if iters and not bool((tensor == world).all()):
         raise SystemExit(f"rank {rank}: wrong all-reduce result")
-    print(f"RESULT rank={rank} times_ms={','.join(f'{t:.3f}' for t in times)}", flush=True)
+    # Ranks share stdout, so rank 0 prints every rank's line to keep them whole.
+    mine = torch.tensor(times, dtype=torch.float64)
+    everyone = [torch.zeros_like(mine) for _ in range(world)]
+    dist.all_gather(everyone, mine)
+    if rank == 0:
+        for r, ts in enumerate(everyone):
+            print(f"RESULT rank={r} times_ms={','.join(f'{t:.3f}' for t in ts.tolist())}", flush=True)
     dist.destroy_process_group()
 
 
