@@ -6,8 +6,8 @@
 pub mod arch;
 pub mod error;
 pub mod plan;
-pub mod score;
 pub mod rendezvous;
+pub mod score;
 pub mod spec;
 pub mod stats;
 

@@ -41,6 +41,14 @@ pub enum Event {
         top5: f64,
     },
     Statistics(ScoreStatistics),
+    /// The pruning plan was decided from the score statistics.
+    PlanDecided {
+        policy: String,
+        params_before: u64,
+        params_after: u64,
+        flops_before: u64,
+        flops_after: u64,
+    },
     CheckpointWritten {
         stage: String,
         path: PathBuf,
@@ -157,11 +165,20 @@ pub fn human_line(event: &Event) -> Option<String> {
         Event::Statistics(stats) => {
             format!("[knockoff] score statistics of {} units (epoch {})", stats.units.len(), stats.epoch)
         }
+        Event::PlanDecided { policy, params_before, params_after, flops_before, flops_after } => format!(
+            "[decide] {policy} plan: params {params_before} -> {params_after} ({:.1}% fewer), FLOPs {flops_before} -> {flops_after} ({:.1}% fewer)",
+            reduction(*params_before, *params_after),
+            reduction(*flops_before, *flops_after)
+        ),
         Event::CheckpointWritten { .. } => return None,
         Event::StageFinished { stage, seconds } => {
             format!("[{stage}] finished in {}", format_duration(*seconds))
         }
     })
+}
+
+fn reduction(before: u64, after: u64) -> f64 {
+    100.0 * (1.0 - after as f64 / before.max(1) as f64)
 }
 
 /// `75.0` → `1m15s`; `3700.0` → `1h01m40s`.

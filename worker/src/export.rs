@@ -51,6 +51,9 @@ pub struct ModelCard {
     /// Filled by the training stages, e.g. `top1_dense`, `top1_pruned`, `latency_ms`.
     #[serde(default)]
     pub metrics: BTreeMap<String, f64>,
+    /// What a user must do to a raw image before feeding the model; filled by the export stage.
+    #[serde(default)]
+    pub preprocessing: Option<crate::data::Preprocessing>,
 }
 
 impl ModelCard {
@@ -70,6 +73,7 @@ impl ModelCard {
             prune: plan.map(|p| p.prune.clone()),
             plan: plan.map(|p| p.summary),
             metrics: BTreeMap::new(),
+            preprocessing: None,
         })
     }
 

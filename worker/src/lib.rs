@@ -4,15 +4,16 @@
 //! the coordinator and the client stay small and never load it.
 
 pub mod checkpoint;
-pub mod events;
-pub mod report;
-pub mod data;
 pub mod collective;
+pub mod data;
+pub mod events;
 pub mod export;
 pub mod inspect;
 pub mod latency;
 pub mod models;
 pub mod prune;
+pub mod report;
+pub mod run;
 pub mod runtime;
 pub mod stages;
 pub mod train;

@@ -17,6 +17,8 @@ struct Args {
 enum Command {
     /// Print the libtorch runtime this worker would train on, as JSON.
     Info,
+    /// Run every stage of a job in this process: pretrain?, knockoff, decide, finetune, export.
+    Run(RunArgs),
     /// Show what pruning does to a network: channels, params and FLOPs per unit.
     Inspect(InspectArgs),
     /// Build (and optionally load and prune) a network and export it:
@@ -28,6 +30,18 @@ enum Command {
     /// One rank of the TCP all-reduce benchmark (`cargo xtask bench collectives` runs it).
     #[command(hide = true)]
     BenchAllreduce(BenchAllreduceArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The job spec (YAML); see docs/job-spec.md.
+    spec: std::path::PathBuf,
+    /// Write everything here instead of the spec's output.dir.
+    #[arg(long)]
+    output: Option<std::path::PathBuf>,
+    /// Continue each stage from its latest checkpoint in the output directory.
+    #[arg(long)]
+    resume: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -48,8 +62,24 @@ struct BenchAllreduceArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
     let args = Args::parse();
     match args.command {
+        Command::Run(a) => {
+            let spec = match scop_core::spec::JobSpec::from_file(&a.spec) {
+                Ok(spec) => spec,
+                Err(e) => fail(&format!("{}:\n{e}", a.spec.display())),
+            };
+            let options = scop_worker::run::RunOptions { output: a.output, resume: a.resume };
+            if let Err(e) = scop_worker::run::run_job(&spec, &options) {
+                fail(&e.to_string());
+            }
+        }
         Command::Info => {
             let info = scop_worker::runtime::RuntimeInfo::probe();
             println!("{}", serde_json::to_string_pretty(&info)?);
@@ -88,4 +118,10 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints the reason and exits non-zero, without a backtrace: bad input is not a crash.
+fn fail(reason: &str) -> ! {
+    eprintln!("error: {reason}");
+    std::process::exit(1)
 }

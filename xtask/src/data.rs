@@ -36,7 +36,8 @@ pub fn fashion_mnist() -> anyhow::Result<PathBuf> {
     }
     let download = dest.join(".download");
     if download.exists() {
-        std::fs::remove_dir_all(&download).with_context(|| format!("cannot remove {}", download.display()))?;
+        std::fs::remove_dir_all(&download)
+            .with_context(|| format!("cannot remove {}", download.display()))?;
     }
     eprintln!("data: Fashion-MNIST is in {}", dest.display());
     Ok(dest)

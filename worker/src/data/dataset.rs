@@ -214,7 +214,7 @@ impl Dataset {
 }
 
 /// The evaluation preprocessing, as recorded in a model card.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Preprocessing {
     pub input_size: usize,
     pub channels: usize,

@@ -1,3 +1,23 @@
-//! The training stages of a SCOP job: pretrain, knockoff, finetune, export.
+//! The stages of a SCOP job as functions of (spec, model state, data) →
+//! (model state, metrics): pretrain, knockoff, decide, finetune, export.
+//!
+//! Stages hand state to each other only through files in the job's output
+//! directory ([`layout`]), so each can run in its own process.
 
+pub mod context;
+pub mod decide;
+pub mod error;
+pub mod export;
+pub mod finetune;
+pub mod knockoff;
 pub mod knockoff_source;
+pub mod layout;
+pub mod parallel;
+pub mod pretrain;
+pub mod supervised;
+pub mod trainer;
+pub mod weights;
+
+pub use context::StageContext;
+pub use error::{Error, Result};
+pub use layout::Layout;

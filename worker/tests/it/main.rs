@@ -1,9 +1,9 @@
 //! Integration tests of the worker, on real libtorch.
 
-mod data;
 mod collective;
 #[cfg(feature = "cuda-tests")]
 mod collective_nccl;
+mod data;
 mod export;
 mod knockoff;
 mod prune_equivalence;

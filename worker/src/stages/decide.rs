@@ -1,0 +1,20 @@
+//! The decide step: score statistics in, pruning plan out. Pure `scop-core`
+//! code, so the coordinator runs exactly the same decision without libtorch;
+//! `scop-worker run` calls it locally.
+
+use scop_core::plan::Plan;
+
+use super::context::StageContext;
+use super::error::{Result, io};
+use super::knockoff::read_last_statistics;
+use super::weights;
+
+/// Decides the plan from the last knockoff epoch's statistics and writes `plan.json`.
+pub fn run(ctx: &StageContext<'_>) -> Result<Plan> {
+    let stats = read_last_statistics(&ctx.layout.statistics())?;
+    let desc = weights::dense_desc(ctx.spec)?;
+    let plan = Plan::decide(&desc, &stats.scores(), &ctx.spec.prune, ctx.input_size() as u32)?;
+    let path = ctx.layout.plan();
+    std::fs::write(&path, plan.to_json()).map_err(io(&path))?;
+    Ok(plan)
+}

@@ -1,0 +1,63 @@
+//! The one error type of the training stages.
+
+use std::path::PathBuf;
+
+/// Why a stage failed; every variant names what it was working on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Model(#[from] crate::models::Error),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::Error),
+    #[error(transparent)]
+    Knockoff(#[from] super::knockoff_source::Error),
+    #[error(transparent)]
+    Core(#[from] scop_core::Error),
+    #[error(
+        "{stage}: the loss is {value} at epoch {epoch}, step {step}; stopping (lower the learning rate?)"
+    )]
+    NonFiniteLoss { stage: String, epoch: u32, step: u64, value: f64 },
+    #[error("{stage}: {source}")]
+    Torch {
+        stage: String,
+        #[source]
+        source: tch::TchError,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{stage}: data-parallel: {message}")]
+    Parallel { stage: String, message: String },
+    /// A stage's input is missing or inconsistent (e.g. no plan before finetune).
+    #[error("{0}")]
+    Input(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attaches the stage name to libtorch errors.
+pub trait InStage<T> {
+    fn in_stage(self, stage: &str) -> Result<T>;
+}
+
+impl<T> InStage<T> for Result<T, tch::TchError> {
+    fn in_stage(self, stage: &str) -> Result<T> {
+        self.map_err(|source| Error::Torch { stage: stage.to_owned(), source })
+    }
+}
+
+impl<T> InStage<T> for Result<T, String> {
+    fn in_stage(self, stage: &str) -> Result<T> {
+        self.map_err(|message| Error::Parallel { stage: stage.to_owned(), message })
+    }
+}
+
+/// `std::io::Error` with the path it concerns.
+pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.to_owned(), source }
+}

@@ -1,0 +1,79 @@
+//! The export stage: the finetuned network as safetensors + `arch.json`,
+//! TorchScript and a model card carrying the evaluated metrics and the
+//! preprocessing a user must apply to raw images.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::context::StageContext;
+use super::error::{Result, io};
+use super::finetune::read_plan;
+use super::weights;
+use crate::data::{Dataset, ModelInput, Split};
+use crate::export::{ExportPaths, ModelCard, export};
+use crate::train::metrics::Summary;
+
+/// Evaluations a stage leaves in `<stage>/metrics.json` for the export and the summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageMetrics {
+    /// Before the stage trained (the dense baseline for knockoff; the pruned,
+    /// recalibrated network for finetune).
+    pub before: Summary,
+    pub after: Summary,
+}
+
+impl StageMetrics {
+    pub fn write(&self, path: &std::path::Path) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        std::fs::write(path, serde_json::to_vec_pretty(self).expect("metrics serialise")).map_err(io(path))
+    }
+
+    pub fn read(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        serde_json::from_str(&text)
+            .map_err(|e| super::Error::Input(format!("{}: not stage metrics: {e}", path.display())))
+    }
+}
+
+/// Where the export went.
+#[derive(Debug, Clone)]
+pub struct ExportReport {
+    pub dir: PathBuf,
+    pub paths: ExportPaths,
+}
+
+/// Exports `finetune/`'s network into `export/` and completes its model card.
+pub fn run(ctx: &mut StageContext<'_>) -> Result<ExportReport> {
+    let layout = ctx.layout.clone();
+    let desc = weights::read_arch(&layout.arch("finetune"))?;
+    let (model, vs) = weights::load(&desc, &layout.model("finetune"), tch::Device::Cpu)?;
+    let plan = read_plan(&layout.plan())?;
+    let input_size = ctx.input_size() as u32;
+    let dir = layout.export_dir();
+    let paths = export(&dir, &model, &vs, Some(&plan), input_size)?;
+
+    let knockoff = StageMetrics::read(&layout.stage_metrics("knockoff"))?;
+    let finetune = StageMetrics::read(&layout.stage_metrics("finetune"))?;
+    let mut card = ModelCard::read(&paths.card)?;
+    for (key, value) in [
+        ("top1_dense", knockoff.before.top1),
+        ("top5_dense", knockoff.before.top5),
+        ("top1_pruned_before_finetune", finetune.before.top1),
+        ("top1_pruned", finetune.after.top1),
+        ("top5_pruned", finetune.after.top5),
+        ("loss_pruned", finetune.after.loss),
+    ] {
+        card.metrics.insert(key.to_owned(), value);
+    }
+    let input = ModelInput {
+        size: ctx.input_size(),
+        channels: Some(desc.in_channels as usize),
+        num_classes: desc.num_classes as usize,
+    };
+    card.preprocessing = Some(Dataset::from_spec(&ctx.spec.data, Split::Test, input)?.preprocessing());
+    card.write(&paths.card)?;
+    Ok(ExportReport { dir, paths })
+}

@@ -1,0 +1,60 @@
+//! Handing models between stages: building them from the spec or from
+//! `arch.json`, and saving/loading their weights as safetensors.
+
+use std::path::Path;
+
+use scop_core::arch::ArchDesc;
+use scop_core::spec::{DataFormat, JobSpec};
+use tch::Device;
+use tch::nn::VarStore;
+
+use super::error::{InStage, Result, io};
+use super::trainer::sorted_variables;
+use crate::models::{ResNet, is_kfscale, load_strict};
+
+/// The dense architecture the spec describes.
+pub fn dense_desc(spec: &JobSpec) -> Result<ArchDesc> {
+    let in_channels = spec.model.in_channels.unwrap_or(match spec.data.format {
+        DataFormat::Idx => 1,
+        DataFormat::Cifar10 | DataFormat::ImageFolder => 3,
+    });
+    Ok(ArchDesc::new(&spec.model.arch, spec.model.num_classes, in_channels)?)
+}
+
+/// A freshly initialised model of `desc` on `device`, seeded.
+pub fn build(desc: &ArchDesc, device: Device, seed: u64) -> Result<(ResNet, VarStore)> {
+    tch::manual_seed(seed as i64);
+    let vs = VarStore::new(device);
+    let model = ResNet::new(&vs.root(), desc)?;
+    Ok((model, vs))
+}
+
+/// A model of `desc` with the weights of `weights` (strict: every name and shape must match).
+pub fn load(desc: &ArchDesc, weights: &Path, device: Device) -> Result<(ResNet, VarStore)> {
+    let (model, vs) = build(desc, device, 0)?;
+    load_strict(&vs, weights)?;
+    Ok((model, vs))
+}
+
+/// Reads `arch.json` next to a stage's weights.
+pub fn read_arch(path: &Path) -> Result<ArchDesc> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    Ok(ArchDesc::from_json(&text, &path.display().to_string())?)
+}
+
+/// Writes the model's weights (without knockoff β) and its architecture.
+pub fn save(vs: &VarStore, desc: &ArchDesc, weights: &Path, arch: &Path) -> Result<()> {
+    if let Some(dir) = weights.parent() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    let tensors: Vec<(String, tch::Tensor)> = sorted_variables(vs)
+        .into_iter()
+        .filter(|(name, _)| !is_kfscale(name))
+        .map(|(name, t)| (name, t.to_device(Device::Cpu).contiguous()))
+        .collect();
+    let tmp = weights.with_extension("safetensors.tmp");
+    tch::Tensor::write_safetensors(&tensors, &tmp).in_stage("save")?;
+    std::fs::rename(&tmp, weights).map_err(io(weights))?;
+    std::fs::write(arch, desc.to_json()).map_err(io(arch))?;
+    Ok(())
+}
