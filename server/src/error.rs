@@ -81,7 +81,12 @@ impl From<Error> for Status {
             Error::InvalidSpec(spec_error) => {
                 let mut details = ErrorDetails::new();
                 for field in spec_error.field_errors() {
-                    details.add_bad_request_violation(format!("spec_yaml.{}", field.path), field.message);
+                    // The spec's root is the `spec_yaml` field itself.
+                    let path = match field.path.as_str() {
+                        "spec" => "spec_yaml".to_owned(),
+                        path => format!("spec_yaml.{path}"),
+                    };
+                    details.add_bad_request_violation(path, field.message);
                 }
                 Status::with_error_details(Code::InvalidArgument, message, details)
             }

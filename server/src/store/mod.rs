@@ -146,3 +146,6 @@ pub(crate) mod test_support {
         (store, dir)
     }
 }
+
+#[cfg(test)]
+mod tests;
