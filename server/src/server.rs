@@ -60,7 +60,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let store = Store::open(&config.database_path()).await?;
-    run_with_store(config, store, listeners, shutdown).await
+    let result = run_with_store(config, store.clone(), listeners, shutdown).await;
+    // Every task holding a handle has ended; wait for a clean close (bounded,
+    // in case a stray call is still in flight).
+    if tokio::time::timeout(std::time::Duration::from_secs(10), store.close()).await.is_err() {
+        tracing::warn!("the store did not close within 10 s");
+    }
+    result
 }
 
 /// [`run`] on a store the caller opened, so that it can drive the store the
@@ -106,6 +112,7 @@ pub async fn run_with_store(
     }
     let _ = sweep.await;
     drop(store);
+    tracing::info!("stopped");
     failure.map_or(Ok(()), Err)
 }
 

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::{Error, Result};
 
@@ -46,6 +46,8 @@ pub struct Store {
     calls: mpsc::Sender<Call>,
     hub: Arc<EventHub>,
     path: Arc<PathBuf>,
+    /// Turns true once the store thread has closed the database.
+    closed: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -60,6 +62,7 @@ impl Store {
     pub async fn open(path: &Path) -> Result<Store> {
         let (calls, mut queue) = mpsc::channel::<Call>(QUEUE_CAPACITY);
         let (opened, opened_rx) = oneshot::channel::<Result<()>>();
+        let (closed_tx, closed) = watch::channel(false);
         let db_path = path.to_owned();
         std::thread::Builder::new()
             .name("scop-store".into())
@@ -77,11 +80,24 @@ impl Store {
                 while let Some(call) = queue.blocking_recv() {
                     call(&mut conn);
                 }
+                if let Err((_, error)) = conn.close() {
+                    tracing::error!(path = %db_path.display(), %error, "closing the store failed");
+                }
+                closed_tx.send_replace(true);
                 tracing::debug!(path = %db_path.display(), "store closed");
             })
             .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
         opened_rx.await.map_err(|_| Error::StoreClosed)??;
-        Ok(Store { calls, hub: Arc::new(EventHub::default()), path: Arc::new(path.to_owned()) })
+        Ok(Store { calls, hub: Arc::new(EventHub::default()), path: Arc::new(path.to_owned()), closed })
+    }
+
+    /// Drops this handle and waits until the database is closed, which happens
+    /// once every other handle is gone too.
+    pub async fn close(self) {
+        let mut closed = self.closed.clone();
+        drop(self);
+        // An error means the thread is gone, which also means closed.
+        let _ = closed.wait_for(|done| *done).await;
     }
 
     /// The database file.

@@ -275,7 +275,9 @@ async fn reopening_keeps_jobs_and_their_events() {
     let path = dir.path().join("scop.db");
     let store = Store::open(&path).await.unwrap();
     let (job, _) = store.submit_job(new_job(Some("keep"), &[])).await.unwrap();
-    drop(store);
+    store.close().await;
+    // A clean close checkpoints the write-ahead log into the database file.
+    assert!(!dir.path().join("scop.db-wal").exists());
     let store = Store::open(&path).await.unwrap();
     let again = store.get_job(&job.id).await.unwrap();
     assert_eq!(again, job);
