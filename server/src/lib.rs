@@ -1,8 +1,19 @@
 //! The scop coordinator, `scopd`: a library so that tests run the very same
 //! server on `127.0.0.1:0` that the binary runs.
+//!
+//! `domain` holds the job state machine and records; `store` persists them in
+//! SQLite; `api` is the gRPC edge; `server` wires the ports together.
 
+pub mod api;
 pub mod config;
-pub mod grpc;
+pub mod domain;
+pub mod error;
+pub mod liveness;
+pub mod metrics;
+pub mod server;
+pub mod shutdown;
+pub mod store;
 
 pub use config::Config;
-pub use grpc::run;
+pub use error::{Error, Result};
+pub use server::{Listeners, run, run_with_store};

@@ -1,6 +1,4 @@
-//! `scopd`: parses flags, sets up logging, and runs the coordinator.
-
-use std::net::SocketAddr;
+//! `scopd`: parses flags, sets up logging, binds the ports and runs the coordinator.
 
 use anyhow::Context;
 use clap::Parser;
@@ -9,9 +7,8 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "scopd", version, about)]
 struct Args {
-    /// Address of the public gRPC API.
-    #[arg(long, env = "SCOP_GRPC_ADDR", default_value = "127.0.0.1:7070")]
-    grpc_addr: SocketAddr,
+    #[command(flatten)]
+    flags: scop_server::config::Flags,
 }
 
 #[tokio::main]
@@ -23,12 +20,26 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let config = scop_server::Config { grpc_addr: args.grpc_addr };
-    let listener = tokio::net::TcpListener::bind(config.grpc_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.grpc_addr))?;
-    scop_server::run(config, listener, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
+    let config = scop_server::Config::load(&args.flags).context("invalid configuration")?;
+    let listeners = scop_server::Listeners::bind(&config).await.context("cannot bind the ports")?;
+    scop_server::run(config, listeners, shutdown_signal()).await.context("scopd failed")
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops scopd");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }

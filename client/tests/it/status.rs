@@ -2,10 +2,21 @@
 
 #[tokio::test]
 async fn reports_serving_for_a_live_coordinator() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+    let listeners = scop_server::Listeners {
+        public: bind().await.unwrap(),
+        worker: bind().await.unwrap(),
+        metrics: bind().await.unwrap(),
+    };
+    let addr = listeners.public.local_addr().unwrap();
+    let config = scop_server::Config {
+        data_dir: dir.path().to_owned(),
+        insecure_no_auth: true,
+        ..scop_server::Config::default()
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(scop_server::run(scop_server::Config::default(), listener, async {
+    let server = tokio::spawn(scop_server::run(config, listeners, async {
         let _ = stopped.await;
     }));
     let status = scopctl::check_server(&format!("http://{addr}")).await.unwrap();

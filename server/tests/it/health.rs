@@ -1,24 +1,50 @@
-//! The standard health service answers over a real socket.
+//! Standard health checking and server reflection answer on both gRPC ports,
+//! without a token.
 
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
+use tonic_reflection::pb::v1::{
+    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+};
+
+use crate::harness::TestServer;
+
+async fn check_health(addr: std::net::SocketAddr, service: &str) {
+    let mut client = HealthClient::new(TestServer::channel(addr).await);
+    for name in ["", service] {
+        let response = client.check(HealthCheckRequest { service: name.into() }).await.unwrap();
+        assert_eq!(response.into_inner().status(), ServingStatus::Serving, "{addr} {name:?}");
+    }
+}
+
+async fn reflected_services(addr: std::net::SocketAddr) -> Vec<String> {
+    let mut client = ServerReflectionClient::new(TestServer::channel(addr).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses =
+        client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let response = responses.message().await.unwrap().unwrap();
+    match response.message_response.unwrap() {
+        MessageResponse::ListServicesResponse(list) => list.service.into_iter().map(|s| s.name).collect(),
+        other => panic!("unexpected reflection answer {other:?}"),
+    }
+}
 
 #[tokio::test]
-async fn health_reports_serving() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(scop_server::run(scop_server::Config::default(), listener, async {
-        let _ = stopped.await;
-    }));
-
-    let channel =
-        tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-    let mut client = HealthClient::new(channel);
-    let response = client.check(HealthCheckRequest { service: String::new() }).await.unwrap();
-    assert_eq!(response.into_inner().status(), ServingStatus::Serving);
-
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+async fn health_and_reflection_answer_on_both_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir).await;
+    check_health(server.public, "scop.v1.JobService").await;
+    check_health(server.worker, "scop.v1.WorkerService").await;
+    for addr in [server.public, server.worker] {
+        let services = reflected_services(addr).await;
+        for name in ["scop.v1.JobService", "scop.v1.WorkerService", "grpc.health.v1.Health"] {
+            assert!(services.iter().any(|s| s == name), "{addr}: {services:?}");
+        }
+    }
+    server.stop().await;
 }

@@ -1,3 +1,11 @@
-//! Integration tests: a real `scopd` on `127.0.0.1:0`.
+//! Integration tests: a real `scopd` on `127.0.0.1:0` with real SQLite.
 
+mod auth;
+mod harness;
 mod health;
+mod jobs;
+mod metrics;
+mod restart;
+mod spec_validation;
+mod watch;
+mod workers;

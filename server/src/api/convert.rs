@@ -1,0 +1,186 @@
+//! Conversions between `scop.v1` messages and the coordinator's domain types.
+//! The only place that knows both.
+
+use scop_proto::v1 as pb;
+
+use crate::domain::{
+    Artifact, Device, EventKind, Job, JobEvent, JobState, Plan, Stage, StateKind, Worker, WorkerHello,
+    WorkerState,
+};
+
+pub fn stage(stage: Stage) -> pb::Stage {
+    match stage {
+        Stage::Pretrain => pb::Stage::Pretrain,
+        Stage::Knockoff => pb::Stage::Knockoff,
+        Stage::Decide => pb::Stage::Decide,
+        Stage::Finetune => pb::Stage::Finetune,
+        Stage::Export => pb::Stage::Export,
+    }
+}
+
+fn stage_or_unspecified(value: Option<Stage>) -> i32 {
+    value.map_or(pb::Stage::Unspecified, stage) as i32
+}
+
+pub fn job_state(state: JobState) -> pb::JobState {
+    match state {
+        JobState::Queued => pb::JobState::Queued,
+        JobState::Running(_) => pb::JobState::Running,
+        JobState::Succeeded => pb::JobState::Succeeded,
+        JobState::Failed => pb::JobState::Failed,
+        JobState::Cancelled => pb::JobState::Cancelled,
+    }
+}
+
+/// A `ListJobs` state filter; `None` for "any state".
+pub fn state_filter(state: pb::JobState) -> Option<StateKind> {
+    match state {
+        pb::JobState::Unspecified => None,
+        pb::JobState::Queued => Some(StateKind::Queued),
+        pb::JobState::Running => Some(StateKind::Running),
+        pb::JobState::Succeeded => Some(StateKind::Succeeded),
+        pb::JobState::Failed => Some(StateKind::Failed),
+        pb::JobState::Cancelled => Some(StateKind::Cancelled),
+    }
+}
+
+pub fn job(job: Job) -> pb::Job {
+    pb::Job {
+        id: job.id,
+        state: job_state(job.state) as i32,
+        stage: stage_or_unspecified(job.stage),
+        spec_yaml: job.spec_yaml,
+        labels: job.labels.into_iter().collect(),
+        priority: job.priority,
+        created_at_ms: job.created_at_ms,
+        updated_at_ms: job.updated_at_ms,
+        error: job.error.unwrap_or_default(),
+        request_id: job.request_id.unwrap_or_default(),
+        attempt: job.attempt,
+        last_sequence: job.last_sequence,
+    }
+}
+
+fn artifact(artifact: Artifact) -> pb::Artifact {
+    pb::Artifact { kind: artifact.kind, path: artifact.path, size_bytes: artifact.size_bytes }
+}
+
+pub fn event(event: JobEvent) -> pb::JobEvent {
+    use pb::job_event::Kind;
+    let kind = match event.kind {
+        EventKind::StateChanged { from, to, reason } => Kind::StateChanged(pb::StateChanged {
+            from: from.map_or(pb::JobState::Unspecified, job_state) as i32,
+            to: job_state(to) as i32,
+            stage: stage_or_unspecified(match to {
+                JobState::Running(s) => Some(s),
+                JobState::Queued | JobState::Succeeded | JobState::Failed | JobState::Cancelled => None,
+            }),
+            reason: reason.unwrap_or_default(),
+        }),
+        EventKind::StageStarted { stage: s, attempt, world_size } => {
+            Kind::StageStarted(pb::StageStarted { stage: stage(s) as i32, attempt, world_size })
+        }
+        EventKind::StageFinished { stage: s, attempt, seconds, metrics } => {
+            Kind::StageFinished(pb::StageFinished {
+                stage: stage(s) as i32,
+                seconds,
+                attempt,
+                metrics: metrics.into_iter().collect(),
+            })
+        }
+        EventKind::Progress(p) => Kind::Progress(pb::Progress {
+            stage: stage(p.stage) as i32,
+            epoch: p.epoch,
+            epochs: p.epochs,
+            step: p.step,
+            steps: p.steps,
+            loss: p.loss,
+            accuracy: p.accuracy,
+            samples_per_second: p.samples_per_second,
+            eta_seconds: p.eta_seconds,
+        }),
+        EventKind::ScoreStatisticsReceived { stage: s, epoch, units } => {
+            Kind::StatisticsReceived(pb::ScoreStatisticsReceived { stage: stage(s) as i32, epoch, units })
+        }
+        EventKind::PlanDecided { units, channels_before, channels_after } => {
+            Kind::PlanDecided(pb::PlanDecided { units, channels_before, channels_after })
+        }
+        EventKind::ArtifactsReady { stage: s, artifacts } => Kind::ArtifactsReady(pb::ArtifactsReady {
+            stage: stage(s) as i32,
+            artifacts: artifacts.into_iter().map(artifact).collect(),
+        }),
+        EventKind::Error { stage: s, attempt, message, retrying } => {
+            Kind::Error(pb::JobError { stage: stage_or_unspecified(s), attempt, message, retrying })
+        }
+    };
+    pb::JobEvent { job_id: event.job_id, sequence: event.sequence, time_ms: event.time_ms, kind: Some(kind) }
+}
+
+pub fn plan(plan: Plan) -> pb::Plan {
+    let (channels_before, channels_after) = (plan.channels_before(), plan.channels_after());
+    pb::Plan {
+        job_id: plan.job_id,
+        decided_at_ms: plan.decided_at_ms,
+        policy: plan.policy,
+        rate: plan.rate,
+        statistics_epoch: plan.statistics_epoch,
+        units: plan
+            .units
+            .into_iter()
+            .map(|u| pb::PlanUnit {
+                unit: u.unit,
+                channels_before: u.channels_before,
+                channels_after: u.channels_after,
+                score: Some(pb::ScoreSummary {
+                    min: u.score.min,
+                    mean: u.score.mean,
+                    max: u.score.max,
+                    kept_min: u.score.kept_min,
+                    pruned_max: u.score.pruned_max,
+                }),
+            })
+            .collect(),
+        channels_before,
+        channels_after,
+    }
+}
+
+pub fn worker(worker: Worker) -> pb::Worker {
+    let (slots_total, slots_free) = (worker.slots_total(), worker.slots_free());
+    let state = match worker.state {
+        WorkerState::Connected => pb::WorkerState::Connected,
+        WorkerState::Disconnected => pb::WorkerState::Disconnected,
+        WorkerState::Lost => pb::WorkerState::Lost,
+    };
+    pb::Worker {
+        id: worker.id,
+        hostname: worker.hostname,
+        agent_version: worker.agent_version,
+        state: state as i32,
+        devices: worker
+            .devices
+            .into_iter()
+            .map(|d| pb::Device { kind: d.kind, index: d.index, name: d.name, memory_bytes: d.memory_bytes })
+            .collect(),
+        cpu_cores: worker.cpu_cores,
+        slots_total,
+        slots_busy: worker.slots_busy,
+        slots_free,
+        connected_at_ms: worker.connected_at_ms,
+        last_seen_ms: worker.last_seen_ms,
+    }
+}
+
+pub fn hello(hello: pb::Hello) -> WorkerHello {
+    WorkerHello {
+        worker_id: Some(hello.worker_id).filter(|id| !id.is_empty()),
+        hostname: hello.hostname,
+        agent_version: hello.agent_version,
+        devices: hello
+            .devices
+            .into_iter()
+            .map(|d| Device { kind: d.kind, index: d.index, name: d.name, memory_bytes: d.memory_bytes })
+            .collect(),
+        cpu_cores: hello.cpu_cores,
+    }
+}

@@ -1,0 +1,9 @@
+//! The gRPC edge: one handler file per service, the conversions to and from
+//! `scop.v1`, request validation, authentication and request metrics.
+
+pub mod auth;
+pub mod convert;
+pub mod grpc_metrics;
+pub mod job_service;
+pub mod validation;
+pub mod worker_service;

@@ -1,0 +1,188 @@
+//! The internal `WorkerService`: one `Connect` stream per worker agent.
+//!
+//! Hello registers the worker and is answered with Welcome; heartbeats keep it
+//! alive; task events of known tasks are recorded (progress, checkpoints,
+//! rendezvous records, score statistics). Assigning tasks and acting on a
+//! rank's finish or failure belong to the scheduler.
+
+use std::time::Duration;
+
+use scop_proto::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert;
+use crate::domain::{EventKind, Progress, UnitStatistics};
+use crate::error::{Error, Result};
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+
+/// How long a new stream may take to send its Hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Coordinator messages buffered per worker.
+const OUTBOX: usize = 32;
+
+/// The handler of the worker port.
+#[derive(Debug, Clone)]
+pub struct WorkerApi {
+    store: Store,
+    shutdown: Shutdown,
+    heartbeat_interval_ms: u32,
+}
+
+impl WorkerApi {
+    pub fn new(store: Store, shutdown: Shutdown, heartbeat_interval_ms: u32) -> Self {
+        Self { store, shutdown, heartbeat_interval_ms }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::worker_service_server::WorkerService for WorkerApi {
+    type ConnectStream = ReceiverStream<Result<pb::CoordinatorMessage, Status>>;
+
+    async fn connect(
+        &self,
+        request: Request<Streaming<pb::WorkerMessage>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no Hello within 10 s of connecting"))??;
+        let hello = match first {
+            Some(pb::WorkerMessage { kind: Some(pb::worker_message::Kind::Hello(hello)) }) => hello,
+            _ => return Err(invalid("kind", "the first message on a stream must be Hello").into()),
+        };
+        check_hello(&hello)?;
+        let worker = self.store.register_worker(convert::hello(hello)).await?;
+        tracing::info!(worker_id = %worker.id, hostname = %worker.hostname, slots = worker.slots_total(), "worker connected");
+        let (outbox, receiver) = mpsc::channel(OUTBOX);
+        let welcome =
+            pb::Welcome { worker_id: worker.id.clone(), heartbeat_interval_ms: self.heartbeat_interval_ms };
+        outbox
+            .send(Ok(pb::CoordinatorMessage { kind: Some(pb::coordinator_message::Kind::Welcome(welcome)) }))
+            .await
+            .map_err(|_| Status::cancelled("the worker left before Welcome"))?;
+        tokio::spawn(session(self.store.clone(), worker.id, inbound, outbox, self.shutdown.clone()));
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+}
+
+fn invalid(field: &str, message: &str) -> Error {
+    Error::InvalidArgument { field: format!("hello.{field}"), message: message.to_owned() }
+}
+
+fn check_hello(hello: &pb::Hello) -> Result<()> {
+    if hello.hostname.is_empty() {
+        return Err(invalid("hostname", "must not be empty"));
+    }
+    if hello.devices.is_empty() {
+        return Err(invalid("devices", "must list at least one device (a CPU slot counts)"));
+    }
+    for (i, device) in hello.devices.iter().enumerate() {
+        if device.kind != "cpu" && device.kind != "cuda" {
+            return Err(Error::InvalidArgument {
+                field: format!("hello.devices[{i}].kind"),
+                message: format!("must be \"cpu\" or \"cuda\", got {:?}", device.kind),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Reads a worker's messages until its stream ends or the coordinator shuts down.
+async fn session(
+    store: Store,
+    worker_id: String,
+    mut inbound: Streaming<pb::WorkerMessage>,
+    outbox: mpsc::Sender<Result<pb::CoordinatorMessage, Status>>,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        let message = tokio::select! {
+            message = inbound.message() => message,
+            () = shutdown.wait() => {
+                let _ = outbox.send(Err(Status::unavailable("the coordinator is shutting down; reconnect"))).await;
+                break;
+            }
+        };
+        let kind = match message {
+            Ok(Some(pb::WorkerMessage { kind: Some(kind) })) => kind,
+            Ok(Some(pb::WorkerMessage { kind: None })) => continue,
+            Ok(None) => break,
+            Err(status) => {
+                tracing::warn!(%worker_id, %status, "worker stream broke");
+                break;
+            }
+        };
+        let handled = match kind {
+            pb::worker_message::Kind::Heartbeat(_) => store.touch_worker(&worker_id).await,
+            pb::worker_message::Kind::Hello(_) => {
+                tracing::warn!(%worker_id, "ignoring a second Hello on one stream");
+                Ok(())
+            }
+            pb::worker_message::Kind::TaskEvent(event) => {
+                let touched = store.touch_worker(&worker_id).await;
+                match record_task_event(&store, event).await {
+                    Err(Error::AttemptNotFound(task_id)) => {
+                        tracing::warn!(%worker_id, %task_id, "event for an unknown task dropped");
+                        touched
+                    }
+                    other => other.and(touched),
+                }
+            }
+        };
+        if let Err(error) = handled {
+            tracing::warn!(%worker_id, %error, "worker message not recorded");
+        }
+    }
+    if let Err(error) = store.disconnect_worker(&worker_id).await {
+        tracing::warn!(%worker_id, %error, "could not mark the worker disconnected");
+    }
+    tracing::info!(%worker_id, "worker disconnected");
+}
+
+/// Stores what a rank reported about its task. A rank's finish or failure is
+/// the scheduler's to act on; it is only logged here.
+async fn record_task_event(store: &Store, event: pb::TaskEvent) -> Result<()> {
+    use pb::task_event::Kind;
+    let (attempt, rank) = store.attempt_for_task(&event.task_id).await?;
+    match event.kind {
+        Some(Kind::Progress(p)) if rank == 0 => {
+            let remaining_steps =
+                u64::from(p.epochs.saturating_sub(p.epoch)) * p.steps + p.steps.saturating_sub(p.step);
+            let progress = Progress {
+                stage: attempt.stage,
+                epoch: p.epoch,
+                epochs: p.epochs,
+                step: p.step,
+                steps: p.steps,
+                loss: p.loss,
+                accuracy: p.accuracy,
+                samples_per_second: p.samples_per_second,
+                eta_seconds: remaining_steps as f64 * p.step_seconds,
+            };
+            store.append_event(&attempt.job_id, EventKind::Progress(progress)).await?;
+        }
+        Some(Kind::Statistics(stats)) => {
+            let units = stats
+                .units
+                .into_iter()
+                .map(|u| UnitStatistics { unit: u.unit, beta: u.beta, gamma_abs: u.gamma_abs })
+                .collect();
+            store
+                .record_score_statistics(&attempt.job_id, &attempt.id, attempt.stage, stats.epoch, units)
+                .await?;
+        }
+        Some(Kind::CheckpointWritten(path)) => {
+            store.record_checkpoint(&attempt.id, path).await?;
+        }
+        Some(Kind::RendezvousReady(record)) if rank == 0 => {
+            store.record_rendezvous(&attempt.id, record).await?;
+        }
+        Some(Kind::Finished(_)) => tracing::info!(task_id = %event.task_id, rank, "rank finished"),
+        Some(Kind::Failed(reason)) => tracing::warn!(task_id = %event.task_id, rank, %reason, "rank failed"),
+        Some(Kind::Progress(_) | Kind::RendezvousReady(_)) | None => {}
+    }
+    Ok(())
+}

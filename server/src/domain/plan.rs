@@ -1,0 +1,104 @@
+//! The persisted pruning plan as the coordinator shows it, and score statistics.
+//!
+//! The decision itself (scores → kept channels) is `scop-core`'s; this is the
+//! inspectable record of its outcome per unit.
+
+use serde::{Deserialize, Serialize};
+
+/// β and |γ| of one unit at one knockoff epoch, as rank 0 sent them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitStatistics {
+    pub unit: String,
+    pub beta: Vec<f32>,
+    pub gamma_abs: Vec<f32>,
+}
+
+impl UnitStatistics {
+    /// The SCOP score per channel: `|γ| · (2β − 1)`.
+    pub fn scores(&self) -> Vec<f64> {
+        self.beta
+            .iter()
+            .zip(&self.gamma_abs)
+            .map(|(b, g)| f64::from(*g) * (2.0 * f64::from(*b) - 1.0))
+            .collect()
+    }
+}
+
+/// The decided plan of one job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub job_id: String,
+    pub decided_at_ms: i64,
+    pub policy: String,
+    pub rate: f64,
+    pub statistics_epoch: u32,
+    pub units: Vec<PlanUnit>,
+}
+
+impl Plan {
+    pub fn channels_before(&self) -> u64 {
+        self.units.iter().map(|u| u64::from(u.channels_before)).sum()
+    }
+
+    pub fn channels_after(&self) -> u64 {
+        self.units.iter().map(|u| u64::from(u.channels_after)).sum()
+    }
+}
+
+/// One unit of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanUnit {
+    pub unit: String,
+    pub channels_before: u32,
+    pub channels_after: u32,
+    pub score: ScoreSummary,
+}
+
+/// Summary of one unit's channel scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreSummary {
+    pub min: f64,
+    pub mean: f64,
+    pub max: f64,
+    /// The lowest kept score.
+    pub kept_min: f64,
+    /// The highest pruned score; `None` when nothing was pruned.
+    pub pruned_max: Option<f64>,
+}
+
+impl ScoreSummary {
+    /// Summarises `scores` given which channels are kept; `None` when nothing is kept.
+    pub fn of(scores: &[f64], kept: &[bool]) -> Option<ScoreSummary> {
+        let pick = |want: bool| scores.iter().zip(kept).filter(move |(_, k)| **k == want).map(|(s, _)| *s);
+        let kept_min = pick(true).reduce(f64::min)?;
+        Some(ScoreSummary {
+            min: scores.iter().copied().reduce(f64::min)?,
+            mean: scores.iter().sum::<f64>() / scores.len() as f64,
+            max: scores.iter().copied().reduce(f64::max)?,
+            kept_min,
+            pruned_max: pick(false).reduce(f64::max),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_follow_the_scop_formula() {
+        let stats =
+            UnitStatistics { unit: "u".into(), beta: vec![0.5, 1.0, 0.0], gamma_abs: vec![2.0, 0.5, 1.0] };
+        assert_eq!(stats.scores(), vec![0.0, 0.5, -1.0]);
+    }
+
+    #[test]
+    fn summary_separates_kept_from_pruned() {
+        let s = ScoreSummary::of(&[0.0, 0.5, -1.0, 0.25], &[true, true, false, false]).unwrap();
+        assert_eq!((s.min, s.max, s.kept_min, s.pruned_max), (-1.0, 0.5, 0.0, Some(0.25)));
+        assert_eq!(s.mean, -0.0625);
+        let all = ScoreSummary::of(&[1.0, 2.0], &[true, true]).unwrap();
+        assert_eq!(all.pruned_max, None);
+        assert_eq!(ScoreSummary::of(&[1.0], &[false]), None);
+    }
+}

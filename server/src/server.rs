@@ -1,0 +1,244 @@
+//! Wires the coordinator together: the store, the public gRPC port, the worker
+//! gRPC port, the HTTP metrics port and the background sweep, and shuts them
+//! all down together.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use scop_proto::v1::job_service_server::JobServiceServer;
+use scop_proto::v1::worker_service_server::WorkerServiceServer;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+use crate::api::auth::{BearerAuth, TokenSet};
+use crate::api::grpc_metrics::GrpcMetricsLayer;
+use crate::api::job_service::JobApi;
+use crate::api::worker_service::WorkerApi;
+use crate::config::{Config, TlsFiles};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::shutdown::{self, Shutdown};
+use crate::store::Store;
+
+/// The three sockets `scopd` serves on, bound by the caller (tests bind `127.0.0.1:0`).
+#[derive(Debug)]
+pub struct Listeners {
+    /// Public gRPC API: `JobService`, health, reflection.
+    pub public: TcpListener,
+    /// Worker gRPC API: `WorkerService`, health, reflection.
+    pub worker: TcpListener,
+    /// HTTP `GET /metrics`.
+    pub metrics: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the three addresses of `config`.
+    pub async fn bind(config: &Config) -> Result<Listeners> {
+        let bind = |addr: std::net::SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|source| Error::Io { path: addr.to_string(), source })
+        };
+        Ok(Listeners {
+            public: bind(config.public_addr).await?,
+            worker: bind(config.worker_addr).await?,
+            metrics: bind(config.metrics_addr).await?,
+        })
+    }
+}
+
+/// Runs the coordinator until `shutdown` resolves, then drains: streams are
+/// ended, servers stop accepting and finish in-flight calls, and the store is
+/// closed.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let store = Store::open(&config.database_path()).await?;
+    let result = run_with_store(config, store.clone(), listeners, shutdown).await;
+    // Every task holding a handle has ended; wait for a clean close (bounded,
+    // in case a stray call is still in flight).
+    if tokio::time::timeout(std::time::Duration::from_secs(10), store.close()).await.is_err() {
+        tracing::warn!("the store did not close within 10 s");
+    }
+    result
+}
+
+/// [`run`] on a store the caller opened, so that it can drive the store the
+/// way the scheduler does (tests, and later standalone mode).
+pub async fn run_with_store(
+    config: Config,
+    store: Store,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    config.check()?;
+    let client_tokens = load_tokens(&config, config.token_file.as_deref(), "public")?;
+    let worker_tokens = load_tokens(&config, config.worker_token_file.as_deref(), "worker")?;
+    let metrics = Metrics::new()?;
+    let (trigger, down) = shutdown::channel();
+
+    tracing::info!(addr = %listeners.public.local_addr().map_err(io("public listener"))?, "public gRPC API listening");
+    tracing::info!(addr = %listeners.worker.local_addr().map_err(io("worker listener"))?, "worker gRPC API listening");
+    tracing::info!(addr = %listeners.metrics.local_addr().map_err(io("metrics listener"))?, "metrics on http://…/metrics");
+    tracing::info!(path = %store.path().display(), "store open");
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(
+        serve_public(&config, listeners.public, store.clone(), metrics.clone(), client_tokens, down.clone())
+            .await?,
+    );
+    tasks.spawn(
+        serve_worker(&config, listeners.worker, store.clone(), metrics.clone(), worker_tokens, down.clone())
+            .await?,
+    );
+    tasks.spawn(serve_metrics(listeners.metrics, store.clone(), metrics, down.clone()));
+    let sweep =
+        tokio::spawn(crate::liveness::sweep_lost_workers(store.clone(), config.heartbeat_timeout_ms, down));
+
+    let mut failure = None;
+    tokio::select! {
+        () = shutdown => tracing::info!("shutting down"),
+        Some(ended) = tasks.join_next() => failure = first_error(ended),
+    }
+    trigger.trigger();
+    while let Some(ended) = tasks.join_next().await {
+        failure = failure.or(first_error(ended));
+    }
+    let _ = sweep.await;
+    drop(store);
+    tracing::info!("stopped");
+    failure.map_or(Ok(()), Err)
+}
+
+fn first_error(ended: std::result::Result<Result<()>, tokio::task::JoinError>) -> Option<Error> {
+    match ended {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(error),
+        Err(join) => Some(Error::Config(format!("a server task died: {join}"))),
+    }
+}
+
+fn io(what: &'static str) -> impl Fn(std::io::Error) -> Error {
+    move |source| Error::Io { path: what.to_owned(), source }
+}
+
+fn load_tokens(config: &Config, file: Option<&std::path::Path>, port: &str) -> Result<Option<TokenSet>> {
+    if config.insecure_no_auth {
+        tracing::warn!(
+            port,
+            "authentication is OFF (--insecure-no-auth): anyone who can reach the port can use it"
+        );
+        return Ok(None);
+    }
+    let file = file.ok_or_else(|| Error::Config(format!("no token file for the {port} port")))?;
+    TokenSet::load(file).map(Some)
+}
+
+fn tls(files: &TlsFiles) -> Result<ServerTlsConfig> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|source| Error::Io { path: path.display().to_string(), source })
+    };
+    Ok(ServerTlsConfig::new().identity(Identity::from_pem(read(&files.cert)?, read(&files.key)?)))
+}
+
+fn reflection() -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+> {
+    Ok(tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(scop_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?)
+}
+
+async fn wait(mut down: Shutdown) {
+    down.wait().await;
+}
+
+async fn serve_public(
+    config: &Config,
+    listener: TcpListener,
+    store: Store,
+    metrics: Arc<Metrics>,
+    tokens: Option<TokenSet>,
+    down: Shutdown,
+) -> Result<impl Future<Output = Result<()>> + Send + 'static> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let jobs = JobServiceServer::new(JobApi::new(store, down.clone()))
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    health.set_serving::<JobServiceServer<JobApi>>().await;
+    let mut builder = Server::builder();
+    if let Some(files) = &config.public_tls {
+        builder = builder.tls_config(tls(files)?)?;
+    }
+    let router = builder
+        .layer(GrpcMetricsLayer::new(metrics))
+        .add_service(health_service)
+        .add_service(reflection()?)
+        .add_service(InterceptedService::new(jobs, BearerAuth::new(tokens)));
+    Ok(async move {
+        router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), wait(down)).await?;
+        Ok(())
+    })
+}
+
+async fn serve_worker(
+    config: &Config,
+    listener: TcpListener,
+    store: Store,
+    metrics: Arc<Metrics>,
+    tokens: Option<TokenSet>,
+    down: Shutdown,
+) -> Result<impl Future<Output = Result<()>> + Send + 'static> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let workers = WorkerServiceServer::new(WorkerApi::new(store, down.clone(), config.heartbeat_interval_ms))
+        .max_decoding_message_size(config.worker_max_message_bytes)
+        .max_encoding_message_size(config.worker_max_message_bytes);
+    health.set_serving::<WorkerServiceServer<WorkerApi>>().await;
+    let mut builder = Server::builder();
+    if let Some(files) = &config.worker_tls {
+        builder = builder.tls_config(tls(files)?)?;
+    }
+    let router = builder
+        .layer(GrpcMetricsLayer::new(metrics))
+        .add_service(health_service)
+        .add_service(reflection()?)
+        .add_service(InterceptedService::new(workers, BearerAuth::new(tokens)));
+    Ok(async move {
+        router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), wait(down)).await?;
+        Ok(())
+    })
+}
+
+async fn serve_metrics(
+    listener: TcpListener,
+    store: Store,
+    metrics: Arc<Metrics>,
+    down: Shutdown,
+) -> Result<()> {
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(render_metrics))
+        .with_state((store, metrics));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(wait(down))
+        .await
+        .map_err(|source| Error::Io { path: "metrics server".into(), source })
+}
+
+async fn render_metrics(State((store, metrics)): State<(Store, Arc<Metrics>)>) -> axum::response::Response {
+    match metrics.render(&store).await {
+        Ok(text) => {
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+        }
+        Err(error) => {
+            tracing::error!(%error, "metrics scrape failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response()
+        }
+    }
+}

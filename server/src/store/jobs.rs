@@ -1,0 +1,355 @@
+//! Jobs: submission (idempotent by request id), lookup, filtered paging,
+//! state transitions and cancellation — each change one transaction with its event.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::events::append_in;
+use super::{Store, new_id, now_ms};
+use crate::domain::{EventKind, Job, JobEvent, JobState, NewJob, Stage, StagePlan, StateKind};
+use crate::error::{Error, Result};
+
+const JOB_COLUMNS: &str = "id, state, stage, stages, spec_yaml, labels_json, priority, request_id, \
+                           created_at_ms, updated_at_ms, error, attempt, last_sequence, seq";
+
+/// Which jobs `list_jobs` returns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobFilter {
+    /// Only jobs in this state (whatever their stage).
+    pub state: Option<StateKind>,
+    /// Only jobs carrying every one of these labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One page of jobs, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+    /// Pass back as `after` for the next page; `None` on the last page.
+    pub next: Option<i64>,
+}
+
+/// How many jobs are in each state, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobCounts {
+    pub queued: u64,
+    pub running: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+}
+
+impl Store {
+    /// Creates a queued job with its first event (`→ queued`). When
+    /// `request_id` was used before with the same spec, labels and priority, the
+    /// earlier job is returned and `false` says nothing was created.
+    pub async fn submit_job(&self, new: NewJob) -> Result<(Job, bool)> {
+        let (job, created) = self
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                if let Some(request_id) = &new.request_id {
+                    let existing: Option<String> = tx
+                        .query_row("SELECT id FROM jobs WHERE request_id = ?1", [request_id], |r| r.get(0))
+                        .optional()?;
+                    if let Some(id) = existing {
+                        let job = load_job(&tx, &id)?;
+                        let same = job.spec_yaml == new.spec_yaml
+                            && job.labels == new.labels
+                            && job.priority == new.priority;
+                        return if same {
+                            Ok((job, false))
+                        } else {
+                            Err(Error::RequestIdReused { request_id: request_id.clone(), job_id: id })
+                        };
+                    }
+                }
+                let id = new_id();
+                let now = now_ms();
+                let labels_json = serde_json::to_string(&new.labels).map_err(|e| Error::corrupt("jobs", &id, e))?;
+                tx.execute(
+                    "INSERT INTO jobs (id, request_id, state, stage, stages, spec_yaml, labels_json, priority, \
+                     created_at_ms, updated_at_ms) VALUES (?1, ?2, 'queued', NULL, ?3, ?4, ?5, ?6, ?7, ?7)",
+                    params![id, new.request_id, new.stages.to_stored(), new.spec_yaml, labels_json, new.priority, now],
+                )?;
+                for (key, value) in &new.labels {
+                    tx.execute("INSERT INTO job_labels (job_id, key, value) VALUES (?1, ?2, ?3)", params![id, key, value])?;
+                }
+                for (position, stage) in new.stages.stages().iter().enumerate() {
+                    tx.execute(
+                        "INSERT INTO stages (job_id, stage, position, state) VALUES (?1, ?2, ?3, 'pending')",
+                        params![id, stage.as_str(), position],
+                    )?;
+                }
+                append_in(&tx, &id, EventKind::StateChanged { from: None, to: JobState::Queued, reason: None }, now)?;
+                let job = load_job(&tx, &id)?;
+                tx.commit()?;
+                Ok((job, true))
+            })
+            .await?;
+        if created {
+            self.hub().notify(&job.id, job.last_sequence);
+        }
+        Ok((job, created))
+    }
+
+    /// One job by id.
+    pub async fn get_job(&self, id: &str) -> Result<Job> {
+        let id = id.to_owned();
+        self.call(move |conn| load_job(conn, &id)).await
+    }
+
+    /// Jobs matching `filter`, newest first, at most `limit`, submitted before
+    /// the job at position `after` (from the previous page's `next`).
+    pub async fn list_jobs(&self, filter: JobFilter, limit: u32, after: Option<i64>) -> Result<JobPage> {
+        self.call(move |conn| {
+            let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs j WHERE 1 = 1");
+            let mut values: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(state) = filter.state {
+                values.push(state.name().to_owned().into());
+                sql.push_str(&format!(" AND j.state = ?{}", values.len()));
+            }
+            for (key, value) in &filter.labels {
+                values.push(key.clone().into());
+                values.push(value.clone().into());
+                sql.push_str(&format!(
+                    " AND EXISTS (SELECT 1 FROM job_labels l WHERE l.job_id = j.id AND l.key = ?{} AND l.value = ?{})",
+                    values.len() - 1,
+                    values.len()
+                ));
+            }
+            if let Some(after) = after {
+                values.push(after.into());
+                sql.push_str(&format!(" AND j.seq < ?{}", values.len()));
+            }
+            // One extra row tells whether another page exists.
+            values.push(i64::from(limit).saturating_add(1).into());
+            sql.push_str(&format!(" ORDER BY j.seq DESC LIMIT ?{}", values.len()));
+            let mut statement = conn.prepare(&sql)?;
+            let rows = statement.query_map(rusqlite::params_from_iter(values), RawJob::from_row)?;
+            let mut raws = rows.collect::<rusqlite::Result<Vec<RawJob>>>()?;
+            let more = raws.len() > limit as usize;
+            raws.truncate(limit as usize);
+            let next = if more { raws.last().map(|r| r.seq) } else { None };
+            let jobs = raws.into_iter().map(RawJob::into_job).collect::<Result<Vec<Job>>>()?;
+            Ok(JobPage { jobs, next })
+        })
+        .await
+    }
+
+    /// Queued jobs in scheduling order: higher priority first, then submission order.
+    pub async fn queued_jobs(&self) -> Result<Vec<Job>> {
+        self.call(|conn| {
+            let sql = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'queued' ORDER BY priority DESC, seq ASC"
+            );
+            let mut statement = conn.prepare(&sql)?;
+            let raws =
+                statement.query_map([], RawJob::from_row)?.collect::<rusqlite::Result<Vec<RawJob>>>()?;
+            raws.into_iter().map(RawJob::into_job).collect()
+        })
+        .await
+    }
+
+    /// Moves a job to `to` if its state machine allows it, with its event, in
+    /// one transaction. Also keeps the `stages` table in step.
+    pub async fn transition_job(
+        &self,
+        id: &str,
+        to: JobState,
+        reason: Option<String>,
+    ) -> Result<(Job, JobEvent)> {
+        let id = id.to_owned();
+        let (job, event) = self
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let result = transition_in(&tx, &id, to, reason)?;
+                tx.commit()?;
+                Ok(result)
+            })
+            .await?;
+        self.hub().notify(&job.id, event.sequence);
+        Ok((job, event))
+    }
+
+    /// Cancels a job that has not ended, with its live attempts; a job that
+    /// already ended is returned unchanged.
+    pub async fn cancel_job(&self, id: &str, reason: String) -> Result<Job> {
+        let id = id.to_owned();
+        let (job, event) = self
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let job = load_job(&tx, &id)?;
+                if job.state.is_terminal() {
+                    return Ok((job, None));
+                }
+                let now = now_ms();
+                tx.execute(
+                    "UPDATE attempts SET state = 'cancelled', finished_at_ms = ?2, error = ?3 \
+                     WHERE job_id = ?1 AND state IN ('pending', 'running')",
+                    params![id, now, reason],
+                )?;
+                let (job, event) = transition_in(&tx, &id, JobState::Cancelled, Some(reason))?;
+                tx.commit()?;
+                Ok((job, Some(event)))
+            })
+            .await?;
+        if let Some(event) = event {
+            self.hub().notify(&job.id, event.sequence);
+        }
+        Ok(job)
+    }
+
+    /// Jobs per state, for metrics.
+    pub async fn job_counts(&self) -> Result<JobCounts> {
+        self.call(|conn| {
+            let mut counts = JobCounts::default();
+            let mut statement = conn.prepare("SELECT state, count(*) FROM jobs GROUP BY state")?;
+            let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+            for row in rows {
+                let (state, count) = row?;
+                let slot = match state.as_str() {
+                    "queued" => &mut counts.queued,
+                    "running" => &mut counts.running,
+                    "succeeded" => &mut counts.succeeded,
+                    "failed" => &mut counts.failed,
+                    "cancelled" => &mut counts.cancelled,
+                    other => return Err(Error::corrupt("jobs", other, "unknown state")),
+                };
+                *slot = count;
+            }
+            Ok(counts)
+        })
+        .await
+    }
+}
+
+/// The transition itself, inside the caller's transaction.
+pub(super) fn transition_in(
+    conn: &Connection,
+    id: &str,
+    to: JobState,
+    reason: Option<String>,
+) -> Result<(Job, JobEvent)> {
+    let job = load_job(conn, id)?;
+    job.state
+        .check_transition(to, &job.stages)
+        .map_err(|source| Error::Transition { job_id: id.to_owned(), source })?;
+    let now = now_ms();
+    let event = append_in(
+        conn,
+        id,
+        EventKind::StateChanged { from: Some(job.state), to, reason: reason.clone() },
+        now,
+    )?;
+    let stage = match to {
+        JobState::Running(stage) => Some(stage),
+        JobState::Queued | JobState::Succeeded | JobState::Failed | JobState::Cancelled => job.stage,
+    };
+    let error = match to {
+        JobState::Failed | JobState::Cancelled => reason,
+        JobState::Queued | JobState::Running(_) | JobState::Succeeded => None,
+    };
+    let attempt = if matches!(to, JobState::Running(_)) { 0 } else { job.attempt };
+    conn.execute(
+        "UPDATE jobs SET state = ?2, stage = ?3, error = ?4, attempt = ?5, updated_at_ms = ?6 WHERE id = ?1",
+        params![id, to.name(), stage.map(Stage::as_str), error, attempt, now],
+    )?;
+    // The stage that was running ends with the job's new state...
+    if let JobState::Running(previous) = job.state {
+        let ended = match to {
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+            JobState::Queued | JobState::Running(_) | JobState::Succeeded => "succeeded",
+        };
+        conn.execute(
+            "UPDATE stages SET state = ?3, finished_at_ms = ?4 WHERE job_id = ?1 AND stage = ?2",
+            params![id, previous.as_str(), ended, now],
+        )?;
+    }
+    // ...and the next one starts.
+    if let JobState::Running(next) = to {
+        conn.execute(
+            "UPDATE stages SET state = 'running', started_at_ms = ?3 WHERE job_id = ?1 AND stage = ?2",
+            params![id, next.as_str(), now],
+        )?;
+    }
+    Ok((load_job(conn, id)?, event))
+}
+
+/// Reads one job inside any connection or transaction.
+pub(super) fn load_job(conn: &Connection, id: &str) -> Result<Job> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");
+    let raw = conn.query_row(&sql, [id], RawJob::from_row).optional()?;
+    raw.ok_or_else(|| Error::JobNotFound(id.to_owned()))?.into_job()
+}
+
+/// A jobs row before its text columns are parsed.
+struct RawJob {
+    id: String,
+    state: String,
+    stage: Option<String>,
+    stages: String,
+    spec_yaml: String,
+    labels_json: String,
+    priority: i32,
+    request_id: Option<String>,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+    error: Option<String>,
+    attempt: u32,
+    last_sequence: u64,
+    seq: i64,
+}
+
+impl RawJob {
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<RawJob> {
+        Ok(RawJob {
+            id: row.get(0)?,
+            state: row.get(1)?,
+            stage: row.get(2)?,
+            stages: row.get(3)?,
+            spec_yaml: row.get(4)?,
+            labels_json: row.get(5)?,
+            priority: row.get(6)?,
+            request_id: row.get(7)?,
+            created_at_ms: row.get(8)?,
+            updated_at_ms: row.get(9)?,
+            error: row.get(10)?,
+            attempt: row.get(11)?,
+            last_sequence: row.get(12)?,
+            seq: row.get(13)?,
+        })
+    }
+
+    fn into_job(self) -> Result<Job> {
+        let stage = match &self.stage {
+            Some(name) => Some(
+                Stage::parse(name)
+                    .ok_or_else(|| Error::corrupt("jobs", &self.id, format!("stage {name:?}")))?,
+            ),
+            None => None,
+        };
+        let state = JobState::from_stored(&self.state, stage)
+            .ok_or_else(|| Error::corrupt("jobs", &self.id, format!("state {:?}", self.state)))?;
+        let stages = StagePlan::from_stored(&self.stages)
+            .ok_or_else(|| Error::corrupt("jobs", &self.id, format!("stages {:?}", self.stages)))?;
+        let labels =
+            serde_json::from_str(&self.labels_json).map_err(|e| Error::corrupt("jobs", &self.id, e))?;
+        Ok(Job {
+            id: self.id,
+            state,
+            stage,
+            stages,
+            spec_yaml: self.spec_yaml,
+            labels,
+            priority: self.priority,
+            request_id: self.request_id,
+            created_at_ms: self.created_at_ms,
+            updated_at_ms: self.updated_at_ms,
+            error: self.error,
+            attempt: self.attempt,
+            last_sequence: self.last_sequence,
+        })
+    }
+}

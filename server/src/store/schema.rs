@@ -1,0 +1,172 @@
+//! Schema migrations, applied in order and tracked with SQLite's `user_version`.
+//!
+//! Never edit a migration that has shipped; append a new one.
+
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+
+/// Migration `i` moves the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    "
+    CREATE TABLE jobs (
+        seq            INTEGER PRIMARY KEY AUTOINCREMENT, -- submission order, for paging
+        id             TEXT NOT NULL UNIQUE,
+        request_id     TEXT UNIQUE,
+        state          TEXT NOT NULL,                     -- queued|running|succeeded|failed|cancelled
+        stage          TEXT,                              -- current or last stage
+        stages         TEXT NOT NULL,                     -- the stage plan, comma-separated
+        spec_yaml      TEXT NOT NULL,
+        labels_json    TEXT NOT NULL,
+        priority       INTEGER NOT NULL,
+        created_at_ms  INTEGER NOT NULL,
+        updated_at_ms  INTEGER NOT NULL,
+        error          TEXT,
+        attempt        INTEGER NOT NULL DEFAULT 0,        -- attempt number of the current stage
+        last_sequence  INTEGER NOT NULL DEFAULT 0         -- latest event's sequence
+    );
+    CREATE INDEX jobs_by_state ON jobs (state, priority DESC, seq);
+
+    CREATE TABLE job_labels (
+        job_id TEXT NOT NULL REFERENCES jobs (id),
+        key    TEXT NOT NULL,
+        value  TEXT NOT NULL,
+        PRIMARY KEY (job_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX job_labels_by_pair ON job_labels (key, value);
+
+    CREATE TABLE events (
+        job_id    TEXT NOT NULL REFERENCES jobs (id),
+        sequence  INTEGER NOT NULL,
+        time_ms   INTEGER NOT NULL,
+        kind      TEXT NOT NULL,
+        body      TEXT NOT NULL,                          -- JSON of domain::EventKind
+        PRIMARY KEY (job_id, sequence)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE stages (
+        job_id         TEXT NOT NULL REFERENCES jobs (id),
+        stage          TEXT NOT NULL,
+        position       INTEGER NOT NULL,
+        state          TEXT NOT NULL,                     -- pending|running|succeeded|failed|cancelled
+        attempts       INTEGER NOT NULL DEFAULT 0,
+        started_at_ms  INTEGER,
+        finished_at_ms INTEGER,
+        PRIMARY KEY (job_id, stage)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE attempts (
+        id              TEXT PRIMARY KEY,
+        job_id          TEXT NOT NULL REFERENCES jobs (id),
+        stage           TEXT NOT NULL,
+        number          INTEGER NOT NULL,
+        state           TEXT NOT NULL,                    -- pending|running|succeeded|failed|cancelled
+        world_size      INTEGER NOT NULL,
+        resume_from     TEXT,
+        last_checkpoint TEXT,
+        rendezvous_json TEXT,
+        created_at_ms   INTEGER NOT NULL,
+        finished_at_ms  INTEGER,
+        error           TEXT,
+        UNIQUE (job_id, stage, number)
+    );
+    CREATE INDEX attempts_by_state ON attempts (state);
+
+    CREATE TABLE attempt_ranks (
+        attempt_id   TEXT NOT NULL REFERENCES attempts (id),
+        rank         INTEGER NOT NULL,
+        worker_id    TEXT NOT NULL REFERENCES workers (id),
+        device_index INTEGER NOT NULL,
+        task_id      TEXT NOT NULL UNIQUE,
+        PRIMARY KEY (attempt_id, rank)
+    ) WITHOUT ROWID;
+    CREATE INDEX attempt_ranks_by_worker ON attempt_ranks (worker_id);
+
+    CREATE TABLE score_statistics (
+        job_id         TEXT NOT NULL REFERENCES jobs (id),
+        epoch          INTEGER NOT NULL,
+        unit_index     INTEGER NOT NULL,
+        unit           TEXT NOT NULL,
+        beta           BLOB NOT NULL,                     -- little-endian f32
+        gamma_abs      BLOB NOT NULL,                     -- little-endian f32
+        attempt_id     TEXT NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (job_id, epoch, unit_index)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE plans (
+        job_id        TEXT PRIMARY KEY REFERENCES jobs (id),
+        decided_at_ms INTEGER NOT NULL,
+        body          TEXT NOT NULL                       -- JSON of domain::Plan
+    );
+
+    CREATE TABLE workers (
+        id              TEXT PRIMARY KEY,
+        hostname        TEXT NOT NULL,
+        agent_version   TEXT NOT NULL,
+        state           TEXT NOT NULL,                    -- connected|disconnected|lost
+        devices_json    TEXT NOT NULL,
+        cpu_cores       INTEGER NOT NULL,
+        connected_at_ms INTEGER NOT NULL,
+        last_seen_ms    INTEGER NOT NULL
+    );
+
+    CREATE TABLE artifacts (
+        job_id        TEXT NOT NULL REFERENCES jobs (id),
+        path          TEXT NOT NULL,
+        kind          TEXT NOT NULL,
+        stage         TEXT NOT NULL,
+        size_bytes    INTEGER NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (job_id, path)
+    ) WITHOUT ROWID;
+    ",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Applies every migration the database has not seen, each in its own transaction.
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(Error::Config(format!(
+            "the database has schema version {current}, newer than this scopd's {SCHEMA_VERSION}; \
+             run a newer scopd"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version as u32 + 1)?;
+        tx.commit()?;
+        tracing::info!(version = version + 1, "applied store migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrating_twice_is_a_no_op_and_newer_schemas_are_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let tables: u32 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 10);
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        let err = migrate(&mut conn).unwrap_err().to_string();
+        assert!(err.contains("newer than this scopd"), "{err}");
+    }
+}
