@@ -27,9 +27,34 @@ enum Command {
     /// Inference latency of dense vs pruned networks, as JSON (run by `cargo xtask bench models`).
     #[command(hide = true)]
     BenchModels(LatencyArgs),
+    /// Run one stage as one rank of a data-parallel job (started by the launcher or
+    /// the worker agent, one process per rank). Writes the stage's events as JSON
+    /// lines on stdout; on failure exits with status 1 and one line on stderr.
+    #[command(hide = true)]
+    Rank(scop_worker::rank::RankArgs),
     /// One rank of the TCP all-reduce benchmark (`cargo xtask bench collectives` runs it).
     #[command(hide = true)]
     BenchAllreduce(BenchAllreduceArgs),
+    /// One rank of the data-parallel training-step benchmark (`cargo xtask bench collectives`).
+    #[command(hide = true)]
+    BenchTrainStep(BenchTrainStepArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchTrainStepArgs {
+    /// The rendezvous record as JSON (or a file holding it).
+    #[arg(long)]
+    rendezvous: String,
+    /// Samples per rank and step.
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Intra-op threads of this rank.
+    #[arg(long, default_value_t = 1)]
+    threads: i32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -42,6 +67,9 @@ struct RunArgs {
     /// Continue each stage from its latest checkpoint in the output directory.
     #[arg(long)]
     resume: bool,
+    /// Run each training stage as this many rank processes (replaces resources.world_size).
+    #[arg(long)]
+    world_size: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,10 +103,30 @@ fn main() -> anyhow::Result<()> {
                 Ok(spec) => spec,
                 Err(e) => fail(&format!("{}:\n{e}", a.spec.display())),
             };
-            let options = scop_worker::run::RunOptions { output: a.output, resume: a.resume };
+            let options =
+                scop_worker::run::RunOptions { output: a.output, resume: a.resume, world_size: a.world_size };
             if let Err(e) = scop_worker::run::run_job(&spec, &options) {
                 fail(&e.to_string());
             }
+        }
+        Command::Rank(a) => {
+            if let Err(e) = scop_worker::rank::run_rank(&a) {
+                fail(&e.to_string());
+            }
+        }
+        Command::BenchTrainStep(a) => {
+            use scop_worker::stages::step_bench::{StepBench, bench_train_steps};
+            tch::set_num_threads(a.threads);
+            let rendezvous = scop_worker::rank::read_rendezvous(&a.rendezvous)?;
+            let rank = rendezvous.rank;
+            let bench = StepBench { rendezvous, batch: a.batch, warmup: a.warmup, steps: a.steps };
+            let span = bench_train_steps(&bench).map_err(anyhow::Error::msg)?;
+            println!(
+                "RESULT rank={rank} steps={} batch={} total_ms={:.3}",
+                a.steps,
+                a.batch,
+                span.as_secs_f64() * 1e3
+            );
         }
         Command::Info => {
             let info = scop_worker::runtime::RuntimeInfo::probe();

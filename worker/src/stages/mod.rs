@@ -5,6 +5,7 @@
 //! directory ([`layout`]), so each can run in its own process.
 
 pub mod context;
+pub mod ddp;
 pub mod decide;
 pub mod error;
 pub mod export;
@@ -14,6 +15,7 @@ pub mod knockoff_source;
 pub mod layout;
 pub mod parallel;
 pub mod pretrain;
+pub mod step_bench;
 pub mod supervised;
 pub mod trainer;
 pub mod weights;

@@ -4,7 +4,9 @@ mod collective;
 #[cfg(feature = "cuda-tests")]
 mod collective_nccl;
 mod data;
+mod ddp_equivalence;
 mod export;
 mod knockoff;
 mod prune_equivalence;
+mod ranks;
 mod train_step;

@@ -1,0 +1,203 @@
+//! One stage on one rank of a data-parallel job: `scop-worker rank`.
+//!
+//! The local launcher ([`crate::launch`]) and the coordinator's worker agent start
+//! one such process per rank. It joins the collective group described by its
+//! rendezvous record, runs the stage with [`GroupReplicas`], and writes the stage's
+//! events as JSON lines on stdout. Stages hand their results to each other through
+//! files in the output directory, which rank 0 writes.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use scop_core::rendezvous::{BackendRendezvous, Rendezvous};
+use scop_core::spec::JobSpec;
+
+use crate::collective;
+use crate::events::{Event, EventSink, JsonLinesStdout};
+use crate::stages::context::device_for;
+use crate::stages::ddp::GroupReplicas;
+use crate::stages::{StageContext, export, finetune, knockoff, pretrain};
+
+/// A stage a rank process can run (decide runs in the launcher or the coordinator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RankStage {
+    Pretrain,
+    Knockoff,
+    Finetune,
+    Export,
+}
+
+impl RankStage {
+    pub fn name(self) -> &'static str {
+        match self {
+            RankStage::Pretrain => "pretrain",
+            RankStage::Knockoff => "knockoff",
+            RankStage::Finetune => "finetune",
+            RankStage::Export => "export",
+        }
+    }
+}
+
+/// The command line of `scop-worker rank`. These flags are a stable interface:
+/// the worker agent builds them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RankArgs {
+    /// The job spec (YAML or JSON); relative paths in it resolve against its directory.
+    #[arg(long)]
+    pub spec: PathBuf,
+    /// The stage to run: pretrain, knockoff, finetune (reads <output>/plan.json) or
+    /// export (rank 0 exports, other ranks only join and leave).
+    #[arg(long, value_enum)]
+    pub stage: RankStage,
+    /// This process's rank, in 0..world; must match the rendezvous record.
+    #[arg(long)]
+    pub rank: u32,
+    /// Number of ranks; must match the rendezvous record.
+    #[arg(long)]
+    pub world: u32,
+    /// The rendezvous record (scop_core::rendezvous::Rendezvous): a JSON file, or
+    /// the JSON text itself when it starts with `{`.
+    #[arg(long)]
+    pub rendezvous: String,
+    /// Use this output directory instead of the spec's output.dir (shared by all ranks).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Continue the stage from its latest checkpoint in the output directory.
+    #[arg(long)]
+    pub resume: bool,
+    /// Intra-op CPU threads of this rank; 0 uses every core.
+    #[arg(long, default_value_t = 0)]
+    pub threads: u32,
+    /// Write this rank's final parameter fingerprint (as JSON) to this file, so
+    /// tests can compare the replicas of different ranks.
+    #[arg(long, hide = true)]
+    pub fingerprint_file: Option<PathBuf>,
+}
+
+/// Why a rank failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {message}")]
+    Spec { path: PathBuf, message: String },
+    #[error("rendezvous {source_name}: {message}")]
+    Rendezvous { source_name: String, message: String },
+    #[error("rank {rank} of {world}: joining the collective group: {source}")]
+    Join {
+        rank: u32,
+        world: u32,
+        #[source]
+        source: collective::Error,
+    },
+    #[error("rank {rank}: {source}")]
+    Stage {
+        rank: u32,
+        #[source]
+        source: crate::stages::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a rank leaves behind besides its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RankOutcome {
+    /// This rank's parameter fingerprint at the last replica check of the stage
+    /// (none for export, or a stage with zero epochs).
+    pub fingerprint: Option<u64>,
+}
+
+/// Reads the rendezvous record from a file, or from the text itself if it is JSON.
+pub fn read_rendezvous(arg: &str) -> Result<Rendezvous> {
+    let (name, text) = if arg.trim_start().starts_with('{') {
+        ("(inline JSON)".to_owned(), arg.to_owned())
+    } else {
+        let text = std::fs::read_to_string(arg)
+            .map_err(|e| Error::Rendezvous { source_name: arg.to_owned(), message: e.to_string() })?;
+        (arg.to_owned(), text)
+    };
+    let record: Rendezvous = serde_json::from_str(&text)
+        .map_err(|e| Error::Rendezvous { source_name: name.clone(), message: e.to_string() })?;
+    record.validate().map_err(|e| Error::Rendezvous { source_name: name, message: e.to_string() })?;
+    Ok(record)
+}
+
+/// Runs `args.stage` as rank `args.rank`, with events on stdout.
+pub fn run_rank(args: &RankArgs) -> Result<RankOutcome> {
+    let mut spec = JobSpec::from_file(&args.spec)
+        .map_err(|e| Error::Spec { path: args.spec.clone(), message: e.to_string() })?;
+    if let Some(dir) = &args.output {
+        spec.output.dir = dir.clone();
+    }
+    let rendezvous = read_rendezvous(&args.rendezvous)?;
+    if (rendezvous.rank, rendezvous.world) != (args.rank, args.world) {
+        return Err(Error::Rendezvous {
+            source_name: args.rendezvous.clone(),
+            message: format!(
+                "the record is for rank {} of {}, but --rank {} --world {} was given",
+                rendezvous.rank, rendezvous.world, args.rank, args.world
+            ),
+        });
+    }
+    if args.threads > 0 {
+        tch::set_num_threads(args.threads as i32);
+    }
+    let local_device = match &rendezvous.backend {
+        BackendRendezvous::Nccl { device, .. } => *device as usize,
+        BackendRendezvous::Tcp { .. } => 0,
+    };
+    let in_stage = |source| Error::Stage { rank: args.rank, source };
+    let device = device_for(spec.resources.device, local_device).map_err(in_stage)?;
+    let group = collective::connect(&rendezvous).map_err(|source| Error::Join {
+        rank: args.rank,
+        world: args.world,
+        source,
+    })?;
+    let mut replicas = GroupReplicas::new(group);
+    let mut sink = JsonLinesStdout;
+    let started = Instant::now();
+    run_stage(args.stage, &spec, device, &mut replicas, &mut sink, args.resume).map_err(in_stage)?;
+    sink.emit(&Event::StageFinished {
+        stage: args.stage.name().to_owned(),
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    let outcome = RankOutcome { fingerprint: replicas.last_fingerprint() };
+    if let Some(path) = &args.fingerprint_file {
+        let record = serde_json::json!({
+            "rank": args.rank,
+            "stage": args.stage.name(),
+            "fingerprint": outcome.fingerprint.map(|f| format!("{f:016x}")),
+        });
+        std::fs::write(path, record.to_string()).map_err(|e| in_stage(crate::stages::error::io(path)(e)))?;
+    }
+    Ok(outcome)
+}
+
+/// Runs one stage with the given replicas and sink.
+pub fn run_stage(
+    stage: RankStage,
+    spec: &JobSpec,
+    device: tch::Device,
+    replicas: &mut dyn crate::stages::parallel::Replicas,
+    sink: &mut dyn EventSink,
+    resume: bool,
+) -> crate::stages::Result<()> {
+    let mut ctx = StageContext::new(spec, device, replicas, sink, resume);
+    match stage {
+        RankStage::Pretrain => {
+            pretrain::run(&mut ctx)?;
+        }
+        RankStage::Knockoff => {
+            knockoff::run(&mut ctx)?;
+        }
+        RankStage::Finetune => {
+            let plan = finetune::read_plan(&ctx.layout.plan())?;
+            finetune::run(&mut ctx, &plan)?;
+        }
+        RankStage::Export => {
+            if ctx.replicas.rank() == 0 {
+                export::run(&mut ctx)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! Real `scop-worker rank` processes on 127.0.0.1 with a tiny Fashion-MNIST job:
+//! replicas stay bit-identical through knockoff and finetune, a killed rank ends
+//! its peers with an error naming it, and `run --world-size 2` completes a job.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use scop_core::rendezvous::Rendezvous;
+use scop_core::spec::{DeviceKind, JobSpec};
+use scop_worker::events::Recorder;
+use scop_worker::launch::Launcher;
+use scop_worker::stages::parallel::Single;
+use scop_worker::stages::{StageContext, decide, weights};
+
+const WORKER: &str = env!("CARGO_BIN_EXE_scop-worker");
+
+fn data_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/fashion-mnist")
+}
+
+/// A job small enough to train in seconds; `train_subset` sets the steps per epoch.
+/// With `init_from` it starts from those weights instead of a pretrain stage.
+fn tiny_spec(dir: &Path, train_subset: usize, init_from: Option<&Path>) -> PathBuf {
+    let init = init_from.map_or(String::new(), |p| format!("  init_from: {}\n", p.display()));
+    let pretrain = match init_from {
+        Some(_) => "",
+        None => "pretrain: { epochs: 1, batch_size: 8, lr: 0.05, schedule: constant }\n",
+    };
+    let text = format!(
+        "name: tiny
+model:
+  arch: resnet20
+  num_classes: 10
+  in_channels: 1
+  input_size: 32
+{init}data:
+  format: idx
+  root: {root}
+  train_subset: {train_subset}
+  test_subset: 64
+  augment: false
+  loader_workers: 1
+{pretrain}knockoff: {{ epochs: 1, batch_size: 8, source: {{ kind: permute }} }}
+prune: {{ rate: 0.45, policy: layer, residual: scatter }}
+finetune: {{ epochs: 1, batch_size: 8, lr: 0.02, schedule: constant, bn_recalibration_batches: 2 }}
+resources: {{ device: cpu, world_size: 1, threads: 1 }}
+output: {{ dir: {out}, log_every_steps: 1 }}
+seed: 3
+",
+        root = data_root().display(),
+        out = dir.join("out").display(),
+    );
+    let path = dir.join("tiny.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn rendezvous(world: usize) -> Vec<Rendezvous> {
+    Launcher::new("-".into(), "-".into(), world, DeviceKind::Cpu, 1).rendezvous().unwrap()
+}
+
+fn spawn_rank(spec: &Path, stage: &str, record: &Rendezvous, fingerprint: Option<&Path>) -> Child {
+    let mut cmd = Command::new(WORKER);
+    cmd.args(["rank", "--stage", stage, "--threads", "1"])
+        .arg("--spec")
+        .arg(spec)
+        .args(["--rank", &record.rank.to_string(), "--world", &record.world.to_string()])
+        .arg("--rendezvous")
+        .arg(serde_json::to_string(record).unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(path) = fingerprint {
+        cmd.arg("--fingerprint-file").arg(path);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Runs `stage` on `world` ranks; returns each rank's fingerprint.
+fn run_ranks(spec: &Path, dir: &Path, stage: &str, world: usize) -> Vec<String> {
+    let children: Vec<(Child, PathBuf)> = rendezvous(world)
+        .iter()
+        .map(|r| {
+            let path = dir.join(format!("{stage}-rank{}.json", r.rank));
+            (spawn_rank(spec, stage, r, Some(&path)), path)
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|(child, path)| {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{stage}: {}", String::from_utf8_lossy(&out.stderr));
+            let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            record["fingerprint"].as_str().expect("a fingerprint").to_owned()
+        })
+        .collect()
+}
+
+/// Dense starting weights, so knockoff can run without a pretrain stage.
+fn init_weights(dir: &Path) -> PathBuf {
+    let spec = JobSpec::from_file(&tiny_spec(dir, 64, None)).unwrap();
+    let desc = weights::dense_desc(&spec).unwrap();
+    let (_, vs) = weights::build(&desc, tch::Device::Cpu, 11).unwrap();
+    let path = dir.join("init.safetensors");
+    weights::save(&vs, &desc, &path, &dir.join("init-arch.json")).unwrap();
+    path
+}
+
+#[test]
+fn replicas_are_bit_identical_after_knockoff_and_finetune() {
+    let tmp = tempfile::tempdir().unwrap();
+    let init = init_weights(tmp.path());
+    let spec_path = tiny_spec(tmp.path(), 64, Some(&init));
+
+    let knockoff = run_ranks(&spec_path, tmp.path(), "knockoff", 2);
+    assert_eq!(knockoff[0], knockoff[1], "knockoff replicas differ");
+
+    let spec = JobSpec::from_file(&spec_path).unwrap();
+    let (mut single, mut quiet) = (Single, Recorder::default());
+    decide::run(&StageContext::new(&spec, tch::Device::Cpu, &mut single, &mut quiet, false)).unwrap();
+
+    let finetune = run_ranks(&spec_path, tmp.path(), "finetune", 2);
+    assert_eq!(finetune[0], finetune[1], "finetune replicas differ");
+    assert_ne!(finetune[0], knockoff[0]);
+}
+
+#[test]
+fn killing_a_rank_ends_the_others_with_an_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 1024 samples over 2 ranks in batches of 8: 64 steps, far more than the kill needs.
+    let spec = tiny_spec(tmp.path(), 1024, None);
+    let records = rendezvous(2);
+    let mut survivor = spawn_rank(&spec, "pretrain", &records[0], None);
+    let mut victim = spawn_rank(&spec, "pretrain", &records[1], None);
+
+    // Wait until the victim has trained a step (its first progress event), then kill it.
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(victim.stdout.take().unwrap()));
+    let progressed = lines.by_ref().map_while(Result::ok).any(|l| l.contains(r#""type":"progress""#));
+    assert!(progressed, "rank 1 never reported progress");
+    victim.kill().unwrap();
+    let killed_at = Instant::now();
+    victim.wait().unwrap();
+
+    let status = loop {
+        if let Some(status) = survivor.try_wait().unwrap() {
+            break status;
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(30), "rank 0 still running 30 s after the kill");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut survivor.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "rank 0 exited successfully after losing rank 1");
+    assert!(stderr.contains("lost rank 1"), "rank 0's error does not name rank 1: {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "expected one line: {stderr}");
+}
+
+#[test]
+fn launcher_runs_a_job_on_two_ranks_and_exports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tiny_spec(tmp.path(), 64, None);
+    let out = Command::new(WORKER).arg("run").arg(&spec).args(["--world-size", "2"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let export = tmp.path().join("out/export");
+    for file in ["model.safetensors", "arch.json", "model.pt", "model-card.json"] {
+        assert!(export.join(file).is_file(), "missing {file}; stderr: {stderr}");
+    }
+    // Rank 0's events were relayed into the log, once each.
+    let log = std::fs::read_to_string(tmp.path().join("out/metrics.jsonl")).unwrap();
+    let finished = log.lines().filter(|l| l.contains(r#""type":"stage_finished""#)).count();
+    assert_eq!(finished, 4, "{log}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("artifacts:"));
+}
+
+#[test]
+fn launcher_names_the_rank_that_failed_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = std::fs::read_to_string(tiny_spec(tmp.path(), 64, None)).unwrap();
+    // No pretrain and no init_from: knockoff fails on every rank with an input error.
+    spec = spec.lines().filter(|l| !l.starts_with("pretrain:")).collect::<Vec<_>>().join("\n");
+    let path = tmp.path().join("broken.yaml");
+    std::fs::write(&path, spec).unwrap();
+    let out = Command::new(WORKER).arg("run").arg(&path).args(["--world-size", "2"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let last = stderr.trim().lines().last().unwrap_or_default();
+    assert!(last.contains("knockoff: rank "), "{stderr}");
+    assert!(last.contains("failed first (exit code 1)"), "{stderr}");
+    assert!(last.contains("knockoff needs trained weights"), "{stderr}");
+}
