@@ -3,6 +3,8 @@
 // Temporary hook until `bench/mod.rs` dispatches `cargo xtask bench <name>`.
 #[path = "bench/collectives.rs"]
 mod bench_collectives;
+#[path = "bench/dp_scaling.rs"]
+mod bench_dp_scaling;
 mod data;
 mod demo;
 mod links;

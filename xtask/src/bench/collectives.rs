@@ -4,6 +4,8 @@
 //! Both sides sum one 100 MB f32 tensor across 2 and 4 rank processes, each timed
 //! call starting right after a barrier. Per call the slowest rank's time counts;
 //! the figure printed is the median over the calls.
+//!
+//! Then the data-parallel training-step scaling table (`dp_scaling.rs`).
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -46,11 +48,11 @@ pub fn run() -> anyhow::Result<()> {
         }
         println!("{world:>5}  speed-up of the tcp ring over gloo: {:.2}x (goal: >= 1.5x)", gloo / ring);
     }
-    Ok(())
+    crate::bench_dp_scaling::run(&worker)
 }
 
 /// Free ports on 127.0.0.1, one per rank (released just before the ranks bind them).
-fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()
