@@ -138,13 +138,19 @@ impl Launcher {
         install_interrupt_handler();
         let records = self.rendezvous()?;
         let (tx, rx) = mpsc::channel::<(usize, Line)>();
-        let mut ranks = Vec::with_capacity(self.world);
+        let mut ranks: Vec<RankProcess> = Vec::with_capacity(self.world);
         for (rank, record) in records.iter().enumerate() {
-            let mut child = self.command(stage, record).spawn().map_err(|source| Error::Spawn {
-                rank,
-                program: self.program.display().to_string(),
-                source,
-            })?;
+            let mut child = match self.command(stage, record).spawn() {
+                Ok(child) => child,
+                Err(source) => {
+                    // The ranks already started would wait for this one until their timeout.
+                    for r in &mut ranks {
+                        let _ = r.child.kill();
+                        let _ = r.child.wait();
+                    }
+                    return Err(Error::Spawn { rank, program: self.program.display().to_string(), source });
+                }
+            };
             let stdout = child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
             let stderr = child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
             let readers = [relay(rank, stdout, &tx, Line::Stdout), relay(rank, stderr, &tx, Line::Stderr)]
