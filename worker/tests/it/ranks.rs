@@ -155,22 +155,37 @@ fn killing_a_rank_ends_the_others_with_an_error_naming_it() {
     assert_eq!(stderr.trim().lines().count(), 1, "expected one line: {stderr}");
 }
 
-#[test]
-fn launcher_runs_a_job_on_two_ranks_and_exports() {
+/// `scop-worker run` at `world` ranks completes the tiny job and writes the export.
+fn run_job_and_check_export(world: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let spec = tiny_spec(tmp.path(), 64, None);
-    let out = Command::new(WORKER).arg("run").arg(&spec).args(["--world-size", "2"]).output().unwrap();
+    let out = Command::new(WORKER)
+        .arg("run")
+        .arg(&spec)
+        .args(["--world-size", &world.to_string()])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let export = tmp.path().join("out/export");
     for file in ["model.safetensors", "arch.json", "model.pt", "model-card.json"] {
         assert!(export.join(file).is_file(), "missing {file}; stderr: {stderr}");
     }
-    // Rank 0's events were relayed into the log, once each.
+    // Every stage finished once in the log (at world 2: rank 0's events, relayed).
     let log = std::fs::read_to_string(tmp.path().join("out/metrics.jsonl")).unwrap();
     let finished = log.lines().filter(|l| l.contains(r#""type":"stage_finished""#)).count();
     assert_eq!(finished, 4, "{log}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("artifacts:"));
+}
+
+#[test]
+fn launcher_runs_a_job_on_two_ranks_and_exports() {
+    run_job_and_check_export(2);
+}
+
+#[test]
+fn one_rank_runs_in_process_with_the_same_orchestration() {
+    run_job_and_check_export(1);
 }
 
 #[test]
