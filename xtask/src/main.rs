@@ -1,5 +1,6 @@
 //! Project automation: `cargo xtask <command>`. Run `cargo xtask --help` for the list.
 
+mod bench;
 mod data;
 mod demo;
 mod links;
@@ -28,6 +29,8 @@ enum Command {
     CheckLinks,
     /// Fetch Fashion-MNIST (Debian's dataset-fashion-mnist) into data/fashion-mnist.
     Data,
+    /// Run a benchmark and print its ratios (`models`: dense vs pruned ResNet-50 latency).
+    Bench { name: String },
 }
 
 fn main() {
@@ -38,6 +41,7 @@ fn main() {
         Command::Demo => demo::run(),
         Command::CheckLinks => links::run(),
         Command::Data => data::fashion_mnist().map(|_| ()),
+        Command::Bench { name } => bench::run(&name),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");
