@@ -5,7 +5,8 @@
 //! Three variants of the same weights: dense, pruned with `residual: scatter` and
 //! pruned with `residual: keep`, both at the layer-wise rate from seeded random
 //! scores. Every repetition runs each variant once, in turn, so that a change in
-//! machine load affects all of them alike; the median is reported.
+//! machine load affects all of them alike; the best and the median time are
+//! reported (the best is the least disturbed by other processes).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,6 +39,9 @@ pub struct LatencyArgs {
     /// Timed repetitions per variant and batch size (after one warm-up run).
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
+    /// Intra-op threads; libtorch's default (one per core) when absent.
+    #[arg(long)]
+    pub threads: Option<i32>,
     /// Writes `<variant>.json` (the architecture descriptions) here, for baselines.
     #[arg(long)]
     pub arch_dir: Option<PathBuf>,
@@ -49,7 +53,8 @@ pub struct VariantLatency {
     pub name: String,
     pub params: u64,
     pub flops: u64,
-    /// Median milliseconds per forward pass, by batch size.
+    /// Fastest and median milliseconds per forward pass, by batch size.
+    pub best_ms: BTreeMap<i64, f64>,
     pub median_ms: BTreeMap<i64, f64>,
 }
 
@@ -70,6 +75,12 @@ fn median(mut times: Vec<f64>) -> f64 {
 pub fn measure(args: &LatencyArgs) -> Result<LatencyReport> {
     if args.reps == 0 || args.batches.iter().any(|&b| b < 1) {
         return Err(Error::Input("--reps and every --batches value must be >= 1".to_owned()));
+    }
+    if let Some(threads) = args.threads {
+        if threads < 1 {
+            return Err(Error::Input(format!("--threads must be >= 1, got {threads}")));
+        }
+        tch::set_num_threads(threads);
     }
     tch::manual_seed(0);
     let desc = ArchDesc::new(&args.arch, args.num_classes, 3)?;
@@ -120,6 +131,10 @@ pub fn measure(args: &LatencyArgs) -> Result<LatencyReport> {
                 name,
                 params: cost.params,
                 flops: cost.flops,
+                best_ms: times
+                    .iter()
+                    .map(|(b, t)| (*b, t.iter().copied().fold(f64::INFINITY, f64::min)))
+                    .collect(),
                 median_ms: times.into_iter().map(|(b, t)| (b, median(t))).collect(),
             }
         })
