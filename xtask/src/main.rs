@@ -3,6 +3,8 @@
 // Temporary hook until `bench/mod.rs` dispatches `cargo xtask bench <name>`.
 #[path = "bench/collectives.rs"]
 mod bench_collectives;
+#[path = "bench/train.rs"]
+mod bench_train;
 mod data;
 mod demo;
 mod links;
@@ -36,6 +38,13 @@ enum Command {
 fn main() {
     if std::env::args().skip(1).take(2).eq(["bench", "collectives"]) {
         if let Err(e) = bench_collectives::run() {
+            eprintln!("xtask: error: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if std::env::args().skip(1).take(2).eq(["bench", "train"]) {
+        if let Err(e) = bench_train::run() {
             eprintln!("xtask: error: {e:#}");
             std::process::exit(1);
         }
