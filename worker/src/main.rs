@@ -27,6 +27,9 @@ enum Command {
     /// Inference latency of dense vs pruned networks, as JSON (run by `cargo xtask bench models`).
     #[command(hide = true)]
     BenchModels(LatencyArgs),
+    /// Training-step throughput of the stage code, as JSON (run by `cargo xtask bench train`).
+    #[command(hide = true)]
+    BenchTrain(scop_worker::bench_train::TrainBenchArgs),
     /// One rank of the TCP all-reduce benchmark (`cargo xtask bench collectives` runs it).
     #[command(hide = true)]
     BenchAllreduce(BenchAllreduceArgs),
@@ -100,6 +103,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::BenchModels(args) => {
             let report = scop_worker::latency::measure(&args)?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::BenchTrain(args) => {
+            let report = scop_worker::bench_train::measure(&args)?;
             println!("{}", serde_json::to_string(&report)?);
         }
         Command::BenchAllreduce(a) => {

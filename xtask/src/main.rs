@@ -33,7 +33,7 @@ enum Command {
     CheckLinks,
     /// Fetch Fashion-MNIST (Debian's dataset-fashion-mnist) into data/fashion-mnist.
     Data,
-    /// Run a benchmark and print its ratios measured side by side: `models`, `collectives`.
+    /// Run a benchmark and print its ratios measured side by side: `models`, `collectives`, `train`.
     Bench { name: String },
 }
 

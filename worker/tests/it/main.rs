@@ -8,4 +8,5 @@ mod data;
 mod export;
 mod knockoff;
 mod prune_equivalence;
+mod stages;
 mod train_step;

@@ -3,6 +3,7 @@
 
 mod collectives;
 mod models;
+mod train;
 
 /// One benchmark: its name on the command line, what it measures, how to run it.
 struct Bench {
@@ -16,6 +17,11 @@ const BENCHES: &[Bench] = &[
         name: "models",
         about: "ResNet-50 inference latency, dense vs pruned 45 % (scatter, keep), CPU",
         run: models::run,
+    },
+    Bench {
+        name: "train",
+        about: "training steps vs PyTorch eager (ResNet-20), knockoff vs plain, pruned vs dense, loader",
+        run: train::run,
     },
     Bench {
         name: "collectives",
