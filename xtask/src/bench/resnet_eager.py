@@ -91,19 +91,23 @@ def bench(paths, batches, size, reps):
     with open(paths[0]) as f:
         in_ch = json.load(f)["in_channels"]
     results = {}
+    cpu_results = {}
     with torch.inference_mode():
         for b in batches:
             x = torch.randn(b, in_ch, size, size)
             times = [[] for _ in models]
+            cpu_times = [[] for _ in models]
             for m in models:
                 m(x)  # warm-up
             for _ in range(reps):
                 for i, m in enumerate(models):  # interleaved: side by side in one run
-                    t = time.perf_counter()
+                    t, c = time.perf_counter(), time.thread_time()
                     m(x)
                     times[i].append(time.perf_counter() - t)
+                    cpu_times[i].append(time.thread_time() - c)
             results[str(b)] = [min(t) * 1e3 for t in times]
-    print(json.dumps({"threads": torch.get_num_threads(), "best_ms": results}))
+            cpu_results[str(b)] = [min(t) * 1e3 for t in cpu_times]
+    print(json.dumps({"threads": torch.get_num_threads(), "best_ms": results, "best_cpu_ms": cpu_results}))
 
 
 if __name__ == "__main__":
