@@ -5,7 +5,11 @@
 //! Three variants of the same weights: dense, pruned with `residual: scatter` and
 //! pruned with `residual: keep`, both at the layer-wise rate from seeded random
 //! scores. Every repetition runs each variant once, in turn, so that a change in
-//! machine load affects all of them alike; the median is reported.
+//! machine load affects all of them alike; the best and the median time are
+//! reported (the best is the least disturbed by other processes). With one
+//! intra-op thread all the work runs on the calling thread, and its CPU time
+//! (from `/proc/thread-self/schedstat`) is reported too: on a shared machine it
+//! is far steadier than the wall clock, which also counts waiting for a core.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,6 +42,9 @@ pub struct LatencyArgs {
     /// Timed repetitions per variant and batch size (after one warm-up run).
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
+    /// Intra-op threads; libtorch's default (one per core) when absent.
+    #[arg(long)]
+    pub threads: Option<i32>,
     /// Writes `<variant>.json` (the architecture descriptions) here, for baselines.
     #[arg(long)]
     pub arch_dir: Option<PathBuf>,
@@ -49,8 +56,11 @@ pub struct VariantLatency {
     pub name: String,
     pub params: u64,
     pub flops: u64,
-    /// Median milliseconds per forward pass, by batch size.
+    /// Fastest and median milliseconds per forward pass, by batch size.
+    pub best_ms: BTreeMap<i64, f64>,
     pub median_ms: BTreeMap<i64, f64>,
+    /// Fastest CPU time of the calling thread per forward pass, where the kernel reports it.
+    pub best_cpu_ms: BTreeMap<i64, f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -62,6 +72,17 @@ pub struct LatencyReport {
     pub variants: Vec<VariantLatency>,
 }
 
+/// CPU time the calling thread has run, in milliseconds (Linux only).
+fn thread_cpu_ms() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 / 1e6)
+}
+
+fn best(times: &[f64]) -> f64 {
+    times.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
 fn median(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
@@ -70,6 +91,12 @@ fn median(mut times: Vec<f64>) -> f64 {
 pub fn measure(args: &LatencyArgs) -> Result<LatencyReport> {
     if args.reps == 0 || args.batches.iter().any(|&b| b < 1) {
         return Err(Error::Input("--reps and every --batches value must be >= 1".to_owned()));
+    }
+    if let Some(threads) = args.threads {
+        if threads < 1 {
+            return Err(Error::Input(format!("--threads must be >= 1, got {threads}")));
+        }
+        tch::set_num_threads(threads);
     }
     tch::manual_seed(0);
     let desc = ArchDesc::new(&args.arch, args.num_classes, 3)?;
@@ -94,6 +121,7 @@ pub fn measure(args: &LatencyArgs) -> Result<LatencyReport> {
     }
 
     let mut times: Vec<BTreeMap<i64, Vec<f64>>> = vec![BTreeMap::new(); variants.len()];
+    let mut cpu_times: Vec<BTreeMap<i64, Vec<f64>>> = vec![BTreeMap::new(); variants.len()];
     tch::no_grad(|| -> Result<()> {
         for &batch in &args.batches {
             let side = i64::from(args.input_size);
@@ -103,9 +131,12 @@ pub fn measure(args: &LatencyArgs) -> Result<LatencyReport> {
             }
             for _ in 0..args.reps {
                 for (i, (_, model, _)) in variants.iter().enumerate() {
-                    let start = Instant::now();
+                    let (start, cpu_start) = (Instant::now(), thread_cpu_ms());
                     let _logits = model.f_forward_t(&x, false)?;
                     times[i].entry(batch).or_default().push(start.elapsed().as_secs_f64() * 1e3);
+                    if let (Some(from), Some(to)) = (cpu_start, thread_cpu_ms()) {
+                        cpu_times[i].entry(batch).or_default().push(to - from);
+                    }
                 }
             }
         }
@@ -113,13 +144,15 @@ pub fn measure(args: &LatencyArgs) -> Result<LatencyReport> {
     })?;
     let variants = variants
         .into_iter()
-        .zip(times)
-        .map(|((name, model, _), times)| {
+        .zip(times.into_iter().zip(cpu_times))
+        .map(|((name, model, _), (times, cpu_times))| {
             let cost = model.desc().cost(args.input_size);
             VariantLatency {
                 name,
                 params: cost.params,
                 flops: cost.flops,
+                best_ms: times.iter().map(|(b, t)| (*b, best(t))).collect(),
+                best_cpu_ms: cpu_times.iter().map(|(b, t)| (*b, best(t))).collect(),
                 median_ms: times.into_iter().map(|(b, t)| (b, median(t))).collect(),
             }
         })

@@ -32,6 +32,9 @@ enum Command {
     /// lines on stdout; on failure exits with status 1 and one line on stderr.
     #[command(hide = true)]
     Rank(scop_worker::rank::RankArgs),
+    /// Training-step throughput of the stage code, as JSON (run by `cargo xtask bench train`).
+    #[command(hide = true)]
+    BenchTrain(scop_worker::bench_train::TrainBenchArgs),
     /// One rank of the TCP all-reduce benchmark (`cargo xtask bench collectives` runs it).
     #[command(hide = true)]
     BenchAllreduce(BenchAllreduceArgs),
@@ -148,6 +151,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::BenchModels(args) => {
             let report = scop_worker::latency::measure(&args)?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::BenchTrain(args) => {
+            let report = scop_worker::bench_train::measure(&args)?;
             println!("{}", serde_json::to_string(&report)?);
         }
         Command::BenchAllreduce(a) => {

@@ -1,10 +1,6 @@
 //! Project automation: `cargo xtask <command>`. Run `cargo xtask --help` for the list.
 
-// Temporary hook until `bench/mod.rs` dispatches `cargo xtask bench <name>`.
-#[path = "bench/collectives.rs"]
-mod bench_collectives;
-#[path = "bench/dp_scaling.rs"]
-mod bench_dp_scaling;
+mod bench;
 mod data;
 mod demo;
 mod links;
@@ -28,28 +24,28 @@ enum Command {
     /// Setup, then fmt --check, clippy -D warnings, the whole test suite and the link check.
     Test,
     /// Run the main job end to end.
-    Demo,
+    Demo {
+        /// A tiny schedule on a subset of the data: a first look in a few minutes.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Fail if scopd or scopctl link libtorch (and check that scop-worker does).
     CheckLinks,
     /// Fetch Fashion-MNIST (Debian's dataset-fashion-mnist) into data/fashion-mnist.
     Data,
+    /// Run a benchmark and print its ratios measured side by side: `models`, `collectives`, `train`.
+    Bench { name: String },
 }
 
 fn main() {
-    if std::env::args().skip(1).take(2).eq(["bench", "collectives"]) {
-        if let Err(e) = bench_collectives::run() {
-            eprintln!("xtask: error: {e:#}");
-            std::process::exit(1);
-        }
-        return;
-    }
     let args = Args::parse();
     let result = match args.command {
         Command::Setup => setup::run(),
         Command::Test => test::run(),
-        Command::Demo => demo::run(),
+        Command::Demo { quick } => demo::run(quick),
         Command::CheckLinks => links::run(),
         Command::Data => data::fashion_mnist().map(|_| ()),
+        Command::Bench { name } => bench::run(&name),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

@@ -4,6 +4,11 @@
 //! the shortcut. When that unit was pruned (`residual: scatter`), its channels are
 //! added into their places of the full-width residual: `identity.index_add(1,
 //! kept, y)`, which equals scattering into zeros and adding, without the zeros.
+//!
+//! Like torchvision, ReLUs and the residual add work in place on tensors the
+//! block just made (autograd needs neither a BN's output nor an add's inputs).
+//! When no gradient is recorded, the scatter also adds in place into the block's
+//! input: a full-width copy fewer per block, which matters at inference.
 
 use scop_core::arch::BlockDesc;
 use tch::nn;
@@ -48,24 +53,32 @@ impl Block {
         &self.units
     }
 
-    pub fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+    /// The block's output. `xs` may be overwritten in place when no gradient is
+    /// recorded, so callers must not use it afterwards (the ResNet forward does not).
+    pub(crate) fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let mut y = xs.shallow_clone();
         let last = self.units.len() - 1;
         for (i, unit) in self.units.iter().enumerate() {
             y = unit.f_forward_t(&y, train)?;
             if i < last {
-                y = y.f_relu().ctx(unit.name())?;
+                y = y.f_relu_().ctx(unit.name())?;
             }
         }
         let identity = match &self.downsample {
             Some(ds) => ds.f_forward_t(xs, train).ctx(format!("{}.downsample", self.name))?,
             None => xs.shallow_clone(),
         };
-        let out = match &self.scatter {
+        let mut out = match &self.scatter {
+            // Nothing records gradients: add into the residual in place.
+            Some(kept) if !y.requires_grad() && !identity.requires_grad() => {
+                let mut identity = identity;
+                identity.f_index_add_(1, kept, &y)
+            }
             Some(kept) => identity.f_index_add(1, kept, &y),
-            None => identity.f_add(&y),
-        };
-        out.and_then(|t| t.f_relu()).ctx(&self.name)
+            None => y.f_add_(&identity),
+        }
+        .ctx(&self.name)?;
+        out.f_relu_().ctx(&self.name)
     }
 
     /// Moves the scatter indices along when the VarStore changes device.

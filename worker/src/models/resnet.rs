@@ -92,7 +92,8 @@ impl ResNet {
                 self.desc.arch, self.desc.in_channels
             )));
         }
-        let mut x = self.stem.f_forward_t(xs, train).and_then(|t| t.f_relu()).ctx("stem")?;
+        let mut x = self.stem.f_forward_t(xs, train).ctx("stem")?;
+        x = x.f_relu_().ctx("stem")?;
         if self.desc.stem.max_pool {
             x = x.f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false).ctx("stem max-pool")?;
         }

@@ -74,15 +74,6 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<KnockoffReport> {
 /// epochs; returns the last evaluation. `model` is switched to knockoff mode.
 pub fn train(ctx: &mut StageContext<'_>, model: &mut ResNet, vs: &VarStore) -> Result<Summary> {
     let spec = ctx.spec.knockoff.clone();
-    model.enable_knockoff(&vs.root())?;
-    freeze_all_but_kfscale(vs);
-    let mut betas: Vec<(String, Tensor)> =
-        vs.variables().into_iter().filter(|(n, _)| is_kfscale(n)).collect();
-    betas.sort_by(|a, b| a.0.cmp(&b.0));
-    let trainable: Vec<Tensor> = betas.iter().map(|(_, t)| t.shallow_clone()).collect();
-    let rule = Rule::Adam { beta1: spec.betas.0, beta2: spec.betas.1, eps: 1e-8, weight_decay: 0.0 };
-    let optimizer = Optimizer::new(rule, betas.into_iter().map(|(n, t)| (n, t, false)).collect());
-
     let train_loader = ctx.train_loader(spec.batch_size)?;
     let test_loader = ctx.test_loader(spec.batch_size.max(256))?;
     let steps_per_epoch = train_loader.batches_per_epoch() as u64;
@@ -92,13 +83,7 @@ pub fn train(ctx: &mut StageContext<'_>, model: &mut ResNet, vs: &VarStore) -> R
         schedule: LrSchedule::new(spec.lr, Schedule::Constant, 0.0, steps_per_epoch, spec.epochs),
         checkpoint_every_steps: spec.checkpoint_every_steps,
     };
-    let mut hooks = KnockoffHooks {
-        knockoffs: Knockoffs::from_spec(&spec.source, ctx.device)?,
-        spec,
-        model,
-        optimizer,
-        trainable,
-    };
+    let mut hooks = KnockoffHooks::new(spec, model, vs, ctx.device)?;
     if ctx.replicas.rank() == 0 && !ctx.resume {
         // A fresh stage starts a fresh history.
         let path = ctx.layout.statistics();
@@ -109,12 +94,34 @@ pub fn train(ctx: &mut StageContext<'_>, model: &mut ResNet, vs: &VarStore) -> R
     run_epochs(ctx, &cfg, vs, &train_loader, &test_loader, &mut hooks)
 }
 
-struct KnockoffHooks<'m> {
+/// The knockoff step and its score statistics, as hooks of the shared epoch loop.
+pub struct KnockoffHooks<'m> {
     spec: KnockoffSpec,
     knockoffs: Knockoffs,
     model: &'m mut ResNet,
     optimizer: Optimizer,
     trainable: Vec<Tensor>,
+}
+
+impl<'m> KnockoffHooks<'m> {
+    /// Switches `model` to knockoff mode, freezes everything but β and sets up
+    /// Adam over β and the spec's knockoff source.
+    pub fn new(
+        spec: KnockoffSpec,
+        model: &'m mut ResNet,
+        vs: &VarStore,
+        device: tch::Device,
+    ) -> Result<Self> {
+        model.enable_knockoff(&vs.root())?;
+        freeze_all_but_kfscale(vs);
+        let mut betas: Vec<(String, Tensor)> =
+            vs.variables().into_iter().filter(|(n, _)| is_kfscale(n)).collect();
+        betas.sort_by(|a, b| a.0.cmp(&b.0));
+        let trainable: Vec<Tensor> = betas.iter().map(|(_, t)| t.shallow_clone()).collect();
+        let rule = Rule::Adam { beta1: spec.betas.0, beta2: spec.betas.1, eps: 1e-8, weight_decay: 0.0 };
+        let optimizer = Optimizer::new(rule, betas.into_iter().map(|(n, t)| (n, t, false)).collect());
+        Ok(Self { knockoffs: Knockoffs::from_spec(&spec.source, device)?, spec, model, optimizer, trainable })
+    }
 }
 
 /// Mixes the job seed and the step into the seed of that step's knockoffs.

@@ -3,7 +3,7 @@
 
 use super::context::StageContext;
 use super::error::{Error, Result};
-use super::supervised::Supervised;
+use super::supervised::{Supervised, check_amp};
 use super::trainer::{LoopConfig, run_epochs};
 use super::weights;
 use crate::train::metrics::Summary;
@@ -15,6 +15,7 @@ const STAGE: &str = "pretrain";
 pub fn run(ctx: &mut StageContext<'_>) -> Result<Summary> {
     let spec =
         ctx.spec.pretrain.clone().ok_or_else(|| Error::Input("the spec has no pretrain section".into()))?;
+    check_amp(STAGE, &spec, ctx.device)?;
     let desc = weights::dense_desc(ctx.spec)?;
     let (model, vs) = match &ctx.spec.model.init_from {
         Some(path) => weights::load(&desc, path, ctx.device)?,

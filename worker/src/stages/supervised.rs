@@ -2,12 +2,12 @@
 //! Adam) on every weight, cross-entropy with optional label smoothing, optional
 //! gradient clipping, gradients averaged over ranks.
 
-use scop_core::spec::{OptimizerKind, TrainSpec};
-use tch::Tensor;
+use scop_core::spec::{Amp, OptimizerKind, TrainSpec};
 use tch::nn::VarStore;
+use tch::{Device, Tensor};
 
 use super::context::StageContext;
-use super::error::{InStage, Result};
+use super::error::{Error, InStage, Result};
 use super::trainer::{StageHooks, StepResult, cross_entropy, to_device};
 use crate::data::Batch;
 use crate::models::ResNet;
@@ -36,6 +36,26 @@ pub fn optimizer_for(spec: &TrainSpec, vs: &VarStore) -> Optimizer {
         }
     };
     Optimizer::new(rule, vars)
+}
+
+/// Checks a training section's `amp` against the device, before the stage starts.
+///
+/// `amp: bf16` means bf16 autocast on CUDA. The autocast entry points that tch
+/// exposes only switch autocast on, and libtorch's CUDA autocast then casts to
+/// fp16, not bf16; rather than train in another precision than the spec says,
+/// the stage refuses. On the CPU `amp` has no effect (training is fp32).
+pub fn check_amp(stage: &str, spec: &TrainSpec, device: Device) -> Result<()> {
+    match (spec.amp, device) {
+        (Amp::Bf16, Device::Cuda(_)) => Err(Error::Input(format!(
+            "{stage}.amp: bf16 autocast is not available on CUDA in this worker (libtorch's autocast as reachable \
+             through tch casts to fp16 only); set `amp: off`"
+        ))),
+        (Amp::Bf16, _) => {
+            tracing::warn!(stage, "amp: bf16 has no effect on the CPU; training in fp32");
+            Ok(())
+        }
+        (Amp::Off, _) => Ok(()),
+    }
 }
 
 /// The hooks of a supervised stage.
@@ -94,5 +114,20 @@ impl StageHooks for Supervised<'_> {
 
     fn model(&self) -> &ResNet {
         self.model
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bf16_amp_is_refused_on_cuda_and_ignored_on_the_cpu() {
+        let spec = TrainSpec { amp: Amp::Bf16, ..TrainSpec::default() };
+        let err = check_amp("finetune", &spec, Device::Cuda(0)).unwrap_err().to_string();
+        assert!(err.starts_with("finetune.amp: bf16 autocast is not available on CUDA"), "{err}");
+        assert!(check_amp("pretrain", &spec, Device::Cpu).is_ok());
+        let off = TrainSpec { amp: Amp::Off, ..TrainSpec::default() };
+        assert!(check_amp("finetune", &off, Device::Cuda(0)).is_ok());
     }
 }

@@ -35,6 +35,9 @@ fn check(arch: &str) {
     assert_eq!(rebuilt.desc(), pruned.desc());
     assert_eq!(max_diff(&rebuilt.f_forward_t(&x, false).unwrap(), &want), 0.0, "{arch}: safetensors");
 
+    // The graph executor's optimisation passes cost more than the whole check on
+    // ResNet-152 and do not change what the module computes.
+    tch::jit::set_graph_executor_optimize(false);
     let script = tch::CModule::load(&paths.torchscript).unwrap();
     let traced = tch::no_grad(|| script.forward_ts(&[&x]).unwrap());
     assert!(max_diff(&traced, &want) < 1e-5, "{arch}: TorchScript");

@@ -1,5 +1,6 @@
 //! Integration tests of the worker, on real libtorch.
 
+mod cli;
 mod collective;
 #[cfg(feature = "cuda-tests")]
 mod collective_nccl;
@@ -9,4 +10,5 @@ mod export;
 mod knockoff;
 mod prune_equivalence;
 mod ranks;
+mod stages;
 mod train_step;

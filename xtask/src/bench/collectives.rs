@@ -48,7 +48,7 @@ pub fn run() -> anyhow::Result<()> {
         }
         println!("{world:>5}  speed-up of the tcp ring over gloo: {:.2}x (goal: >= 1.5x)", gloo / ring);
     }
-    crate::bench_dp_scaling::run(&worker)
+    super::dp_scaling::run(&worker)
 }
 
 /// Free ports on 127.0.0.1, one per rank (released just before the ranks bind them).

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
-use crate::bench_collectives::free_ports;
+use super::collectives::free_ports;
 
 const BATCH: usize = 128;
 const WARMUP: usize = 2;

@@ -1,0 +1,42 @@
+//! `cargo xtask bench <name>`: benchmarks that print ratios measured side by side
+//! in one run. They are not tests and never fail on timing.
+
+mod collectives;
+mod dp_scaling;
+mod models;
+mod train;
+
+/// One benchmark: its name on the command line, what it measures, how to run it.
+struct Bench {
+    name: &'static str,
+    about: &'static str,
+    run: fn() -> anyhow::Result<()>,
+}
+
+const BENCHES: &[Bench] = &[
+    Bench {
+        name: "models",
+        about: "ResNet-50 inference latency, dense vs pruned 45 % (scatter, keep), CPU",
+        run: models::run,
+    },
+    Bench {
+        name: "train",
+        about: "training steps vs PyTorch eager (ResNet-20), knockoff vs plain, pruned vs dense, loader",
+        run: train::run,
+    },
+    Bench {
+        name: "collectives",
+        about: "TCP-ring all-reduce of 100 MB vs torch.distributed gloo, 2 and 4 ranks; data-parallel training-step scaling at 1, 2, 4 CPU ranks",
+        run: collectives::run,
+    },
+];
+
+pub fn run(name: &str) -> anyhow::Result<()> {
+    match BENCHES.iter().find(|b| b.name == name) {
+        Some(bench) => (bench.run)(),
+        None => {
+            let known: Vec<String> = BENCHES.iter().map(|b| format!("  {}: {}", b.name, b.about)).collect();
+            anyhow::bail!("unknown benchmark {name:?}; known benchmarks:\n{}", known.join("\n"))
+        }
+    }
+}

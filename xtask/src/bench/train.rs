@@ -1,0 +1,119 @@
+//! `cargo xtask bench train`: training steps of the stage code against PyTorch
+//! eager, side by side in one run with the same net, batch, input size and
+//! thread count, plus the knockoff/plain and pruned/dense ratios and the loader
+//! throughput against the training throughput.
+//!
+//! Our figures come from the hidden `scop-worker bench-train` command (the real
+//! `Supervised` and knockoff step code on a random batch), PyTorch's from
+//! `xtask/bench/pytorch_train.py` in the project's venv.
+
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use crate::shell;
+
+const ARCH: &str = "resnet20";
+const BATCH: u32 = 128;
+const SIZE: u32 = 32;
+const IN_CHANNELS: u32 = 3;
+/// Untimed steps of each kind, then rounds of timed steps (ours interleaves the kinds per round).
+const WARMUP: u32 = 2;
+const STEPS: u32 = 3;
+const ROUNDS: u32 = 2;
+const LOADER_BATCHES: u32 = 30;
+
+pub fn run() -> anyhow::Result<()> {
+    shell::run(shell::cargo().args(["build", "--release", "-p", "scop-worker"]))?;
+    let root = shell::root();
+    let worker = root.join("target/release/scop-worker");
+    let python = root.join(".venv/bin/python");
+    if !python.exists() {
+        bail!("{} is missing: run `cargo xtask setup` first", python.display());
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let data = root.join("data/fashion-mnist");
+    let common = |cmd: &mut Command| {
+        cmd.env("OMP_NUM_THREADS", threads.to_string());
+    };
+
+    let mut ours = Command::new(&worker);
+    ours.args(["bench-train", "--arch", ARCH])
+        .args(["--batch", &BATCH.to_string(), "--input-size", &SIZE.to_string()])
+        .args(["--in-channels", &IN_CHANNELS.to_string(), "--threads", &threads.to_string()])
+        .args(["--warmup", &WARMUP.to_string(), "--steps", &STEPS.to_string()])
+        .args(["--rounds", &ROUNDS.to_string(), "--loader-batches", &LOADER_BATCHES.to_string()]);
+    if data.join("train-images-idx3-ubyte.gz").exists() {
+        ours.arg("--loader-data").arg(&data);
+    } else {
+        eprintln!("{} is missing (`cargo xtask data`): no loader figure", data.display());
+    }
+    common(&mut ours);
+    let ours: Value = serde_json::from_str(shell::output(&mut ours)?.trim())
+        .context("scop-worker bench-train printed no JSON")?;
+
+    let mut torch = Command::new(&python);
+    torch
+        .arg(root.join("xtask/bench/pytorch_train.py"))
+        .args(["--batch", &BATCH.to_string(), "--size", &SIZE.to_string()])
+        .args(["--in-channels", &IN_CHANNELS.to_string(), "--threads", &threads.to_string()])
+        .args(["--warmup", &WARMUP.to_string(), "--steps", &(STEPS * ROUNDS).to_string()]);
+    common(&mut torch);
+    let torch_out = shell::output(&mut torch)?;
+    let torch_mode = |mode: &str| -> anyhow::Result<f64> {
+        torch_out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["mode"] == mode)
+            .and_then(|v| v["images_per_second"].as_f64())
+            .with_context(|| format!("pytorch_train.py printed no {mode} figure:\n{torch_out}"))
+    };
+    let torch_plain = torch_mode("plain")?;
+    let torch_knockoff = torch_mode("knockoff")?;
+
+    let figure = |key: &str| -> anyhow::Result<f64> {
+        ours[key]["images_per_second"].as_f64().with_context(|| format!("bench-train JSON lacks {key}"))
+    };
+    let (plain, knockoff, pruned) = (figure("plain")?, figure("knockoff")?, figure("pruned")?);
+    let params = |key: &str| ours[key].as_u64().unwrap_or(0);
+
+    println!(
+        "training steps of {ARCH}, batch {BATCH}, {SIZE}x{SIZE}x{IN_CHANNELS}, {threads} threads, CPU (images/s; higher is better)"
+    );
+    println!("{:<34} {:>10} {:>10} {:>8}", "step", "scop", "pytorch", "ratio");
+    println!(
+        "{:<34} {plain:>10.0} {torch_plain:>10.0} {:>7.2}x  (goal >= 1.0x)",
+        "plain (SGD Nesterov)",
+        plain / torch_plain
+    );
+    println!(
+        "{:<34} {knockoff:>10.0} {torch_knockoff:>10.0} {:>7.2}x",
+        "knockoff (beta only, Adam)",
+        knockoff / torch_knockoff
+    );
+    println!(
+        "{:<34} {:>10.2}x {:>9.2}x            (goal <= 1.7x)",
+        "time of knockoff step / plain step",
+        plain / knockoff,
+        torch_plain / torch_knockoff
+    );
+    println!(
+        "{:<34} {pruned:>10.0} {:>10} {:>7.2}x  speed-up over dense; params {} -> {}",
+        "plain step, 45%-pruned net",
+        "-",
+        pruned / plain,
+        params("dense_params"),
+        params("pruned_params")
+    );
+    match ours["loader_images_per_second"].as_f64() {
+        Some(loader) => println!(
+            "{:<34} {loader:>10.0} {:>10} {:>7.2}x  loader / plain step (must be > 1.0x)",
+            "loader (Fashion-MNIST, augmented)",
+            "-",
+            loader / plain
+        ),
+        None => println!("loader: not measured"),
+    }
+    Ok(())
+}
