@@ -118,12 +118,13 @@ pub fn statistics(arch: &str, in_channels: u32) -> pb::ScoreStatistics {
 /// Polls GetJob until the job is in `state`.
 pub async fn wait_for_state(server: &TestServer, job_id: &str, state: pb::JobState) -> pb::Job {
     let mut jobs = server.jobs().await;
+    let mut job = pb::Job::default();
     for _ in 0..500 {
-        let job = jobs.get_job(pb::GetJobRequest { job_id: job_id.into() }).await.unwrap().into_inner();
+        job = jobs.get_job(pb::GetJobRequest { job_id: job_id.into() }).await.unwrap().into_inner();
         if job.state() == state {
             return job;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("job {job_id} never reached {state:?}");
+    panic!("job {job_id} never reached {state:?}: {job:?}");
 }

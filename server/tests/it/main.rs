@@ -1,5 +1,6 @@
 //! Integration tests: a real `scopd` on `127.0.0.1:0` with real SQLite.
 
+mod agent;
 mod auth;
 mod fake_worker;
 mod harness;
