@@ -221,6 +221,11 @@ impl Config {
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("scop.db")
     }
+
+    /// The shared directory of checkpoints and artifacts (standalone: under the data dir).
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.data_dir.join("artifacts")
+    }
 }
 
 /// Reads and parses a YAML config file; errors name the file and the field.

@@ -58,6 +58,9 @@ pub enum Error {
     /// The configuration is inconsistent, e.g. auth on without a token file.
     #[error("configuration: {0}")]
     Config(String),
+    /// The coordinator could not decide a job's plan (bad statistics or spec).
+    #[error("decide: {0}")]
+    Decide(String),
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("metrics: {0}")]
@@ -103,7 +106,8 @@ impl From<Error> for Status {
             Error::Transition { .. }
             | Error::JobEnded { .. }
             | Error::StageNotRunning { .. }
-            | Error::AttemptEnded { .. } => Status::failed_precondition(message),
+            | Error::AttemptEnded { .. }
+            | Error::Decide(_) => Status::failed_precondition(message),
             Error::StoreClosed => Status::unavailable(message),
             Error::Corrupt { .. }
             | Error::Sqlite(_)

@@ -2,7 +2,8 @@
 //! server on `127.0.0.1:0` that the binary runs.
 //!
 //! `domain` holds the job state machine and records; `store` persists them in
-//! SQLite; `api` is the gRPC edge; `server` wires the ports together.
+//! SQLite; `api` is the gRPC edge; `scheduler` moves jobs through their stages
+//! on worker ranks; `server` wires the ports together.
 
 pub mod api;
 pub mod config;
@@ -10,6 +11,8 @@ pub mod domain;
 pub mod error;
 pub mod liveness;
 pub mod metrics;
+pub mod scheduler;
+pub mod secret;
 pub mod server;
 pub mod shutdown;
 pub mod store;

@@ -8,10 +8,11 @@
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
-use crate::domain::WorkerState;
+use crate::domain::{Progress, WorkerState};
 use crate::error::Result;
 use crate::store::Store;
 
@@ -26,6 +27,14 @@ pub struct Metrics {
     devices: IntGaugeVec,
     grpc_requests: IntCounterVec,
     grpc_duration: HistogramVec,
+    /// Per running job: `stage` (1 on the current stage's label), `epoch`, `step`,
+    /// `loss`, `accuracy`, `samples_per_second`; removed when the job ends.
+    job_stage: IntGaugeVec,
+    job_figures: GaugeVec,
+    job_step_seconds: HistogramVec,
+    job_allreduce_seconds: HistogramVec,
+    /// Jobs with per-job series, and the stage label each has.
+    job_series: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// Serialises scrapes, so two never advance the same counter twice.
     refresh: tokio::sync::Mutex<()>,
 }
@@ -56,6 +65,35 @@ impl Metrics {
             .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
             &["method", "code"],
         )?;
+        let job_stage = IntGaugeVec::new(
+            Opts::new("scop_job_stage", "The stage a running job is in (1 on its stage's label)."),
+            &["job_id", "stage"],
+        )?;
+        let job_figures = GaugeVec::new(
+            Opts::new(
+                "scop_job_progress",
+                "Latest progress of a running job: figure is epoch, step, loss, accuracy or samples_per_second.",
+            ),
+            &["job_id", "figure"],
+        )?;
+        let seconds = vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+        let job_step_seconds = HistogramVec::new(
+            HistogramOpts::new("scop_job_step_seconds", "Training step time of a running job (rank 0).")
+                .buckets(seconds.clone()),
+            &["job_id"],
+        )?;
+        let job_allreduce_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "scop_job_allreduce_seconds",
+                "All-reduce time per step of a running job (rank 0).",
+            )
+            .buckets(seconds),
+            &["job_id"],
+        )?;
+        registry.register(Box::new(job_stage.clone()))?;
+        registry.register(Box::new(job_figures.clone()))?;
+        registry.register(Box::new(job_step_seconds.clone()))?;
+        registry.register(Box::new(job_allreduce_seconds.clone()))?;
         registry.register(Box::new(jobs.clone()))?;
         registry.register(Box::new(jobs_submitted.clone()))?;
         registry.register(Box::new(jobs_finished.clone()))?;
@@ -72,6 +110,11 @@ impl Metrics {
             devices,
             grpc_requests,
             grpc_duration,
+            job_stage,
+            job_figures,
+            job_step_seconds,
+            job_allreduce_seconds,
+            job_series: std::sync::Mutex::new(std::collections::HashMap::new()),
             refresh: tokio::sync::Mutex::new(()),
         }))
     }
@@ -80,6 +123,56 @@ impl Metrics {
     pub fn observe_grpc(&self, method: &str, code: &str, seconds: f64) {
         self.grpc_requests.with_label_values(&[method, code]).inc();
         self.grpc_duration.with_label_values(&[method, code]).observe(seconds);
+    }
+
+    /// Records rank 0's progress of a running job. `step_seconds` and
+    /// `allreduce_seconds` are per-step times (0 when the rank did not measure).
+    pub fn observe_progress(
+        &self,
+        job_id: &str,
+        progress: &Progress,
+        step_seconds: f64,
+        allreduce_seconds: f64,
+    ) {
+        let stage = progress.stage.as_str();
+        let mut series = self.job_series.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match series.insert(job_id.to_owned(), stage.to_owned()) {
+            Some(old) if old != stage => drop(self.job_stage.remove_label_values(&[job_id, &old])),
+            _ => {}
+        }
+        self.job_stage.with_label_values(&[job_id, stage]).set(1);
+        for (figure, value) in [
+            ("epoch", f64::from(progress.epoch)),
+            ("step", progress.step as f64),
+            ("loss", progress.loss),
+            ("accuracy", progress.accuracy),
+            ("samples_per_second", progress.samples_per_second),
+        ] {
+            self.job_figures.with_label_values(&[job_id, figure]).set(value);
+        }
+        if step_seconds > 0.0 {
+            self.job_step_seconds.with_label_values(&[job_id]).observe(step_seconds);
+        }
+        if allreduce_seconds > 0.0 {
+            self.job_allreduce_seconds.with_label_values(&[job_id]).observe(allreduce_seconds);
+        }
+    }
+
+    /// Removes the per-job series of every job not in `running`.
+    fn forget_ended_jobs(&self, running: &std::collections::HashSet<String>) {
+        let mut series = self.job_series.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        series.retain(|job_id, stage| {
+            if running.contains(job_id) {
+                return true;
+            }
+            let _ = self.job_stage.remove_label_values(&[job_id, stage]);
+            for figure in ["epoch", "step", "loss", "accuracy", "samples_per_second"] {
+                let _ = self.job_figures.remove_label_values(&[job_id, figure]);
+            }
+            let _ = self.job_step_seconds.remove_label_values(&[job_id]);
+            let _ = self.job_allreduce_seconds.remove_label_values(&[job_id]);
+            false
+        });
     }
 
     /// Refreshes the cluster figures from the store and renders the text exposition.
@@ -122,6 +215,9 @@ impl Metrics {
         for (state, n) in [("busy", busy), ("free", free), ("unavailable", unavailable)] {
             self.devices.with_label_values(&[state]).set(n as i64);
         }
+
+        let running = store.running_jobs().await?.into_iter().map(|j| j.id).collect();
+        self.forget_ended_jobs(&running);
 
         let mut text = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut text)?;

@@ -23,6 +23,7 @@ use crate::api::worker_service::WorkerApi;
 use crate::config::{Config, TlsFiles};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::scheduler::{self, LocalArtifacts, Scheduler, WorkerLinks};
 use crate::shutdown::{self, Shutdown};
 use crate::store::Store;
 
@@ -69,8 +70,7 @@ pub async fn run(
     result
 }
 
-/// [`run`] on a store the caller opened, so that it can drive the store the
-/// way the scheduler does (tests, and later standalone mode).
+/// [`run`] on a store the caller opened (tests inspect it while the server runs).
 pub async fn run_with_store(
     config: Config,
     store: Store,
@@ -88,14 +88,35 @@ pub async fn run_with_store(
     tracing::info!(addr = %listeners.metrics.local_addr().map_err(io("metrics listener"))?, "metrics on http://…/metrics");
     tracing::info!(path = %store.path().display(), "store open");
 
+    let links = WorkerLinks::default();
+    let (reports, report_rx) = tokio::sync::mpsc::channel(scheduler::REPORTS);
+    let artifacts = LocalArtifacts::new(config.artifacts_dir());
+    let grace = std::time::Duration::from_millis(u64::from(config.heartbeat_timeout_ms));
+    let scheduler = Scheduler::new(store.clone(), links.clone(), artifacts, grace).await?;
+    let scheduling = tokio::spawn(scheduler.run(report_rx, down.clone()));
+
     let mut tasks = JoinSet::new();
     tasks.spawn(
         serve_public(&config, listeners.public, store.clone(), metrics.clone(), client_tokens, down.clone())
             .await?,
     );
     tasks.spawn(
-        serve_worker(&config, listeners.worker, store.clone(), metrics.clone(), worker_tokens, down.clone())
-            .await?,
+        serve_worker(
+            &config,
+            listeners.worker,
+            WorkerApi::new(
+                store.clone(),
+                links,
+                reports,
+                metrics.clone(),
+                down.clone(),
+                config.heartbeat_interval_ms,
+            ),
+            metrics.clone(),
+            worker_tokens,
+            down.clone(),
+        )
+        .await?,
     );
     tasks.spawn(serve_metrics(listeners.metrics, store.clone(), metrics, down.clone()));
     let sweep =
@@ -111,6 +132,7 @@ pub async fn run_with_store(
         failure = failure.or(first_error(ended));
     }
     let _ = sweep.await;
+    let _ = scheduling.await;
     drop(store);
     tracing::info!("stopped");
     failure.map_or(Ok(()), Err)
@@ -191,13 +213,13 @@ async fn serve_public(
 async fn serve_worker(
     config: &Config,
     listener: TcpListener,
-    store: Store,
+    api: WorkerApi,
     metrics: Arc<Metrics>,
     tokens: Option<TokenSet>,
     down: Shutdown,
 ) -> Result<impl Future<Output = Result<()>> + Send + 'static> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    let workers = WorkerServiceServer::new(WorkerApi::new(store, down.clone(), config.heartbeat_interval_ms))
+    let workers = WorkerServiceServer::new(api)
         .max_decoding_message_size(config.worker_max_message_bytes)
         .max_encoding_message_size(config.worker_max_message_bytes);
     health.set_serving::<WorkerServiceServer<WorkerApi>>().await;

@@ -17,6 +17,9 @@ struct Args {
 enum Command {
     /// Print the libtorch runtime this worker would train on, as JSON.
     Info,
+    /// Serve a coordinator: register, heartbeat, and run each assigned rank as
+    /// a child `scop-worker rank` process.
+    Agent(scop_worker::agent::cli::AgentArgs),
     /// Run every stage of a job in this process: pretrain?, knockoff, decide, finetune, export.
     Run(RunArgs),
     /// Show what pruning does to a network: channels, params and FLOPs per unit.
@@ -130,6 +133,18 @@ fn main() -> anyhow::Result<()> {
                 a.batch,
                 span.as_secs_f64() * 1e3
             );
+        }
+        Command::Agent(args) => {
+            // Probed before the runtime starts: libtorch stays off tokio threads.
+            let cuda = if args.cpu { 0 } else { u32::try_from(tch::Cuda::device_count()).unwrap_or(0) };
+            let config = args.config(cuda)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let stop = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                scop_worker::agent::run(config, stop).await
+            })?;
         }
         Command::Info => {
             let info = scop_worker::runtime::RuntimeInfo::probe();

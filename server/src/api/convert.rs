@@ -65,6 +65,11 @@ fn artifact(artifact: Artifact) -> pb::Artifact {
     pb::Artifact { kind: artifact.kind, path: artifact.path, size_bytes: artifact.size_bytes }
 }
 
+/// An artifact a rank reported.
+pub fn artifact_from_pb(artifact: pb::Artifact) -> Artifact {
+    Artifact { kind: artifact.kind, path: artifact.path, size_bytes: artifact.size_bytes }
+}
+
 pub fn event(event: JobEvent) -> pb::JobEvent {
     use pb::job_event::Kind;
     let kind = match event.kind {

@@ -2,8 +2,9 @@
 //!
 //! Hello registers the worker and is answered with Welcome; heartbeats keep it
 //! alive; task events of known tasks are recorded (progress, checkpoints,
-//! rendezvous records, score statistics). Assigning tasks and acting on a
-//! rank's finish or failure belong to the scheduler.
+//! score statistics), and what moves a job on (a rank's finish or failure,
+//! rendezvous parts, ranks still alive after a reconnect) is forwarded to the
+//! scheduler, which sends assignments back through [`WorkerLinks`].
 
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ use tonic::{Request, Response, Status, Streaming};
 use super::convert;
 use crate::domain::{EventKind, Progress, UnitStatistics};
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::scheduler::{RankReport, WorkerLinks};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 
@@ -26,14 +29,30 @@ const OUTBOX: usize = 32;
 /// The handler of the worker port.
 #[derive(Debug, Clone)]
 pub struct WorkerApi {
-    store: Store,
+    link: Link,
     shutdown: Shutdown,
     heartbeat_interval_ms: u32,
 }
 
+/// What a worker session talks to besides its stream.
+#[derive(Debug, Clone)]
+struct Link {
+    store: Store,
+    links: WorkerLinks,
+    reports: mpsc::Sender<RankReport>,
+    metrics: std::sync::Arc<Metrics>,
+}
+
 impl WorkerApi {
-    pub fn new(store: Store, shutdown: Shutdown, heartbeat_interval_ms: u32) -> Self {
-        Self { store, shutdown, heartbeat_interval_ms }
+    pub fn new(
+        store: Store,
+        links: WorkerLinks,
+        reports: mpsc::Sender<RankReport>,
+        metrics: std::sync::Arc<Metrics>,
+        shutdown: Shutdown,
+        heartbeat_interval_ms: u32,
+    ) -> Self {
+        Self { link: Link { store, links, reports, metrics }, shutdown, heartbeat_interval_ms }
     }
 }
 
@@ -54,7 +73,8 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
             _ => return Err(invalid("kind", "the first message on a stream must be Hello").into()),
         };
         check_hello(&hello)?;
-        let worker = self.store.register_worker(convert::hello(hello)).await?;
+        let running: Vec<String> = hello.running.iter().map(|r| r.task_id.clone()).collect();
+        let worker = self.link.store.register_worker(convert::hello(hello)).await?;
         tracing::info!(worker_id = %worker.id, hostname = %worker.hostname, slots = worker.slots_total(), "worker connected");
         let (outbox, receiver) = mpsc::channel(OUTBOX);
         let welcome =
@@ -63,7 +83,18 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
             .send(Ok(pb::CoordinatorMessage { kind: Some(pb::coordinator_message::Kind::Welcome(welcome)) }))
             .await
             .map_err(|_| Status::cancelled("the worker left before Welcome"))?;
-        tokio::spawn(session(self.store.clone(), worker.id, inbound, outbox, self.shutdown.clone()));
+        let generation = self.link.links.attach(&worker.id, outbox.clone());
+        if !running.is_empty() {
+            let _ = self.link.reports.send(RankReport::Alive { task_ids: running }).await;
+        }
+        tokio::spawn(session(
+            self.link.clone(),
+            worker.id,
+            generation,
+            inbound,
+            outbox,
+            self.shutdown.clone(),
+        ));
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
 }
@@ -92,8 +123,9 @@ fn check_hello(hello: &pb::Hello) -> Result<()> {
 
 /// Reads a worker's messages until its stream ends or the coordinator shuts down.
 async fn session(
-    store: Store,
+    link: Link,
     worker_id: String,
+    generation: u64,
     mut inbound: Streaming<pb::WorkerMessage>,
     outbox: mpsc::Sender<Result<pb::CoordinatorMessage, Status>>,
     mut shutdown: Shutdown,
@@ -116,14 +148,14 @@ async fn session(
             }
         };
         let handled = match kind {
-            pb::worker_message::Kind::Heartbeat(_) => store.touch_worker(&worker_id).await,
+            pb::worker_message::Kind::Heartbeat(_) => link.store.touch_worker(&worker_id).await,
             pb::worker_message::Kind::Hello(_) => {
                 tracing::warn!(%worker_id, "ignoring a second Hello on one stream");
                 Ok(())
             }
             pb::worker_message::Kind::TaskEvent(event) => {
-                let touched = store.touch_worker(&worker_id).await;
-                match record_task_event(&store, event).await {
+                let touched = link.store.touch_worker(&worker_id).await;
+                match record_task_event(&link, event).await {
                     Err(Error::AttemptNotFound(task_id)) => {
                         tracing::warn!(%worker_id, %task_id, "event for an unknown task dropped");
                         touched
@@ -136,17 +168,25 @@ async fn session(
             tracing::warn!(%worker_id, %error, "worker message not recorded");
         }
     }
-    if let Err(error) = store.disconnect_worker(&worker_id).await {
+    link.links.detach(&worker_id, generation);
+    if let Err(error) = link.store.disconnect_worker(&worker_id).await {
         tracing::warn!(%worker_id, %error, "could not mark the worker disconnected");
     }
     tracing::info!(%worker_id, "worker disconnected");
 }
 
-/// Stores what a rank reported about its task. A rank's finish or failure is
-/// the scheduler's to act on; it is only logged here.
-async fn record_task_event(store: &Store, event: pb::TaskEvent) -> Result<()> {
+/// Stores what a rank reported about its task, and forwards to the scheduler
+/// what it acts on.
+async fn record_task_event(link: &Link, event: pb::TaskEvent) -> Result<()> {
     use pb::task_event::Kind;
+    let store = &link.store;
     let (attempt, rank) = store.attempt_for_task(&event.task_id).await?;
+    let task_id = event.task_id.clone();
+    let forward = |report: RankReport| async move {
+        if link.reports.send(report).await.is_err() {
+            tracing::warn!("the scheduler has stopped; rank report dropped");
+        }
+    };
     match event.kind {
         Some(Kind::Progress(p)) if rank == 0 => {
             let remaining_steps =
@@ -162,6 +202,7 @@ async fn record_task_event(store: &Store, event: pb::TaskEvent) -> Result<()> {
                 samples_per_second: p.samples_per_second,
                 eta_seconds: remaining_steps as f64 * p.step_seconds,
             };
+            link.metrics.observe_progress(&attempt.job_id, &progress, p.step_seconds, p.allreduce_seconds);
             store.append_event(&attempt.job_id, EventKind::Progress(progress)).await?;
         }
         Some(Kind::Statistics(stats)) => {
@@ -177,12 +218,18 @@ async fn record_task_event(store: &Store, event: pb::TaskEvent) -> Result<()> {
         Some(Kind::CheckpointWritten(path)) => {
             store.record_checkpoint(&attempt.id, path).await?;
         }
-        Some(Kind::RendezvousReady(record)) if rank == 0 => {
-            store.record_rendezvous(&attempt.id, record).await?;
+        Some(Kind::RendezvousReady(part)) => forward(RankReport::RendezvousPart { task_id, part }).await,
+        Some(Kind::Finished(finished)) => {
+            tracing::info!(%task_id, rank, "rank finished");
+            let metrics = finished.metrics.into_iter().collect();
+            let artifacts = finished.artifacts.into_iter().map(convert::artifact_from_pb).collect();
+            forward(RankReport::Finished { task_id, metrics, artifacts }).await;
         }
-        Some(Kind::Finished(_)) => tracing::info!(task_id = %event.task_id, rank, "rank finished"),
-        Some(Kind::Failed(reason)) => tracing::warn!(task_id = %event.task_id, rank, %reason, "rank failed"),
-        Some(Kind::Progress(_) | Kind::RendezvousReady(_)) | None => {}
+        Some(Kind::Failed(reason)) => {
+            tracing::warn!(%task_id, rank, %reason, "rank failed");
+            forward(RankReport::Failed { task_id, reason }).await;
+        }
+        Some(Kind::Progress(_)) | None => {}
     }
     Ok(())
 }

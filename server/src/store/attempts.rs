@@ -207,6 +207,21 @@ impl Store {
         .await
     }
 
+    /// Every attempt of one stage of a job, oldest first: the retry count and
+    /// the checkpoint a retry resumes from.
+    pub async fn stage_attempts(&self, job_id: &str, stage: Stage) -> Result<Vec<Attempt>> {
+        let job_id = job_id.to_owned();
+        self.call(move |conn| {
+            let ids = select_ids(
+                conn,
+                "SELECT id FROM attempts WHERE job_id = ?1 AND stage = ?2 ORDER BY number",
+                params![job_id, stage.as_str()],
+            )?;
+            ids.iter().map(|id| load_attempt(conn, id)).collect()
+        })
+        .await
+    }
+
     async fn update_live_attempt<F>(&self, attempt_id: &str, update: F) -> Result<Attempt>
     where
         F: FnOnce(&Connection, &str) -> Result<()> + Send + 'static,

@@ -151,6 +151,20 @@ impl Store {
         .await
     }
 
+    /// Running jobs in scheduling order: priority, then submission.
+    pub async fn running_jobs(&self) -> Result<Vec<Job>> {
+        self.call(|conn| {
+            let sql = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'running' ORDER BY priority DESC, seq ASC"
+            );
+            let mut statement = conn.prepare(&sql)?;
+            let raws =
+                statement.query_map([], RawJob::from_row)?.collect::<rusqlite::Result<Vec<RawJob>>>()?;
+            raws.into_iter().map(RawJob::into_job).collect()
+        })
+        .await
+    }
+
     /// Moves a job to `to` if its state machine allows it, with its event, in
     /// one transaction. Also keeps the `stages` table in step.
     pub async fn transition_job(

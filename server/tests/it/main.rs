@@ -1,11 +1,14 @@
 //! Integration tests: a real `scopd` on `127.0.0.1:0` with real SQLite.
 
+mod agent;
 mod auth;
+mod fake_worker;
 mod harness;
 mod health;
 mod jobs;
 mod metrics;
 mod restart;
+mod scheduling;
 mod spec_validation;
 mod watch;
 mod workers;

@@ -1,0 +1,147 @@
+//! The `decide` stage, run inside the coordinator: the latest score statistics
+//! in, `scop-core`'s plan out, as the persisted record and as `plan.json`.
+
+use std::path::Path;
+
+use scop_core::arch::ArchDesc;
+use scop_core::plan::Plan as CorePlan;
+use scop_core::spec::{DataFormat, JobSpec};
+use scop_core::stats::{ScoreStatistics, UnitStatistics as CoreUnit};
+
+use crate::domain::{Plan, PlanUnit, ScoreSummary, UnitStatistics};
+use crate::error::{Error, Result};
+
+/// Input side FLOPs are counted at, as the worker's stages use it: the spec's
+/// `model.input_size`, else 32 for the CIFAR ResNets and 224 otherwise.
+pub fn input_size(spec: &JobSpec) -> u32 {
+    let cifar = matches!(spec.model.arch.as_str(), "resnet20" | "resnet32" | "resnet56" | "resnet110");
+    spec.model.input_size.unwrap_or(if cifar { 32 } else { 224 })
+}
+
+/// Input channels: the spec's `model.in_channels`, else 1 for IDX data and 3 otherwise.
+pub fn in_channels(spec: &JobSpec) -> u32 {
+    spec.model.in_channels.unwrap_or(if spec.data.format == DataFormat::Idx { 1 } else { 3 })
+}
+
+/// Decides the plan of `job_id` from the statistics of knockoff epoch `epoch`.
+/// Returns the core plan (what `plan.json` holds) and the inspectable record.
+pub fn decide(
+    job_id: &str,
+    spec: &JobSpec,
+    epoch: u32,
+    units: Vec<UnitStatistics>,
+    now_ms: i64,
+) -> Result<(CorePlan, Plan)> {
+    let stats = ScoreStatistics {
+        epoch,
+        units: units
+            .into_iter()
+            .map(|u| CoreUnit { unit: u.unit, beta: u.beta, gamma_abs: u.gamma_abs })
+            .collect(),
+    };
+    if let Some(problem) = stats.check() {
+        return Err(Error::Decide(format!("score statistics of epoch {epoch}: {problem}")));
+    }
+    let scores = stats.scores();
+    let desc = ArchDesc::new(&spec.model.arch, spec.model.num_classes, in_channels(spec))
+        .map_err(|e| Error::Decide(format!("model: {e}")))?;
+    let plan = CorePlan::decide(&desc, &scores, &spec.prune, input_size(spec))
+        .map_err(|e| Error::Decide(e.to_string()))?;
+    let units = plan
+        .units
+        .iter()
+        .map(|u| {
+            let unit_scores: Vec<f64> =
+                scores.get(&u.name).map(|s| s.iter().map(|v| f64::from(*v)).collect()).unwrap_or_default();
+            let kept: Vec<bool> = (0..u.channels).map(|c| u.kept.binary_search(&c).is_ok()).collect();
+            let score = ScoreSummary::of(&unit_scores, &kept).ok_or_else(|| {
+                Error::Decide(format!("unit {}: no scores or no kept channel to summarise", u.name))
+            })?;
+            Ok(PlanUnit {
+                unit: u.name.clone(),
+                channels_before: u.channels,
+                channels_after: u32::try_from(u.kept.len()).unwrap_or(u32::MAX),
+                score,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let record = Plan {
+        job_id: job_id.to_owned(),
+        decided_at_ms: now_ms,
+        policy: format!("{:?}", spec.prune.policy).to_lowercase(),
+        rate: spec.prune.rate,
+        statistics_epoch: epoch,
+        units,
+    };
+    Ok((plan, record))
+}
+
+/// Writes `plan.json` where the finetune stage reads it: `<output>/plan.json`.
+pub fn write_plan(output: &Path, plan: &CorePlan) -> Result<()> {
+    std::fs::create_dir_all(output)
+        .map_err(|source| Error::Io { path: output.display().to_string(), source })?;
+    let path = output.join("plan.json");
+    std::fs::write(&path, plan.to_json())
+        .map_err(|source| Error::Io { path: path.display().to_string(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = "model: {arch: resnet20, num_classes: 10}\n\
+        data: {format: idx, root: data}\n\
+        knockoff: {epochs: 1, batch_size: 32}\n\
+        prune: {rate: 0.5}\n\
+        finetune: {epochs: 1, batch_size: 32}\n";
+
+    fn statistics(desc: &ArchDesc) -> Vec<UnitStatistics> {
+        let mut units = Vec::new();
+        for block in &desc.blocks {
+            for unit in &block.units {
+                let n = unit.out_channels as usize;
+                // Channel c gets β = c/n, so higher channels score higher.
+                let beta = (0..n).map(|c| c as f32 / n as f32).collect();
+                units.push(UnitStatistics { unit: unit.name.clone(), beta, gamma_abs: vec![1.0; n] });
+            }
+        }
+        units
+    }
+
+    #[test]
+    fn decides_the_same_plan_as_core_and_writes_it() {
+        let spec = JobSpec::from_yaml(SPEC).unwrap();
+        assert_eq!((in_channels(&spec), input_size(&spec)), (1, 32));
+        let desc = ArchDesc::new("resnet20", 10, 1).unwrap();
+        let units = statistics(&desc);
+        let (plan, record) = decide("j1", &spec, 3, units.clone(), 7).unwrap();
+        let core_units = units
+            .into_iter()
+            .map(|u| CoreUnit { unit: u.unit, beta: u.beta, gamma_abs: u.gamma_abs })
+            .collect();
+        let scores = ScoreStatistics { epoch: 3, units: core_units }.scores();
+        assert_eq!(plan, CorePlan::decide(&desc, &scores, &spec.prune, 32).unwrap());
+        assert_eq!(record.statistics_epoch, 3);
+        assert_eq!(record.units.len(), plan.units.len());
+        assert!(record.channels_after() < record.channels_before());
+        let first = &record.units[0];
+        assert!(first.score.pruned_max.unwrap() <= first.score.kept_min);
+
+        let dir = tempfile::tempdir().unwrap();
+        write_plan(&dir.path().join("job"), &plan).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("job/plan.json")).unwrap();
+        assert_eq!(serde_json::from_str::<CorePlan>(&text).unwrap(), plan);
+    }
+
+    #[test]
+    fn malformed_statistics_name_the_unit() {
+        let spec = JobSpec::from_yaml(SPEC).unwrap();
+        let bad = vec![UnitStatistics {
+            unit: "layer1.0.conv1".into(),
+            beta: vec![0.5, 2.0],
+            gamma_abs: vec![1.0; 2],
+        }];
+        let error = decide("j1", &spec, 1, bad, 0).unwrap_err().to_string();
+        assert!(error.contains("layer1.0.conv1: β must be in [0, 1], got 2"), "{error}");
+    }
+}

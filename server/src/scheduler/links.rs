@@ -1,0 +1,72 @@
+//! The open Connect streams of worker agents, by worker id: how the scheduler
+//! sends assignments, rendezvous records and cancellations.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use scop_proto::v1 as pb;
+use tokio::sync::mpsc;
+use tonic::Status;
+
+/// A worker stream's sending half.
+pub type Outbox = mpsc::Sender<Result<pb::CoordinatorMessage, Status>>;
+
+/// Registry of connected workers' outboxes. A reconnecting worker replaces its
+/// old stream; the old session's detach then leaves the new one in place.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerLinks {
+    inner: Arc<Mutex<HashMap<String, (u64, Outbox)>>>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl WorkerLinks {
+    /// Registers `worker_id`'s stream; the returned generation detaches it.
+    pub fn attach(&self, worker_id: &str, outbox: Outbox) -> u64 {
+        let generation = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.lock().insert(worker_id.to_owned(), (generation, outbox));
+        generation
+    }
+
+    /// Forgets the stream of `generation`, unless a newer one replaced it.
+    pub fn detach(&self, worker_id: &str, generation: u64) {
+        let mut map = self.lock();
+        if map.get(worker_id).is_some_and(|(g, _)| *g == generation) {
+            map.remove(worker_id);
+        }
+    }
+
+    /// Queues `message` for `worker_id`; false when it has no open stream or
+    /// its outbox is full (the caller treats the rank as unreachable).
+    pub fn send(&self, worker_id: &str, message: pb::coordinator_message::Kind) -> bool {
+        let Some(outbox) = self.lock().get(worker_id).map(|(_, o)| o.clone()) else { return false };
+        outbox.try_send(Ok(pb::CoordinatorMessage { kind: Some(message) })).is_ok()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Outbox)>> {
+        // A panic while holding this lock leaves the map consistent (single inserts
+        // and removes), so a poisoned lock is still safe to use.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cancel() -> pb::coordinator_message::Kind {
+        pb::coordinator_message::Kind::Cancel(pb::CancelTask { task_id: "t".into(), reason: "r".into() })
+    }
+
+    #[test]
+    fn a_reconnect_survives_the_old_stream_detaching() {
+        let links = WorkerLinks::default();
+        assert!(!links.send("w", cancel()));
+        let (old, _old_rx) = mpsc::channel(1);
+        let (new, mut new_rx) = mpsc::channel(1);
+        let first = links.attach("w", old);
+        links.attach("w", new);
+        links.detach("w", first);
+        assert!(links.send("w", cancel()));
+        assert!(new_rx.try_recv().is_ok());
+    }
+}

@@ -1,0 +1,335 @@
+//! The scheduler: moves jobs through their stages. It places each worker stage's
+//! ranks as one gang, relays rendezvous records, runs `decide` itself, advances
+//! a job when every rank finished, retries a failed stage from its last
+//! checkpoint, and stops the ranks of cancelled jobs.
+//!
+//! The store is the truth; the scheduler's memory only holds what a restart may
+//! lose without harm (which ranks finished, rendezvous parts): an attempt it no
+//! longer knows is re-attached when its workers report the ranks alive, and
+//! otherwise failed and retried.
+
+pub mod artifacts;
+pub mod decide;
+pub mod links;
+pub mod placement;
+pub mod rendezvous;
+mod reports;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use scop_core::spec::{DeviceKind, JobSpec};
+use scop_proto::v1 as pb;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+pub use self::artifacts::{ArtifactStore, LocalArtifacts};
+pub use self::links::WorkerLinks;
+pub use self::reports::RankReport;
+use crate::api::convert;
+use crate::domain::{Attempt, Job, JobState, NewAttempt, Stage, WorkerState};
+use crate::error::{Error, Result};
+use crate::shutdown::Shutdown;
+use crate::store::{AttemptOutcome, Store, now_ms};
+
+/// Rank reports buffered between the worker port and the scheduler.
+pub const REPORTS: usize = 1024;
+/// How often the scheduler looks for work when nothing reports.
+const TICK: Duration = Duration::from_millis(200);
+
+/// What one dispatched attempt is waiting for.
+#[derive(Debug)]
+struct Dispatched {
+    attempt: Attempt,
+    kind: DeviceKind,
+    job_token: String,
+    /// Rendezvous parts reported so far, by rank (empty when not needed).
+    parts: BTreeMap<u32, String>,
+    /// Ranks that finished, with rank 0's metrics and artifacts kept.
+    finished: HashSet<u32>,
+    metrics: BTreeMap<String, f64>,
+    artifacts: Vec<crate::domain::Artifact>,
+}
+
+/// The scheduler's state; [`Scheduler::run`] drives it.
+#[derive(Debug)]
+pub struct Scheduler {
+    store: Store,
+    links: WorkerLinks,
+    artifacts: LocalArtifacts,
+    dispatched: HashMap<String, Dispatched>,
+    /// Live attempts found at start-up that no worker has claimed yet, with the
+    /// ranks claimed so far; failed and retried after the grace period.
+    orphans: HashMap<String, HashSet<u32>>,
+    grace_until: Instant,
+}
+
+impl Scheduler {
+    /// A scheduler over `store`; `grace` is how long live attempts found at
+    /// start-up wait for their workers to reconnect (the heartbeat timeout).
+    pub async fn new(
+        store: Store,
+        links: WorkerLinks,
+        artifacts: LocalArtifacts,
+        grace: Duration,
+    ) -> Result<Self> {
+        let orphans = store.live_attempts().await?.into_iter().map(|a| (a.id, HashSet::new())).collect();
+        Ok(Scheduler {
+            store,
+            links,
+            artifacts,
+            dispatched: HashMap::new(),
+            orphans,
+            grace_until: Instant::now() + grace,
+        })
+    }
+
+    /// Schedules until shutdown: on every rank report, and every tick.
+    pub async fn run(mut self, mut reports: mpsc::Receiver<RankReport>, mut shutdown: Shutdown) {
+        let mut ticker = tokio::time::interval(TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                report = reports.recv() => match report {
+                    Some(report) => if let Err(error) = self.on_report(report).await {
+                        tracing::warn!(%error, "rank report not applied");
+                    },
+                    None => return,
+                },
+                _ = ticker.tick() => if let Err(error) = self.tick().await {
+                    tracing::error!(%error, "scheduling pass failed");
+                },
+                () = shutdown.wait() => return,
+            }
+        }
+    }
+
+    /// One scheduling pass.
+    pub async fn tick(&mut self) -> Result<()> {
+        let workers = self.store.list_workers(true).await?;
+        let live = self.store.live_attempts().await?;
+        let live_ids: HashSet<&str> = live.iter().map(|a| a.id.as_str()).collect();
+
+        // Attempts that ended behind our back (a cancelled job): stop their ranks.
+        let ended: Vec<String> =
+            self.dispatched.keys().filter(|id| !live_ids.contains(id.as_str())).cloned().collect();
+        for id in ended {
+            if let Some(gone) = self.dispatched.remove(&id) {
+                self.cancel_ranks(&gone.attempt, "the job was cancelled");
+            }
+        }
+        self.orphans.retain(|id, _| live_ids.contains(id.as_str()));
+
+        // Ranks on lost workers, and orphans nobody claimed in time, fail their attempt.
+        let lost: HashSet<&str> =
+            workers.iter().filter(|w| w.state == WorkerState::Lost).map(|w| w.id.as_str()).collect();
+        let grace_over = Instant::now() >= self.grace_until;
+        for attempt in &live {
+            let on_lost = attempt.ranks.iter().find(|r| lost.contains(r.worker_id.as_str()));
+            if let Some(rank) = on_lost {
+                let reason = format!(
+                    "worker {} was lost (no heartbeat) while running rank {}",
+                    rank.worker_id, rank.rank
+                );
+                self.fail(attempt.clone(), reason).await?;
+            } else if grace_over && self.orphans.contains_key(&attempt.id) {
+                self.orphans.remove(&attempt.id);
+                let reason = "the coordinator restarted and no worker reported the ranks alive".to_owned();
+                self.fail(attempt.clone(), reason).await?;
+            }
+        }
+
+        // Running jobs without a live attempt, then queued jobs: place or decide.
+        let live = self.store.live_attempts().await?;
+        let busy: HashSet<&str> = live.iter().map(|a| a.job_id.as_str()).collect();
+        let mut candidates: Vec<Job> =
+            self.store.running_jobs().await?.into_iter().filter(|j| !busy.contains(j.id.as_str())).collect();
+        candidates.extend(self.store.queued_jobs().await?);
+        candidates.sort_by_key(|j| std::cmp::Reverse(j.priority));
+        let workers = self.store.list_workers(false).await?;
+        let mut free = live.clone();
+        for job in candidates {
+            if let Some(attempt) = self.advance(&job, &workers, &free).await? {
+                free.push(attempt);
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves one job on: decides, finishes, or places its stage's gang when
+    /// the slots are free. Returns the attempt it created.
+    async fn advance(
+        &mut self,
+        job: &Job,
+        workers: &[crate::domain::Worker],
+        live: &[Attempt],
+    ) -> Result<Option<Attempt>> {
+        let spec = match JobSpec::from_yaml(&job.spec_yaml) {
+            Ok(spec) => spec,
+            Err(error) => {
+                self.store.transition_job(&job.id, JobState::Failed, Some(format!("spec: {error}"))).await?;
+                return Ok(None);
+            }
+        };
+        let stage = match job.state {
+            JobState::Queued => job.stages.first(),
+            JobState::Running(stage) => stage,
+            _ => return Ok(None),
+        };
+        let history = self.store.stage_attempts(&job.id, stage).await?;
+        if history.last().is_some_and(|a| a.state == crate::domain::AttemptState::Succeeded) {
+            // Finished before a restart, but the job did not move on yet.
+            self.next_stage(job, stage).await?;
+            return Ok(None);
+        }
+        if stage == Stage::Decide {
+            self.decide(job, &spec).await?;
+            return Ok(None);
+        }
+        let world = if stage == Stage::Export { 1 } else { spec.resources.world_size.max(1) };
+        let kind = spec.resources.device;
+        let free = placement::free_slots_of_kind(workers, live, kind);
+        let Some(placed) = placement::place(world, &free) else { return Ok(None) };
+        if job.state == JobState::Queued {
+            self.store.transition_job(&job.id, JobState::Running(stage), None).await?;
+        }
+        let resume_from =
+            history.iter().rev().find_map(|a| a.last_checkpoint.clone().or(a.resume_from.clone()));
+        let new =
+            NewAttempt { job_id: job.id.clone(), stage, world_size: world, resume_from, placement: placed };
+        let (attempt, _) = self.store.create_attempt(new).await?;
+        self.dispatch(job, &spec, attempt.clone()).await?;
+        Ok(Some(attempt))
+    }
+
+    /// Sends every rank its assignment.
+    async fn dispatch(&mut self, job: &Job, spec: &JobSpec, attempt: Attempt) -> Result<()> {
+        let kind = spec.resources.device;
+        let job_token = crate::secret::random_hex(16)
+            .map_err(|source| Error::Io { path: "/dev/urandom".into(), source })?;
+        let output = self.artifacts.job_dir(&job.id);
+        let plan_json = if attempt.stage >= Stage::Finetune {
+            std::fs::read_to_string(output.join("plan.json")).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let solo = if attempt.world_size == 1 { rendezvous::single(kind, &job_token) } else { None };
+        for rank in &attempt.ranks {
+            let assign = pb::AssignTask {
+                task_id: rank.task_id.clone(),
+                job_id: job.id.clone(),
+                stage: convert::stage(attempt.stage) as i32,
+                spec_yaml: job.spec_yaml.clone(),
+                rank: rank.rank,
+                world_size: attempt.world_size,
+                rendezvous_json: solo
+                    .as_ref()
+                    .map(|r| serde_json::to_string(r).unwrap_or_default())
+                    .unwrap_or_default(),
+                resume_from: attempt.resume_from.clone().unwrap_or_default(),
+                attempt: attempt.number,
+                checkpoint_dir: output.display().to_string(),
+                device: Some(pb::Device {
+                    kind: match kind {
+                        DeviceKind::Cpu => "cpu".into(),
+                        DeviceKind::Cuda => "cuda".into(),
+                    },
+                    index: rank.device_index,
+                    name: String::new(),
+                    memory_bytes: 0,
+                }),
+                plan_json: plan_json.clone(),
+            };
+            if !self.links.send(&rank.worker_id, pb::coordinator_message::Kind::Assign(assign)) {
+                let reason =
+                    format!("worker {} is unreachable; rank {} was not assigned", rank.worker_id, rank.rank);
+                self.fail(attempt, reason).await?;
+                return Ok(());
+            }
+        }
+        let attempt = self.store.mark_attempt_running(&attempt.id).await?;
+        tracing::info!(job_id = %job.id, stage = %attempt.stage, attempt = attempt.number, world = attempt.world_size, "stage dispatched");
+        self.track(attempt, kind, job_token);
+        Ok(())
+    }
+
+    fn track(&mut self, attempt: Attempt, kind: DeviceKind, job_token: String) {
+        let entry = Dispatched {
+            attempt,
+            kind,
+            job_token,
+            parts: BTreeMap::new(),
+            finished: HashSet::new(),
+            metrics: BTreeMap::new(),
+            artifacts: Vec::new(),
+        };
+        self.dispatched.insert(entry.attempt.id.clone(), entry);
+    }
+
+    /// Runs the decision in the coordinator and moves on to finetune.
+    async fn decide(&mut self, job: &Job, spec: &JobSpec) -> Result<()> {
+        let Some((epoch, units)) = self.store.score_statistics(&job.id, None).await? else {
+            let reason = "decide: the knockoff stage reported no score statistics".to_owned();
+            self.store.transition_job(&job.id, JobState::Failed, Some(reason)).await?;
+            return Ok(());
+        };
+        match decide::decide(&job.id, spec, epoch, units, now_ms()) {
+            Ok((plan, record)) => {
+                decide::write_plan(&self.artifacts.job_dir(&job.id), &plan)?;
+                self.store.save_plan(record).await?;
+                tracing::info!(job_id = %job.id, epoch, "plan decided");
+                self.next_stage(job, Stage::Decide).await
+            }
+            Err(error) => {
+                self.store.transition_job(&job.id, JobState::Failed, Some(error.to_string())).await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn next_stage(&mut self, job: &Job, stage: Stage) -> Result<()> {
+        let to = match job.stages.next(stage) {
+            Some(next) => JobState::Running(next),
+            None => JobState::Succeeded,
+        };
+        match self.store.transition_job(&job.id, to, None).await {
+            // A cancel won the race; nothing to move on.
+            Err(Error::Transition { .. }) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// Fails an attempt, stops its other ranks, and fails the job when no
+    /// restart is left (`max_restarts` retries after the first attempt).
+    async fn fail(&mut self, attempt: Attempt, reason: String) -> Result<()> {
+        self.dispatched.remove(&attempt.id);
+        self.cancel_ranks(&attempt, &reason);
+        let job = self.store.get_job(&attempt.job_id).await?;
+        let max_restarts = JobSpec::from_yaml(&job.spec_yaml).map(|s| s.max_restarts).unwrap_or(0);
+        let retrying = attempt.number <= max_restarts;
+        tracing::warn!(job_id = %job.id, stage = %attempt.stage, attempt = attempt.number, retrying, %reason, "attempt failed");
+        match self
+            .store
+            .finish_attempt(&attempt.id, AttemptOutcome::Failed { reason: reason.clone(), retrying })
+            .await
+        {
+            Err(Error::AttemptEnded { .. }) => return Ok(()),
+            other => other?,
+        };
+        if !retrying {
+            let reason = format!("stage {} failed {} times; last: {reason}", attempt.stage, attempt.number);
+            match self.store.transition_job(&job.id, JobState::Failed, Some(reason)).await {
+                Err(Error::Transition { .. }) => {}
+                other => drop(other?),
+            }
+        }
+        Ok(())
+    }
+
+    fn cancel_ranks(&self, attempt: &Attempt, reason: &str) {
+        for rank in &attempt.ranks {
+            let cancel = pb::CancelTask { task_id: rank.task_id.clone(), reason: reason.to_owned() };
+            self.links.send(&rank.worker_id, pb::coordinator_message::Kind::Cancel(cancel));
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! What ranks report that moves the scheduler: finish, failure, rendezvous
+//! parts, and the ranks a reconnecting worker still runs.
+
+use scop_core::spec::JobSpec;
+use scop_proto::v1 as pb;
+
+use super::{Scheduler, rendezvous};
+use crate::domain::{Artifact, AttemptState};
+use crate::error::{Error, Result};
+use crate::store::AttemptOutcome;
+
+/// A rank's report, forwarded by the worker port.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RankReport {
+    Finished {
+        task_id: String,
+        metrics: std::collections::BTreeMap<String, f64>,
+        artifacts: Vec<Artifact>,
+    },
+    Failed {
+        task_id: String,
+        reason: String,
+    },
+    /// This rank's part of its group's rendezvous (see `rendezvous_ready`).
+    RendezvousPart {
+        task_id: String,
+        part: String,
+    },
+    /// A worker (re)connected still running these tasks.
+    Alive {
+        task_ids: Vec<String>,
+    },
+}
+
+impl Scheduler {
+    pub(super) async fn on_report(&mut self, report: RankReport) -> Result<()> {
+        match report {
+            RankReport::Finished { task_id, metrics, artifacts } => {
+                self.on_finished(&task_id, metrics, artifacts).await
+            }
+            RankReport::Failed { task_id, reason } => {
+                let (attempt, rank) = self.store.attempt_for_task(&task_id).await?;
+                if attempt.state.is_live() {
+                    self.fail(attempt, format!("rank {rank}: {reason}")).await?;
+                }
+                Ok(())
+            }
+            RankReport::RendezvousPart { task_id, part } => self.on_part(&task_id, part).await,
+            RankReport::Alive { task_ids } => self.on_alive(task_ids).await,
+        }
+    }
+
+    async fn on_finished(
+        &mut self,
+        task_id: &str,
+        metrics: std::collections::BTreeMap<String, f64>,
+        artifacts: Vec<Artifact>,
+    ) -> Result<()> {
+        let (attempt, rank) = self.store.attempt_for_task(task_id).await?;
+        if !attempt.state.is_live() {
+            return Ok(());
+        }
+        self.adopt(&attempt.id).await?;
+        let Some(entry) = self.dispatched.get_mut(&attempt.id) else { return Ok(()) };
+        entry.finished.insert(rank);
+        if rank == 0 {
+            entry.metrics = metrics;
+            entry.artifacts = artifacts;
+        }
+        if entry.finished.len() < attempt.world_size as usize {
+            return Ok(());
+        }
+        let Some(done) = self.dispatched.remove(&attempt.id) else { return Ok(()) };
+        match self
+            .store
+            .finish_attempt(&attempt.id, AttemptOutcome::Succeeded { metrics: done.metrics })
+            .await
+        {
+            Err(Error::AttemptEnded { .. }) => return Ok(()),
+            other => other?,
+        };
+        if !done.artifacts.is_empty() {
+            self.store.record_artifacts(&attempt.job_id, attempt.stage, done.artifacts).await?;
+        }
+        let job = self.store.get_job(&attempt.job_id).await?;
+        tracing::info!(job_id = %job.id, stage = %attempt.stage, "stage finished");
+        self.next_stage(&job, attempt.stage).await?;
+        // Place the next stage now rather than on the next tick.
+        self.tick().await
+    }
+
+    async fn on_part(&mut self, task_id: &str, part: String) -> Result<()> {
+        let (attempt, rank) = self.store.attempt_for_task(task_id).await?;
+        let Some(entry) = self.dispatched.get_mut(&attempt.id) else { return Ok(()) };
+        entry.parts.insert(rank, part.clone());
+        if rank == 0 {
+            self.store.record_rendezvous(&attempt.id, part).await?;
+        }
+        let Some(entry) = self.dispatched.get(&attempt.id) else { return Ok(()) };
+        if !rendezvous::complete(entry.kind, attempt.world_size, &entry.parts) {
+            return Ok(());
+        }
+        let devices: Vec<u32> = attempt.ranks.iter().map(|r| r.device_index).collect();
+        let records = rendezvous::records(entry.kind, &entry.job_token, &entry.parts, &devices);
+        for (placement, record) in attempt.ranks.iter().zip(records) {
+            let message = pb::RendezvousRecord {
+                task_id: placement.task_id.clone(),
+                rendezvous_json: serde_json::to_string(&record).unwrap_or_default(),
+            };
+            if !self.links.send(&placement.worker_id, pb::coordinator_message::Kind::Rendezvous(message)) {
+                let reason =
+                    format!("worker {} is unreachable; rendezvous not delivered", placement.worker_id);
+                return self.fail(attempt, reason).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims orphaned attempts whose ranks a reconnecting worker still runs;
+    /// once every rank is claimed, the attempt is tracked again.
+    async fn on_alive(&mut self, task_ids: Vec<String>) -> Result<()> {
+        for task_id in task_ids {
+            let (attempt, rank) = match self.store.attempt_for_task(&task_id).await {
+                Ok(found) => found,
+                Err(Error::AttemptNotFound(_)) => continue,
+                Err(error) => return Err(error),
+            };
+            if let Some(claimed) = self.orphans.get_mut(&attempt.id) {
+                claimed.insert(rank);
+                if claimed.len() == attempt.world_size as usize {
+                    tracing::info!(attempt_id = %attempt.id, "attempt re-attached after a restart");
+                    self.adopt(&attempt.id).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves an orphan (known from the store only) into the tracked attempts.
+    async fn adopt(&mut self, attempt_id: &str) -> Result<()> {
+        if self.dispatched.contains_key(attempt_id) || self.orphans.remove(attempt_id).is_none() {
+            return Ok(());
+        }
+        let attempt = self.store.get_attempt(attempt_id).await?;
+        if attempt.state == AttemptState::Pending {
+            self.store.mark_attempt_running(attempt_id).await?;
+        }
+        let job = self.store.get_job(&attempt.job_id).await?;
+        let kind = JobSpec::from_yaml(&job.spec_yaml)
+            .map_or(scop_core::spec::DeviceKind::Cpu, |s| s.resources.device);
+        self.track(attempt, kind, String::new());
+        Ok(())
+    }
+}

@@ -1,0 +1,130 @@
+//! A scripted worker agent speaking the real WorkerService protocol over a real
+//! socket: the test decides what each of its ranks reports.
+
+use std::time::Duration;
+
+use scop_proto::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::harness::TestServer;
+
+/// One connected scripted worker.
+pub struct FakeWorker {
+    outbox: mpsc::Sender<pb::WorkerMessage>,
+    replies: tonic::Streaming<pb::CoordinatorMessage>,
+}
+
+impl FakeWorker {
+    /// Connects with `slots` CPU devices, reporting `running` task ids as alive.
+    pub async fn connect(server: &TestServer, host: &str, slots: u32, running: &[(&str, u32)]) -> FakeWorker {
+        let mut client = server.workers().await;
+        let (outbox, inbox) = mpsc::channel(64);
+        let devices = (0..slots)
+            .map(|index| pb::Device { kind: "cpu".into(), index, name: "cpu".into(), memory_bytes: 0 })
+            .collect();
+        let running = running
+            .iter()
+            .map(|(task_id, rank)| pb::RunningRank { task_id: (*task_id).into(), rank: *rank })
+            .collect();
+        let hello = pb::Hello {
+            hostname: host.into(),
+            agent_version: "test".into(),
+            devices,
+            cpu_cores: slots,
+            worker_id: String::new(),
+            running,
+        };
+        outbox.send(pb::WorkerMessage { kind: Some(pb::worker_message::Kind::Hello(hello)) }).await.unwrap();
+        let mut replies = client.connect(ReceiverStream::new(inbox)).await.unwrap().into_inner();
+        match replies.message().await.unwrap().unwrap().kind {
+            Some(pb::coordinator_message::Kind::Welcome(_)) => {}
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+        // Heartbeats every 50 ms for as long as the worker is not dropped.
+        let weak = outbox.downgrade();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let Some(outbox) = weak.upgrade() else { return };
+                let beat = pb::Heartbeat::default();
+                let message = pb::WorkerMessage { kind: Some(pb::worker_message::Kind::Heartbeat(beat)) };
+                if outbox.send(message).await.is_err() {
+                    return;
+                }
+            }
+        });
+        FakeWorker { outbox, replies }
+    }
+
+    /// The next coordinator message, within 10 s.
+    pub async fn next(&mut self) -> pb::coordinator_message::Kind {
+        let message = tokio::time::timeout(Duration::from_secs(10), self.replies.message())
+            .await
+            .expect("no coordinator message within 10 s")
+            .unwrap()
+            .expect("stream ended");
+        message.kind.unwrap()
+    }
+
+    /// The next message, which must be an assignment.
+    pub async fn assigned(&mut self) -> pb::AssignTask {
+        match self.next().await {
+            pb::coordinator_message::Kind::Assign(task) => task,
+            other => panic!("expected AssignTask, got {other:?}"),
+        }
+    }
+
+    /// No message arrives within `wait` (the scheduler ticks every 200 ms).
+    pub async fn assert_idle(&mut self, wait: Duration) {
+        if let Ok(message) = tokio::time::timeout(wait, self.replies.message()).await {
+            panic!("expected no message, got {message:?}");
+        }
+    }
+
+    pub async fn send(&self, task: &pb::AssignTask, kind: pb::task_event::Kind) {
+        let event = pb::TaskEvent { task_id: task.task_id.clone(), rank: task.rank, kind: Some(kind) };
+        self.outbox
+            .send(pb::WorkerMessage { kind: Some(pb::worker_message::Kind::TaskEvent(event)) })
+            .await
+            .unwrap();
+    }
+
+    pub async fn finish(&self, task: &pb::AssignTask) {
+        self.send(task, pb::task_event::Kind::Finished(pb::TaskFinished::default())).await;
+    }
+}
+
+/// Score statistics for every unit of the dense network: channel `c` of `n`
+/// gets β = c/n, so the plan keeps the high channels.
+pub fn statistics(arch: &str, in_channels: u32) -> pb::ScoreStatistics {
+    let desc = scop_core::arch::ArchDesc::new(arch, 10, in_channels).unwrap();
+    let units = desc
+        .blocks
+        .iter()
+        .flat_map(|b| &b.units)
+        .map(|u| {
+            let n = u.out_channels as usize;
+            pb::UnitStatistics {
+                unit: u.name.clone(),
+                beta: (0..n).map(|c| c as f32 / n as f32).collect(),
+                gamma_abs: vec![1.0; n],
+            }
+        })
+        .collect();
+    pb::ScoreStatistics { epoch: 1, units }
+}
+
+/// Polls GetJob until the job is in `state`.
+pub async fn wait_for_state(server: &TestServer, job_id: &str, state: pb::JobState) -> pb::Job {
+    let mut jobs = server.jobs().await;
+    let mut job = pb::Job::default();
+    for _ in 0..500 {
+        job = jobs.get_job(pb::GetJobRequest { job_id: job_id.into() }).await.unwrap().into_inner();
+        if job.state() == state {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("job {job_id} never reached {state:?}: {job:?}");
+}

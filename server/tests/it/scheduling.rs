@@ -1,0 +1,171 @@
+//! The scheduler against scripted workers on real sockets: gang placement,
+//! rendezvous relay, the decision in the coordinator, the stage sequence,
+//! retry after a lost worker from the last checkpoint, and cancel.
+
+use std::time::Duration;
+
+use scop_proto::v1 as pb;
+
+use crate::fake_worker::{FakeWorker, statistics, wait_for_state};
+use crate::harness::{SPEC, TestServer};
+
+async fn submit(server: &TestServer, spec: &str, priority: i32) -> pb::Job {
+    let mut jobs = server.jobs().await;
+    let request = pb::SubmitJobRequest { spec_yaml: spec.into(), priority, ..Default::default() };
+    jobs.submit_job(request).await.unwrap().into_inner()
+}
+
+#[tokio::test]
+async fn a_four_rank_job_waits_for_four_slots_then_runs_every_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir).await;
+    let job = submit(&server, &format!("{SPEC}resources: {{ world_size: 4 }}\n"), 0).await;
+
+    // Two free slots are not enough for a gang of four: nothing is placed.
+    let mut a = FakeWorker::connect(&server, "a", 2, &[]).await;
+    a.assert_idle(Duration::from_millis(600)).await;
+    assert_eq!(wait_for_state(&server, &job.id, pb::JobState::Queued).await.attempt, 0);
+
+    // With four, all ranks are assigned at once, two per worker.
+    let mut b = FakeWorker::connect(&server, "b", 2, &[]).await;
+    let mut tasks = vec![a.assigned().await, a.assigned().await, b.assigned().await, b.assigned().await];
+    tasks.sort_by_key(|t| t.rank);
+    assert_eq!(tasks.iter().map(|t| t.rank).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    assert!(tasks.iter().all(|t| t.stage() == pb::Stage::Knockoff && t.world_size == 4));
+    assert!(tasks.iter().all(|t| t.rendezvous_json.is_empty() && t.spec_yaml.contains("world_size: 4")));
+    let (on_a, on_b): (Vec<_>, Vec<_>) = tasks.iter().partition(|t| t.rank < 2);
+    assert_eq!((on_a.len(), on_b.len()), (2, 2));
+
+    // Every rank reports its address; every rank then gets the same ring.
+    for task in &tasks {
+        let worker = if task.rank < 2 { &a } else { &b };
+        let part = format!("127.0.0.1:{}", 4000 + task.rank);
+        worker.send(task, pb::task_event::Kind::RendezvousReady(part)).await;
+    }
+    for i in 0..4 {
+        let worker = if i < 2 { &mut a } else { &mut b };
+        let record = match worker.next().await {
+            pb::coordinator_message::Kind::Rendezvous(record) => record,
+            other => panic!("expected a rendezvous record, got {other:?}"),
+        };
+        let record: scop_core::rendezvous::Rendezvous =
+            serde_json::from_str(&record.rendezvous_json).unwrap();
+        record.validate().unwrap();
+        let peers: Vec<String> = (0..4).map(|r| format!("127.0.0.1:{}", 4000 + r)).collect();
+        assert_eq!(record.backend, scop_core::rendezvous::BackendRendezvous::Tcp { peers, listen: None });
+    }
+
+    // Rank 0 streams statistics; all ranks finish; the coordinator decides.
+    a.send(&tasks[0], pb::task_event::Kind::Statistics(statistics("resnet20", 1))).await;
+    for task in &tasks {
+        let worker = if task.rank < 2 { &a } else { &b };
+        worker.finish(task).await;
+    }
+    let finetune = [a.assigned().await, a.assigned().await, b.assigned().await, b.assigned().await];
+    assert!(finetune.iter().all(|t| t.stage() == pb::Stage::Finetune && !t.plan_json.is_empty()));
+    let mut jobs = server.jobs().await;
+    let plan = jobs.get_plan(pb::GetPlanRequest { job_id: job.id.clone() }).await.unwrap().into_inner();
+    assert!(plan.units.iter().any(|u| u.channels_after < u.channels_before), "{plan:?}");
+    let written = std::fs::read_to_string(format!("{}/plan.json", finetune[0].checkpoint_dir)).unwrap();
+    assert_eq!(written, finetune[0].plan_json);
+
+    for task in &finetune {
+        let worker = if task.rank < 2 { &a } else { &b };
+        worker.finish(task).await;
+    }
+    // Export is one rank, on the worker that fits it best.
+    let export = a.assigned().await;
+    assert_eq!((export.stage(), export.world_size), (pb::Stage::Export, 1));
+    a.finish(&export).await;
+    wait_for_state(&server, &job.id, pb::JobState::Succeeded).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn competing_gangs_never_split_the_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir).await;
+    let spec = format!("{SPEC}resources: {{ world_size: 2 }}\n");
+    let first = submit(&server, &spec, 0).await;
+    let second = submit(&server, &spec, 0).await;
+    let mut worker = FakeWorker::connect(&server, "w", 3, &[]).await;
+    // The first job takes two slots; the second cannot start on the one left.
+    let (r0, r1) = (worker.assigned().await, worker.assigned().await);
+    assert_eq!((r0.job_id.as_str(), r1.job_id.as_str()), (first.id.as_str(), first.id.as_str()));
+    worker.assert_idle(Duration::from_millis(600)).await;
+    wait_for_state(&server, &second.id, pb::JobState::Queued).await;
+    // Cancelling the first job stops its ranks and frees its slots for the second.
+    let mut jobs = server.jobs().await;
+    jobs.cancel_job(pb::CancelJobRequest { job_id: first.id.clone() }).await.unwrap();
+    let mut cancelled = Vec::new();
+    let mut assigned = Vec::new();
+    while cancelled.len() < 2 || assigned.len() < 2 {
+        match worker.next().await {
+            pb::coordinator_message::Kind::Cancel(c) => cancelled.push(c.task_id),
+            pb::coordinator_message::Kind::Assign(a) => assigned.push(a.job_id),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    cancelled.sort();
+    assert_eq!(cancelled, [r0.task_id, r1.task_id]);
+    assert_eq!(assigned, [second.id.clone(), second.id.clone()]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_lost_worker_is_retried_from_its_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(&dir, |config| {
+        config.heartbeat_interval_ms = 50;
+        config.heartbeat_timeout_ms = 300;
+    })
+    .await;
+    let job = submit(&server, SPEC, 0).await;
+    let mut doomed = FakeWorker::connect(&server, "doomed", 1, &[]).await;
+    let first = doomed.assigned().await;
+    assert_eq!((first.attempt, first.resume_from.as_str()), (1, ""));
+    doomed.send(&first, pb::task_event::Kind::CheckpointWritten("knockoff/checkpoints/step-8".into())).await;
+    // The worker goes silent and drops off; a healthy one takes the retry.
+    let mut healthy = FakeWorker::connect(&server, "healthy", 1, &[]).await;
+    drop(doomed);
+    let retry = healthy.assigned().await;
+    assert_eq!((retry.stage(), retry.attempt), (pb::Stage::Knockoff, 2));
+    assert_eq!(retry.resume_from, "knockoff/checkpoints/step-8");
+
+    let mut jobs = server.jobs().await;
+    let mut events = jobs
+        .watch_job(pb::WatchJobRequest { job_id: job.id.clone(), from_sequence: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut error = None;
+    while error.is_none() {
+        if let Some(pb::job_event::Kind::Error(e)) = events.message().await.unwrap().unwrap().kind {
+            error = Some(e);
+        }
+    }
+    let error = error.unwrap();
+    assert!(error.retrying && error.message.contains("was lost"), "{error:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_rank_fails_the_job_once_restarts_are_spent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir).await;
+    let job = submit(&server, &format!("{SPEC}max_restarts: 1\n"), 0).await;
+    let mut worker = FakeWorker::connect(&server, "w", 1, &[]).await;
+    for attempt in 1..=2 {
+        let task = worker.assigned().await;
+        assert_eq!(task.attempt, attempt);
+        worker.send(&task, pb::task_event::Kind::Failed("NaN loss at step 3".into())).await;
+        match worker.next().await {
+            pb::coordinator_message::Kind::Cancel(c) => assert_eq!(c.task_id, task.task_id),
+            other => panic!("expected the failed rank's cancel, got {other:?}"),
+        }
+    }
+    let failed = wait_for_state(&server, &job.id, pb::JobState::Failed).await;
+    assert!(failed.error.contains("rank 0: NaN loss at step 3"), "{}", failed.error);
+    worker.assert_idle(Duration::from_millis(400)).await;
+    server.stop().await;
+}

@@ -1,0 +1,93 @@
+//! `scop-worker agent` flags, and the agent's configuration derived from them
+//! and from this machine (devices, host name, token).
+
+use std::path::PathBuf;
+
+use scop_proto::v1 as pb;
+
+use super::{AgentConfig, AgentError};
+
+/// Flags of `scop-worker agent`.
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// The coordinator's worker port, `host:port` or `http://host:port`.
+    #[arg(long, env = "SCOP_COORDINATOR")]
+    pub coordinator: String,
+    /// File holding the worker bearer token (the first non-comment line).
+    #[arg(long, env = "SCOP_WORKER_TOKEN_FILE")]
+    pub token_file: PathBuf,
+    /// CPU slots to offer when no CUDA GPU is present (or with --cpu).
+    #[arg(long, default_value_t = 1)]
+    pub slots: u32,
+    /// Offer CPU slots even when CUDA GPUs are present.
+    #[arg(long)]
+    pub cpu: bool,
+    /// Host name other ranks reach this worker's ring listeners at.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub advertise_host: String,
+    /// The executable run for each rank as `<bin> rank …` (default: this one).
+    #[arg(long)]
+    pub worker_bin: Option<PathBuf>,
+    /// Where task specs are written (default: a directory under the temp dir).
+    #[arg(long)]
+    pub scratch_dir: Option<PathBuf>,
+}
+
+impl AgentArgs {
+    /// The configuration; `cuda_devices` is what libtorch sees (probed by the
+    /// caller before any async runtime starts).
+    pub fn config(&self, cuda_devices: u32) -> Result<AgentConfig, AgentError> {
+        let token = std::fs::read_to_string(&self.token_file)
+            .map_err(|e| AgentError::Token(self.token_file.display().to_string(), e.to_string()))?
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                AgentError::Token(self.token_file.display().to_string(), "no token in it".into())
+            })?;
+        let cpu_cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let devices: Vec<pb::Device> = if cuda_devices > 0 && !self.cpu {
+            (0..cuda_devices)
+                .map(|index| pb::Device {
+                    kind: "cuda".into(),
+                    index,
+                    name: format!("cuda:{index}"),
+                    memory_bytes: 0,
+                })
+                .collect()
+        } else {
+            (0..self.slots.max(1))
+                .map(|index| pb::Device { kind: "cpu".into(), index, name: "cpu".into(), memory_bytes: 0 })
+                .collect()
+        };
+        let coordinator = if self.coordinator.contains("://") {
+            self.coordinator.clone()
+        } else {
+            format!("http://{}", self.coordinator)
+        };
+        let worker_bin = match &self.worker_bin {
+            Some(bin) => bin.clone(),
+            None => std::env::current_exe().map_err(|e| AgentError::WorkerBin(e.to_string()))?,
+        };
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        let scratch_dir = self
+            .scratch_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("scop-agent-{}", std::process::id())));
+        Ok(AgentConfig {
+            coordinator,
+            token,
+            hostname,
+            devices,
+            cpu_cores,
+            worker_bin,
+            scratch_dir,
+            advertise_host: self.advertise_host.clone(),
+        })
+    }
+}

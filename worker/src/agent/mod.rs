@@ -1,0 +1,274 @@
+//! The worker agent, `scop-worker agent`: registers with the coordinator,
+//! heartbeats, reconnects with backoff, and runs each assigned rank as a child
+//! trainer process whose events it relays. The agent itself never touches
+//! libtorch; only its children do.
+
+pub mod cli;
+pub mod relay;
+pub mod trainer;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use scop_core::rendezvous::{BackendRendezvous, Rendezvous};
+use scop_proto::v1 as pb;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::Interceptor;
+
+use self::trainer::RankLaunch;
+
+/// Everything the agent needs, from its flags.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// `http://host:port` of the coordinator's worker port.
+    pub coordinator: String,
+    /// The bearer token for the worker port.
+    pub token: String,
+    pub hostname: String,
+    /// One slot per device: CUDA GPUs, or CPU slots.
+    pub devices: Vec<pb::Device>,
+    pub cpu_cores: u32,
+    /// The `scop-worker` executable that runs ranks.
+    pub worker_bin: PathBuf,
+    /// Where task specs are written.
+    pub scratch_dir: PathBuf,
+    /// The host other ranks reach this worker's ring listeners at.
+    pub advertise_host: String,
+}
+
+/// What can stop the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("coordinator address {0:?}: {1}")]
+    Address(String, String),
+    #[error("token file {0}: {1}")]
+    Token(String, String),
+    #[error("cannot find the scop-worker executable to run ranks with: {0}")]
+    WorkerBin(String),
+}
+
+/// Adds the bearer token to every call.
+#[derive(Debug, Clone)]
+struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// A task assigned without its rendezvous record, waiting for it.
+#[derive(Debug)]
+struct Waiting {
+    task: pb::AssignTask,
+    listen: String,
+}
+
+/// Agent state that survives reconnects.
+struct Agent {
+    config: AgentConfig,
+    worker_id: String,
+    /// Running ranks: task id → (rank, cancel).
+    running: HashMap<String, (u32, oneshot::Sender<String>)>,
+    waiting: HashMap<String, Waiting>,
+    events_tx: mpsc::Sender<pb::TaskEvent>,
+}
+
+/// Runs the agent until `shutdown` resolves; running ranks are killed then.
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let endpoint = tonic::transport::Endpoint::from_shared(config.coordinator.clone())
+        .map_err(|e| AgentError::Address(config.coordinator.clone(), e.to_string()))?
+        .connect_timeout(Duration::from_secs(5));
+    let bearer = Bearer(format!("Bearer {}", config.token).parse().map_err(|_| {
+        AgentError::Address(config.coordinator.clone(), "the token is not valid ASCII".into())
+    })?);
+    let (events_tx, mut events_rx) = mpsc::channel(1024);
+    let mut agent = Agent {
+        config,
+        worker_id: String::new(),
+        running: HashMap::new(),
+        waiting: HashMap::new(),
+        events_tx,
+    };
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let session = agent.session(&endpoint, bearer.clone(), &mut events_rx);
+        tokio::select! {
+            ended = session => match ended {
+                Ok(()) => backoff = Duration::from_millis(200),
+                Err(reason) => tracing::warn!(%reason, "coordinator connection lost"),
+            },
+            () = &mut shutdown => break,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = &mut shutdown => break,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+    for (task_id, (_, cancel)) in agent.running.drain() {
+        tracing::info!(%task_id, "stopping rank: the agent is shutting down");
+        let _ = cancel.send("the agent is shutting down".into());
+    }
+    Ok(())
+}
+
+impl Agent {
+    /// One Connect stream, until it breaks.
+    async fn session(
+        &mut self,
+        endpoint: &tonic::transport::Endpoint,
+        bearer: Bearer,
+        events_rx: &mut mpsc::Receiver<pb::TaskEvent>,
+    ) -> Result<(), String> {
+        let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+        let mut client = pb::worker_service_client::WorkerServiceClient::with_interceptor(channel, bearer);
+        let (outbox, inbox) = mpsc::channel(256);
+        let hello = pb::Hello {
+            hostname: self.config.hostname.clone(),
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            devices: self.config.devices.clone(),
+            cpu_cores: self.config.cpu_cores,
+            worker_id: self.worker_id.clone(),
+            running: self
+                .running
+                .iter()
+                .map(|(t, (r, _))| pb::RunningRank { task_id: t.clone(), rank: *r })
+                .collect(),
+        };
+        let send = |kind| pb::WorkerMessage { kind: Some(kind) };
+        outbox.send(send(pb::worker_message::Kind::Hello(hello))).await.map_err(|e| e.to_string())?;
+        let mut inbound = client
+            .connect(ReceiverStream::new(inbox))
+            .await
+            .map_err(|s| s.message().to_owned())?
+            .into_inner();
+        let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                message = inbound.message() => match message.map_err(|s| s.message().to_owned())? {
+                    Some(pb::CoordinatorMessage { kind: Some(kind) }) => {
+                        if let pb::coordinator_message::Kind::Welcome(welcome) = &kind {
+                            self.worker_id = welcome.worker_id.clone();
+                            let every = Duration::from_millis(u64::from(welcome.heartbeat_interval_ms.max(50)));
+                            heartbeat = tokio::time::interval(every);
+                            tracing::info!(worker_id = %self.worker_id, "registered with the coordinator");
+                        }
+                        for event in self.handle(kind) {
+                            outbox.send(send(pb::worker_message::Kind::TaskEvent(event))).await.map_err(|e| e.to_string())?;
+                        }
+                    }
+                    Some(_) => {}
+                    None => return Ok(()),
+                },
+                Some(event) = events_rx.recv() => {
+                    if matches!(event.kind, Some(pb::task_event::Kind::Finished(_) | pb::task_event::Kind::Failed(_))) {
+                        self.running.remove(&event.task_id);
+                    }
+                    outbox.send(send(pb::worker_message::Kind::TaskEvent(event))).await.map_err(|e| e.to_string())?;
+                }
+                _ = heartbeat.tick() => {
+                    let beat = pb::Heartbeat {
+                        time_ms: 0,
+                        running_task_ids: self.running.keys().cloned().collect(),
+                    };
+                    outbox.send(send(pb::worker_message::Kind::Heartbeat(beat))).await.map_err(|e| e.to_string())?;
+                }
+            }
+        }
+    }
+
+    /// Acts on one coordinator message; returns events to send at once.
+    fn handle(&mut self, kind: pb::coordinator_message::Kind) -> Vec<pb::TaskEvent> {
+        use pb::coordinator_message::Kind;
+        match kind {
+            Kind::Welcome(_) => Vec::new(),
+            Kind::Assign(task) if !task.rendezvous_json.is_empty() => {
+                let json = task.rendezvous_json.clone();
+                self.start(task, json);
+                Vec::new()
+            }
+            Kind::Assign(task) => self.offer_part(task),
+            Kind::Rendezvous(record) => {
+                let Some(waiting) = self.waiting.remove(&record.task_id) else { return Vec::new() };
+                match with_listen(&record.rendezvous_json, &waiting.listen) {
+                    Ok(json) => {
+                        self.start(waiting.task, json);
+                        Vec::new()
+                    }
+                    Err(reason) => vec![failed(&waiting.task, reason)],
+                }
+            }
+            Kind::Cancel(cancel) => {
+                self.waiting.remove(&cancel.task_id);
+                if let Some((_, stop)) = self.running.remove(&cancel.task_id) {
+                    tracing::info!(task_id = %cancel.task_id, reason = %cancel.reason, "cancelling rank");
+                    let _ = stop.send(cancel.reason);
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// For a group rank: reserves a port for its ring listener and reports it.
+    fn offer_part(&mut self, task: pb::AssignTask) -> Vec<pb::TaskEvent> {
+        let is_cuda = task.device.as_ref().is_some_and(|d| d.kind == "cuda");
+        if is_cuda {
+            let reason =
+                "this agent cannot create an NCCL unique id; run CUDA jobs with world_size 1".to_owned();
+            return vec![failed(&task, reason)];
+        }
+        // The port is free now; the trainer binds it once the record arrives.
+        let port = match std::net::TcpListener::bind("0.0.0.0:0").and_then(|l| l.local_addr()) {
+            Ok(addr) => addr.port(),
+            Err(e) => return vec![failed(&task, format!("no free port for the ring listener: {e}"))],
+        };
+        let part = format!("{}:{port}", self.config.advertise_host);
+        let event = pb::TaskEvent {
+            task_id: task.task_id.clone(),
+            rank: task.rank,
+            kind: Some(pb::task_event::Kind::RendezvousReady(part)),
+        };
+        self.waiting.insert(task.task_id.clone(), Waiting { task, listen: format!("0.0.0.0:{port}") });
+        vec![event]
+    }
+
+    fn start(&mut self, task: pb::AssignTask, rendezvous_json: String) {
+        let (cancel, cancelled) = oneshot::channel();
+        let slots = u32::try_from(self.config.devices.len()).unwrap_or(1).max(1);
+        let launch = RankLaunch {
+            worker_bin: self.config.worker_bin.clone(),
+            scratch: self.config.scratch_dir.join(task.task_id.replace('/', "-")),
+            threads: (self.config.cpu_cores / slots).max(1),
+            rendezvous_json,
+            task,
+        };
+        tracing::info!(task_id = %launch.task.task_id, rank = launch.task.rank, stage = launch.task.stage, "starting rank");
+        self.running.insert(launch.task.task_id.clone(), (launch.task.rank, cancel));
+        tokio::spawn(trainer::run_rank(launch, self.events_tx.clone(), cancelled));
+    }
+}
+
+fn failed(task: &pb::AssignTask, reason: String) -> pb::TaskEvent {
+    pb::TaskEvent {
+        task_id: task.task_id.clone(),
+        rank: task.rank,
+        kind: Some(pb::task_event::Kind::Failed(reason)),
+    }
+}
+
+/// The record with this rank's local listen address filled in.
+fn with_listen(json: &str, listen: &str) -> Result<String, String> {
+    let mut record: Rendezvous = serde_json::from_str(json).map_err(|e| format!("rendezvous record: {e}"))?;
+    if let BackendRendezvous::Tcp { listen: slot, .. } = &mut record.backend {
+        *slot = Some(listen.to_owned());
+    }
+    serde_json::to_string(&record).map_err(|e| format!("rendezvous record: {e}"))
+}

@@ -1,0 +1,228 @@
+//! One rank as a child process (`scop-worker rank …`): started with the task's
+//! files, its stdout events relayed, its exit turned into finished or failed,
+//! killed on cancel. A crash or libtorch abort ends the child, never the agent.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use scop_proto::v1 as pb;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot};
+
+use super::relay::Relay;
+
+/// Everything needed to start one rank.
+#[derive(Debug, Clone)]
+pub struct RankLaunch {
+    pub worker_bin: PathBuf,
+    pub task: pb::AssignTask,
+    /// The full rendezvous record, as JSON.
+    pub rendezvous_json: String,
+    /// Where the task's spec and logs go on this worker.
+    pub scratch: PathBuf,
+    /// Intra-op threads for a CPU rank (0: libtorch's default).
+    pub threads: u32,
+}
+
+/// The CLI name of a stage.
+pub fn stage_name(stage: pb::Stage) -> Option<&'static str> {
+    match stage {
+        pb::Stage::Pretrain => Some("pretrain"),
+        pb::Stage::Knockoff => Some("knockoff"),
+        pb::Stage::Decide => Some("decide"),
+        pb::Stage::Finetune => Some("finetune"),
+        pb::Stage::Export => Some("export"),
+        pb::Stage::Unspecified => None,
+    }
+}
+
+/// The child's command line.
+pub fn command_line(launch: &RankLaunch, spec_path: &Path) -> Result<Vec<String>, String> {
+    let task = &launch.task;
+    let stage = stage_name(task.stage()).ok_or_else(|| format!("task {}: no stage", task.task_id))?;
+    let mut args = vec![
+        "rank".to_owned(),
+        "--spec".into(),
+        spec_path.display().to_string(),
+        "--stage".into(),
+        stage.into(),
+        "--rank".into(),
+        task.rank.to_string(),
+        "--world".into(),
+        task.world_size.to_string(),
+        "--rendezvous".into(),
+        launch.rendezvous_json.clone(),
+        "--output".into(),
+        task.checkpoint_dir.clone(),
+    ];
+    if !task.resume_from.is_empty() {
+        args.push("--resume".into());
+    }
+    if launch.threads > 0 {
+        args.extend(["--threads".into(), launch.threads.to_string()]);
+    }
+    Ok(args)
+}
+
+/// Runs the rank to its end, sending its task events to `events`; killed when
+/// `cancel` fires. The last event is always `Finished` or `Failed`.
+pub async fn run_rank(
+    launch: RankLaunch,
+    events: mpsc::Sender<pb::TaskEvent>,
+    cancel: oneshot::Receiver<String>,
+) {
+    let task_id = launch.task.task_id.clone();
+    let rank = launch.task.rank;
+    let send = |kind: pb::task_event::Kind| {
+        let events = events.clone();
+        let task_id = task_id.clone();
+        async move {
+            let _ = events.send(pb::TaskEvent { task_id, rank, kind: Some(kind) }).await;
+        }
+    };
+    let outcome = supervise(&launch, &send, cancel).await;
+    match outcome {
+        Ok(finished) => send(pb::task_event::Kind::Finished(finished)).await,
+        Err(reason) => send(pb::task_event::Kind::Failed(reason)).await,
+    }
+}
+
+async fn supervise<F, Fut>(
+    launch: &RankLaunch,
+    send: &F,
+    mut cancel: oneshot::Receiver<String>,
+) -> Result<pb::TaskFinished, String>
+where
+    F: Fn(pb::task_event::Kind) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let scratch = &launch.scratch;
+    std::fs::create_dir_all(scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let spec_path = scratch.join("job.yaml");
+    std::fs::write(&spec_path, &launch.task.spec_yaml)
+        .map_err(|e| format!("{}: {e}", spec_path.display()))?;
+    let args = command_line(launch, &spec_path)?;
+    let mut child = Command::new(&launch.worker_bin)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", launch.worker_bin.display()))?;
+    let stdout = child.stdout.take().ok_or("the trainer has no stdout")?;
+    let mut stderr = child.stderr.take().ok_or("the trainer has no stderr")?;
+    // Drain stderr concurrently so a chatty trainer never blocks on a full pipe.
+    let stderr_task = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let mut lines = BufReader::new(stdout).lines();
+    let mut relay = Relay::default();
+    loop {
+        tokio::select! {
+            line = lines.next_line() => match line {
+                Ok(Some(line)) => if let Some(kind) = relay.translate(&line) { send(kind).await },
+                Ok(None) | Err(_) => break,
+            },
+            reason = &mut cancel => {
+                let _ = child.kill().await;
+                return Err(format!("cancelled: {}", reason.unwrap_or_else(|_| "the agent stopped".into())));
+            }
+        }
+    }
+    let status = tokio::select! {
+        status = child.wait() => status.map_err(|e| format!("waiting for the trainer: {e}"))?,
+        reason = &mut cancel => {
+            let _ = child.kill().await;
+            return Err(format!("cancelled: {}", reason.unwrap_or_else(|_| "the agent stopped".into())));
+        }
+    };
+    let stderr = stderr_task.await.unwrap_or_default();
+    if status.success() {
+        let export = (launch.task.stage() == pb::Stage::Export)
+            .then(|| Path::new(&launch.task.checkpoint_dir).join("export"));
+        Ok(relay.finished(export.as_deref()))
+    } else {
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        Err(format!("trainer exited with {status}: {last}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn launch(bin: &str, resume: &str) -> RankLaunch {
+        let task = pb::AssignTask {
+            task_id: "a/1".into(),
+            stage: pb::Stage::Knockoff as i32,
+            spec_yaml: "model: {}\n".into(),
+            rank: 1,
+            world_size: 2,
+            resume_from: resume.into(),
+            checkpoint_dir: "out".into(),
+            ..Default::default()
+        };
+        let scratch = std::env::temp_dir().join(format!("scop-agent-test-{}", std::process::id()));
+        RankLaunch { worker_bin: bin.into(), task, rendezvous_json: "{}".into(), scratch, threads: 2 }
+    }
+
+    #[test]
+    fn the_child_gets_the_rank_contract() {
+        let args = command_line(&launch("w", "ckpt"), Path::new("s.yaml")).unwrap();
+        assert_eq!(
+            args.join(" "),
+            "rank --spec s.yaml --stage knockoff --rank 1 --world 2 --rendezvous {} --output out --resume --threads 2"
+        );
+    }
+
+    /// A shell script stands in for the trainer: its events are relayed and
+    /// its exit status and last stderr line become the failure reason.
+    #[tokio::test]
+    async fn events_are_relayed_and_a_failed_exit_names_its_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("trainer.sh");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\necho '{\"type\":\"checkpoint_written\",\"stage\":\"knockoff\",\"path\":\"c1\"}'\n\
+             echo 'NaN loss at step 3' >&2\nexit 3\n",
+        )
+        .unwrap();
+        std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+        let mut launch = launch(script.to_str().unwrap(), "");
+        launch.scratch = dir.path().join("scratch");
+        let (events, mut received) = mpsc::channel(8);
+        let (_cancel, cancelled) = oneshot::channel();
+        run_rank(launch, events, cancelled).await;
+        let first = received.recv().await.unwrap().kind.unwrap();
+        assert_eq!(first, pb::task_event::Kind::CheckpointWritten("c1".into()));
+        match received.recv().await.unwrap().kind.unwrap() {
+            pb::task_event::Kind::Failed(reason) => {
+                assert_eq!(reason, "trainer exited with exit status: 3: NaN loss at step 3")
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn cancel_kills_the_trainer() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("trainer.sh");
+        std::fs::write(&script, "#!/bin/sh\nsleep 30\n").unwrap();
+        std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+        let mut launch = launch(script.to_str().unwrap(), "");
+        launch.scratch = dir.path().join("scratch");
+        let (events, mut received) = mpsc::channel(8);
+        let (cancel, cancelled) = oneshot::channel();
+        let running = tokio::spawn(run_rank(launch, events, cancelled));
+        cancel.send("job cancelled".into()).unwrap();
+        running.await.unwrap();
+        assert_eq!(
+            received.recv().await.unwrap().kind.unwrap(),
+            pb::task_event::Kind::Failed("cancelled: job cancelled".into())
+        );
+    }
+}
