@@ -15,7 +15,6 @@ use crate::events::Event;
 use crate::models::ResNet;
 use crate::prune::apply_plan;
 use crate::train::metrics::Summary;
-use crate::train::schedule::LrSchedule;
 
 const STAGE: &str = "finetune";
 
@@ -56,18 +55,7 @@ pub fn run(ctx: &mut StageContext<'_>, plan: &Plan) -> Result<FinetuneReport> {
         top1: before.top1,
         top5: before.top5,
     });
-    let cfg = LoopConfig {
-        stage: STAGE,
-        epochs: spec.epochs,
-        schedule: LrSchedule::new(
-            spec.lr,
-            spec.schedule,
-            spec.warmup_epochs,
-            train.batches_per_epoch() as u64,
-            spec.epochs,
-        ),
-        checkpoint_every_steps: spec.checkpoint_every_steps,
-    };
+    let cfg = LoopConfig::supervised(STAGE, &spec, train.batches_per_epoch() as u64);
     let mut hooks = Supervised::new(STAGE, &spec, &model, &vs);
     let after = run_epochs(ctx, &cfg, &vs, &train, &test, &mut hooks)?;
     if ctx.replicas.rank() == 0 {

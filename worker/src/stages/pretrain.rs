@@ -7,7 +7,6 @@ use super::supervised::{Supervised, check_amp};
 use super::trainer::{LoopConfig, run_epochs};
 use super::weights;
 use crate::train::metrics::Summary;
-use crate::train::schedule::LrSchedule;
 
 const STAGE: &str = "pretrain";
 
@@ -23,18 +22,7 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<Summary> {
     };
     let train = ctx.train_loader(spec.batch_size)?;
     let test = ctx.test_loader(spec.batch_size.max(256))?;
-    let cfg = LoopConfig {
-        stage: STAGE,
-        epochs: spec.epochs,
-        schedule: LrSchedule::new(
-            spec.lr,
-            spec.schedule,
-            spec.warmup_epochs,
-            train.batches_per_epoch() as u64,
-            spec.epochs,
-        ),
-        checkpoint_every_steps: spec.checkpoint_every_steps,
-    };
+    let cfg = LoopConfig::supervised(STAGE, &spec, train.batches_per_epoch() as u64);
     let mut hooks = Supervised::new(STAGE, &spec, &model, &vs);
     let summary = run_epochs(ctx, &cfg, &vs, &train, &test, &mut hooks)?;
     if ctx.replicas.rank() == 0 {

@@ -63,6 +63,24 @@ pub struct LoopConfig {
     pub checkpoint_every_steps: u64,
 }
 
+impl LoopConfig {
+    /// The loop of a supervised stage (pretrain, finetune) as its training section describes it.
+    pub fn supervised(stage: &'static str, spec: &scop_core::spec::TrainSpec, steps_per_epoch: u64) -> Self {
+        Self {
+            stage,
+            epochs: spec.epochs,
+            schedule: LrSchedule::new(
+                spec.lr,
+                spec.schedule,
+                spec.warmup_epochs,
+                steps_per_epoch,
+                spec.epochs,
+            ),
+            checkpoint_every_steps: spec.checkpoint_every_steps,
+        }
+    }
+}
+
 /// Where the loop starts: fresh, or from a checkpoint.
 #[derive(Debug, Clone, Copy, Default)]
 struct Position {
