@@ -4,6 +4,7 @@
 //! can validate specs and decide plans without linking libtorch.
 
 pub mod arch;
+pub mod client_config;
 pub mod error;
 pub mod plan;
 pub mod rendezvous;
