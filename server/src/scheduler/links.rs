@@ -35,6 +35,13 @@ impl WorkerLinks {
         }
     }
 
+    /// Whether `worker_id` has an open stream to send to. A worker is registered
+    /// in the store a moment before its stream is attached; only attached
+    /// workers are given ranks.
+    pub fn is_attached(&self, worker_id: &str) -> bool {
+        self.lock().contains_key(worker_id)
+    }
+
     /// Queues `message` for `worker_id`; false when it has no open stream or
     /// its outbox is full (the caller treats the rank as unreachable).
     pub fn send(&self, worker_id: &str, message: pb::coordinator_message::Kind) -> bool {
@@ -61,11 +68,13 @@ mod tests {
     fn a_reconnect_survives_the_old_stream_detaching() {
         let links = WorkerLinks::default();
         assert!(!links.send("w", cancel()));
+        assert!(!links.is_attached("w"));
         let (old, _old_rx) = mpsc::channel(1);
         let (new, mut new_rx) = mpsc::channel(1);
         let first = links.attach("w", old);
         links.attach("w", new);
         links.detach("w", first);
+        assert!(links.is_attached("w"));
         assert!(links.send("w", cancel()));
         assert!(new_rx.try_recv().is_ok());
     }

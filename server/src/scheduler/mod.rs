@@ -146,7 +146,9 @@ impl Scheduler {
             self.store.running_jobs().await?.into_iter().filter(|j| !busy.contains(j.id.as_str())).collect();
         candidates.extend(self.store.queued_jobs().await?);
         candidates.sort_by_key(|j| std::cmp::Reverse(j.priority));
-        let workers = self.store.list_workers(false).await?;
+        // Only workers whose stream is attached can be sent their assignments.
+        let mut workers = self.store.list_workers(false).await?;
+        workers.retain(|w| self.links.is_attached(&w.id));
         let mut free = live.clone();
         for job in candidates {
             if let Some(attempt) = self.advance(&job, &workers, &free).await? {
