@@ -31,6 +31,12 @@ pub enum Event {
         samples_per_second: f64,
         eta_seconds: f64,
         lr: f64,
+        /// Mean wall time of one training step over the window, and the part of
+        /// it spent averaging gradients across ranks (0 on a single rank).
+        #[serde(default)]
+        step_seconds: f64,
+        #[serde(default)]
+        allreduce_seconds: f64,
     },
     /// Evaluation on the test split; `epoch` 0 means before training.
     Evaluated {
@@ -150,6 +156,7 @@ pub fn human_line(event: &Event) -> Option<String> {
             samples_per_second,
             eta_seconds,
             lr,
+            ..
         } => {
             format!(
                 "[{stage}] epoch {epoch}/{epochs} step {step}/{steps} loss {loss:.4} acc {:.2}% {samples_per_second:.0} samples/s lr {lr:.4} ETA {}",

@@ -20,6 +20,8 @@ pub struct GroupReplicas {
     plan: Option<(Vec<usize>, GradBucketer)>,
     /// This rank's parameter fingerprint at the last [`Replicas::check_in_sync`].
     last_fingerprint: Option<u64>,
+    /// Time spent averaging gradients since it was last taken.
+    allreduce: std::time::Duration,
 }
 
 impl std::fmt::Debug for GroupReplicas {
@@ -39,7 +41,7 @@ impl GroupReplicas {
 
     /// As [`GroupReplicas::new`] with another bucket size (tests use small ones).
     pub fn with_bucket_bytes(group: Box<dyn Collective>, bucket_bytes: usize) -> Self {
-        Self { group, bucket_bytes, plan: None, last_fingerprint: None }
+        Self { group, bucket_bytes, plan: None, last_fingerprint: None, allreduce: std::time::Duration::ZERO }
     }
 
     /// The fingerprint of this rank's parameters when they were last checked
@@ -95,8 +97,14 @@ impl Replicas for GroupReplicas {
             self.plan = Some((defined, bucketer));
         }
         let (_, bucketer) = self.plan.as_mut().expect("the plan was just built");
-        tch::no_grad(|| bucketer.all_reduce(self.group.as_mut(), &mut present, ReduceOp::Avg))
-            .map_err(|e| explain(what, &e))
+        let started = std::time::Instant::now();
+        let reduced = tch::no_grad(|| bucketer.all_reduce(self.group.as_mut(), &mut present, ReduceOp::Avg));
+        self.allreduce += started.elapsed();
+        reduced.map_err(|e| explain(what, &e))
+    }
+
+    fn take_allreduce_seconds(&mut self) -> f64 {
+        std::mem::take(&mut self.allreduce).as_secs_f64()
     }
 
     fn sum_scalars(&mut self, values: &mut [f64]) -> Result<(), ParallelError> {

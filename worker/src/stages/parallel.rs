@@ -22,6 +22,10 @@ pub trait Replicas {
     fn sum_scalars(&mut self, values: &mut [f64]) -> Result<(), ParallelError>;
     /// Fails if the ranks' `params` differ (compared through a cheap hash).
     fn check_in_sync(&mut self, params: &[Tensor]) -> Result<(), ParallelError>;
+    /// Seconds spent in [`Replicas::average_gradients`] since the last call.
+    fn take_allreduce_seconds(&mut self) -> f64 {
+        0.0
+    }
 }
 
 /// One process, nothing to synchronise.

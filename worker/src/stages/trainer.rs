@@ -118,6 +118,7 @@ pub fn run_epochs(
     let mut last = Summary::default();
     while pos.epoch < cfg.epochs {
         let mut window = Tally::default();
+        let mut window_steps = 0u64;
         let mut window_start = Instant::now();
         for batch in train.epoch(u64::from(pos.epoch), pos.batch as usize)? {
             let batch = batch?;
@@ -132,13 +133,17 @@ pub fn run_epochs(
                 });
             }
             window.add(result.loss, &result.logits, &result.labels);
+            window_steps += 1;
             pos.batch += 1;
             pos.global_step += 1;
 
             if pos.batch % log_every == 0 || pos.batch == steps_per_epoch {
+                // Taken before the metrics are summed, so that sum is not counted as step time.
+                let seconds = window_start.elapsed().as_secs_f64().max(1e-9);
+                let allreduce = ctx.replicas.take_allreduce_seconds();
+                let steps_in_window = window_steps.max(1) as f64;
                 let mut sums = [window.samples as f64, window.loss_sum, window.top1 as f64];
                 ctx.replicas.sum_scalars(&mut sums).in_stage(stage)?;
-                let seconds = window_start.elapsed().as_secs_f64().max(1e-9);
                 let done = (pos.global_step - steps_at_start) as f64;
                 let per_step = started.elapsed().as_secs_f64() / done.max(1.0);
                 ctx.sink.emit(&Event::Progress {
@@ -152,8 +157,11 @@ pub fn run_epochs(
                     samples_per_second: sums[0] / seconds,
                     eta_seconds: per_step * (total_steps - pos.global_step) as f64,
                     lr,
+                    step_seconds: seconds / steps_in_window,
+                    allreduce_seconds: allreduce / steps_in_window,
                 });
                 window = Tally::default();
+                window_steps = 0;
                 window_start = Instant::now();
             }
             if cfg.checkpoint_every_steps > 0
