@@ -28,7 +28,7 @@ pub struct UnitPlan {
 }
 
 /// Size of the network before and after the plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlanSummary {
     /// Input side the FLOPs were counted at.

@@ -123,6 +123,7 @@ pub fn event(event: JobEvent) -> pb::JobEvent {
 
 pub fn plan(plan: Plan) -> pb::Plan {
     let (channels_before, channels_after) = (plan.channels_before(), plan.channels_after());
+    let totals = plan.totals.unwrap_or_default();
     pb::Plan {
         job_id: plan.job_id,
         decided_at_ms: plan.decided_at_ms,
@@ -147,6 +148,11 @@ pub fn plan(plan: Plan) -> pb::Plan {
             .collect(),
         channels_before,
         channels_after,
+        params_before: totals.params_before,
+        params_after: totals.params_after,
+        flops_before: totals.flops_before,
+        flops_after: totals.flops_after,
+        input_size: totals.input_size,
     }
 }
 

@@ -33,6 +33,10 @@ pub struct Plan {
     pub rate: f64,
     pub statistics_epoch: u32,
     pub units: Vec<PlanUnit>,
+    /// Params and FLOPs of the whole network before and after, counted at
+    /// `totals.input_size` (absent in plans stored by older coordinators).
+    #[serde(default)]
+    pub totals: Option<scop_core::plan::PlanSummary>,
 }
 
 impl Plan {

@@ -72,6 +72,7 @@ pub fn decide(
         rate: spec.prune.rate,
         statistics_epoch: epoch,
         units,
+        totals: Some(plan.summary),
     };
     Ok((plan, record))
 }

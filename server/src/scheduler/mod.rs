@@ -275,10 +275,11 @@ impl Scheduler {
             self.store.transition_job(&job.id, JobState::Failed, Some(reason)).await?;
             return Ok(());
         };
+        let started = Instant::now();
         match decide::decide(&job.id, spec, epoch, units, now_ms()) {
             Ok((plan, record)) => {
                 decide::write_plan(&self.artifacts.job_dir(&job.id), &plan)?;
-                self.store.save_plan(record).await?;
+                self.store.save_plan(record, started.elapsed().as_secs_f64()).await?;
                 tracing::info!(job_id = %job.id, epoch, "plan decided");
                 self.next_stage(job, Stage::Decide).await
             }

@@ -92,9 +92,11 @@ impl Store {
         .await
     }
 
-    /// Persists the decided plan and emits `PlanDecided`: one transaction.
-    pub async fn save_plan(&self, plan: Plan) -> Result<JobEvent> {
-        let event = self
+    /// Persists the decided plan with the decide stage's events (`StageStarted`,
+    /// `PlanDecided`, `StageFinished` after `seconds`, carrying the params and
+    /// FLOPs totals as metrics): one transaction. Returns the `PlanDecided` event.
+    pub async fn save_plan(&self, plan: Plan, seconds: f64) -> Result<JobEvent> {
+        let (decided, last) = self
             .call(move |conn| {
                 let tx = conn.transaction()?;
                 let body =
@@ -103,18 +105,35 @@ impl Store {
                     "INSERT OR REPLACE INTO plans (job_id, decided_at_ms, body) VALUES (?1, ?2, ?3)",
                     params![plan.job_id, plan.decided_at_ms, body],
                 )?;
+                let now = now_ms();
+                let started = EventKind::StageStarted { stage: Stage::Decide, attempt: 1, world_size: 0 };
+                append_in(&tx, &plan.job_id, started, now)?;
                 let kind = EventKind::PlanDecided {
                     units: u32::try_from(plan.units.len()).unwrap_or(u32::MAX),
                     channels_before: plan.channels_before(),
                     channels_after: plan.channels_after(),
                 };
-                let event = append_in(&tx, &plan.job_id, kind, now_ms())?;
+                let decided = append_in(&tx, &plan.job_id, kind, now)?;
+                let metrics = plan.totals.map_or_else(Default::default, |t| {
+                    [
+                        ("params_before", t.params_before),
+                        ("params_after", t.params_after),
+                        ("flops_before", t.flops_before),
+                        ("flops_after", t.flops_after),
+                    ]
+                    .into_iter()
+                    .map(|(name, value)| (name.to_owned(), value as f64))
+                    .collect()
+                });
+                let finished =
+                    EventKind::StageFinished { stage: Stage::Decide, attempt: 1, seconds, metrics };
+                let last = append_in(&tx, &plan.job_id, finished, now)?;
                 tx.commit()?;
-                Ok(event)
+                Ok((decided, last))
             })
             .await?;
-        self.hub().notify(&event.job_id, event.sequence);
-        Ok(event)
+        self.hub().notify(&last.job_id, last.sequence);
+        Ok(decided)
     }
 
     /// The job's plan; `PlanNotFound` (naming the job's state) before the decision.

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use scop_core::plan::PlanSummary;
+
 use super::test_support::temp_store;
 use super::{AttemptOutcome, JobFilter, Store};
 use crate::domain::{
@@ -257,8 +259,15 @@ async fn statistics_plans_and_artifacts_are_stored_with_their_events() {
             channels_after: 1,
             score: ScoreSummary { min: -1.0, mean: -0.25, max: 0.5, kept_min: 0.5, pruned_max: Some(-1.0) },
         }],
+        totals: Some(PlanSummary {
+            input_size: 32,
+            params_before: 100,
+            params_after: 60,
+            flops_before: 1000,
+            flops_after: 500,
+        }),
     };
-    let event = store.save_plan(plan.clone()).await.unwrap();
+    let event = store.save_plan(plan.clone(), 0.25).await.unwrap();
     assert_eq!(event.kind, EventKind::PlanDecided { units: 1, channels_before: 2, channels_after: 1 });
     assert_eq!(store.get_plan(&job.id).await.unwrap(), plan);
 
@@ -266,7 +275,18 @@ async fn statistics_plans_and_artifacts_are_stored_with_their_events() {
         Artifact { kind: "safetensors".into(), path: "jobs/x/model.safetensors".into(), size_bytes: 42 };
     store.record_artifacts(&job.id, Stage::Export, vec![artifact.clone()]).await.unwrap();
     assert_eq!(store.list_artifacts(&job.id).await.unwrap(), vec![artifact]);
-    assert_eq!(sequences(&store, &job.id).await, vec![1, 2, 3, 4, 5, 6]);
+    // The decide stage's start and finish surround the decision; the finish carries the totals.
+    let (events, _) = store.events_since(&job.id, event.sequence - 1).await.unwrap();
+    assert_eq!(events[0].kind, EventKind::StageStarted { stage: Stage::Decide, attempt: 1, world_size: 0 });
+    match &events[2].kind {
+        EventKind::StageFinished { stage: Stage::Decide, seconds, metrics, .. } => {
+            assert_eq!(*seconds, 0.25);
+            assert_eq!(metrics.get("params_after"), Some(&60.0));
+            assert_eq!(metrics.get("flops_before"), Some(&1000.0));
+        }
+        other => panic!("expected the decide stage's finish, got {other:?}"),
+    }
+    assert_eq!(sequences(&store, &job.id).await, vec![1, 2, 3, 4, 5, 6, 7, 8]);
 }
 
 #[tokio::test]

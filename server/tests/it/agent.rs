@@ -90,6 +90,10 @@ async fn an_agent_runs_every_stage_of_a_job_through_child_processes() {
                 assert_eq!((p.loss, p.accuracy, p.samples_per_second), (0.7, 0.75, 512.0));
                 progress += 1;
             }
+            Some(pb::job_event::Kind::StageFinished(f)) if f.stage() == pb::Stage::Decide => {
+                assert!(f.metrics["params_after"] < f.metrics["params_before"], "{f:?}");
+                finished.push(f.stage());
+            }
             Some(pb::job_event::Kind::StageFinished(f)) => {
                 assert_eq!(f.metrics.get("top1"), Some(&0.8));
                 finished.push(f.stage());
@@ -98,7 +102,7 @@ async fn an_agent_runs_every_stage_of_a_job_through_child_processes() {
         }
     }
     assert_eq!(progress, 3);
-    assert_eq!(finished, [pb::Stage::Knockoff, pb::Stage::Finetune, pb::Stage::Export]);
+    assert_eq!(finished, [pb::Stage::Knockoff, pb::Stage::Decide, pb::Stage::Finetune, pb::Stage::Export]);
     server.stop().await;
 }
 
