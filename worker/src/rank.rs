@@ -68,6 +68,10 @@ pub struct RankArgs {
     /// Intra-op CPU threads of this rank; 0 uses every core.
     #[arg(long, default_value_t = 0)]
     pub threads: u32,
+    /// The local GPU of a CUDA rank whose record does not name one (a one-rank
+    /// TCP group); an NCCL record's device must agree with it.
+    #[arg(long)]
+    pub device: Option<u32>,
     /// Write this rank's final parameter fingerprint (as JSON) to this file, so
     /// tests can compare the replicas of different ranks.
     #[arg(long, hide = true)]
@@ -141,9 +145,15 @@ pub fn run_rank(args: &RankArgs) -> Result<RankOutcome> {
     if args.threads > 0 {
         tch::set_num_threads(args.threads as i32);
     }
-    let local_device = match &rendezvous.backend {
-        BackendRendezvous::Nccl { device, .. } => *device as usize,
-        BackendRendezvous::Tcp { .. } => 0,
+    let local_device = match (&rendezvous.backend, args.device) {
+        (BackendRendezvous::Nccl { device, .. }, Some(asked)) if *device != asked => {
+            return Err(Error::Rendezvous {
+                source_name: args.rendezvous.clone(),
+                message: format!("the record is for GPU {device}, but --device {asked} was given"),
+            });
+        }
+        (BackendRendezvous::Nccl { device, .. }, _) => *device as usize,
+        (BackendRendezvous::Tcp { .. }, asked) => asked.unwrap_or(0) as usize,
     };
     let in_stage = |source| Error::Stage { rank: args.rank, source };
     let device = device_for(spec.resources.device, local_device).map_err(in_stage)?;

@@ -215,7 +215,7 @@ impl Scheduler {
         } else {
             String::new()
         };
-        let solo = if attempt.world_size == 1 { rendezvous::single(kind, &job_token) } else { None };
+        let solo = (attempt.world_size == 1).then(|| rendezvous::single(&job_token));
         for rank in &attempt.ranks {
             let assign = pb::AssignTask {
                 task_id: rank.task_id.clone(),

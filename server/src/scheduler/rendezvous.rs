@@ -6,18 +6,16 @@ use std::collections::BTreeMap;
 use scop_core::rendezvous::{BackendRendezvous, DEFAULT_TIMEOUT_MS, Rendezvous};
 use scop_core::spec::DeviceKind;
 
-/// The record of a one-rank group: no peers to meet, so no part to wait for.
-pub fn single(kind: DeviceKind, job_token: &str) -> Option<Rendezvous> {
-    match kind {
-        DeviceKind::Cpu => Some(Rendezvous {
-            rank: 0,
-            world: 1,
-            job_token: job_token.to_owned(),
-            timeout_ms: DEFAULT_TIMEOUT_MS,
-            backend: BackendRendezvous::Tcp { peers: vec!["127.0.0.1:0".to_owned()], listen: None },
-        }),
-        // NCCL needs a unique id, which only a GPU worker's agent can create.
-        DeviceKind::Cuda => None,
+/// The record of a one-rank group: no peers to meet, so no part to wait for
+/// and no communication at all, on CPU and on a GPU alike (the rank learns its
+/// GPU from its assignment's device).
+pub fn single(job_token: &str) -> Rendezvous {
+    Rendezvous {
+        rank: 0,
+        world: 1,
+        job_token: job_token.to_owned(),
+        timeout_ms: DEFAULT_TIMEOUT_MS,
+        backend: BackendRendezvous::Tcp { peers: vec!["127.0.0.1:0".to_owned()], listen: None },
     }
 }
 
@@ -91,7 +89,6 @@ mod tests {
         let records = records(DeviceKind::Cuda, "secret", &parts, &[0, 1, 0, 1]);
         records[3].validate().unwrap();
         assert_eq!(records[3].backend, BackendRendezvous::Nccl { unique_id: "ab".repeat(128), device: 1 });
-        assert!(single(DeviceKind::Cuda, "secret").is_none());
-        single(DeviceKind::Cpu, "secret").unwrap().validate().unwrap();
+        single("secret").validate().unwrap();
     }
 }

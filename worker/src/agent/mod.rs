@@ -171,6 +171,7 @@ impl Agent {
                 Some(event) = events_rx.recv() => {
                     if matches!(event.kind, Some(pb::task_event::Kind::Finished(_) | pb::task_event::Kind::Failed(_))) {
                         self.running.remove(&event.task_id);
+                        self.waiting.remove(&event.task_id);
                     }
                     outbox.send(send(pb::worker_message::Kind::TaskEvent(event))).await.map_err(|e| e.to_string())?;
                 }
@@ -217,13 +218,26 @@ impl Agent {
         }
     }
 
-    /// For a group rank: reserves a port for its ring listener and reports it.
+    /// For a rank that needs a rendezvous: on CPU, reserves a port for its ring
+    /// listener and reports it; on CUDA, rank 0 creates the group's NCCL unique
+    /// id (on a blocking thread; NCCL's bootstrap root then lives in this
+    /// agent) and reports it, while the other ranks only wait for the record.
     fn offer_part(&mut self, task: pb::AssignTask) -> Vec<pb::TaskEvent> {
         let is_cuda = task.device.as_ref().is_some_and(|d| d.kind == "cuda");
         if is_cuda {
-            let reason =
-                "this agent cannot create an NCCL unique id; run CUDA jobs with world_size 1".to_owned();
-            return vec![failed(&task, reason)];
+            let (task_id, rank) = (task.task_id.clone(), task.rank);
+            self.waiting.insert(task_id.clone(), Waiting { task, listen: String::new() });
+            if rank == 0 {
+                let events = self.events_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let kind = match nccl_unique_id() {
+                        Ok(hex) => pb::task_event::Kind::RendezvousReady(hex),
+                        Err(reason) => pb::task_event::Kind::Failed(reason),
+                    };
+                    let _ = events.blocking_send(pb::TaskEvent { task_id, rank, kind: Some(kind) });
+                });
+            }
+            return Vec::new();
         }
         // The port is free now; the trainer binds it once the record arrives.
         let port = match std::net::TcpListener::bind("0.0.0.0:0").and_then(|l| l.local_addr()) {
@@ -254,6 +268,19 @@ impl Agent {
         self.running.insert(launch.task.task_id.clone(), (launch.task.rank, cancel));
         tokio::spawn(trainer::run_rank(launch, self.events_tx.clone(), cancelled));
     }
+}
+
+/// A new NCCL unique id, as the 256 hex digits a rendezvous record carries.
+#[cfg(feature = "nccl")]
+fn nccl_unique_id() -> Result<String, String> {
+    crate::collective::new_unique_id()
+        .map(|id| scop_core::rendezvous::encode_unique_id(&id))
+        .map_err(|e| format!("creating the NCCL unique id: {e}"))
+}
+
+#[cfg(not(feature = "nccl"))]
+fn nccl_unique_id() -> Result<String, String> {
+    Err("this scop-worker was built without the `nccl` cargo feature, which CUDA jobs need".to_owned())
 }
 
 fn failed(task: &pb::AssignTask, reason: String) -> pb::TaskEvent {

@@ -62,6 +62,9 @@ pub fn command_line(launch: &RankLaunch, spec_path: &Path) -> Result<Vec<String>
     if launch.threads > 0 {
         args.extend(["--threads".into(), launch.threads.to_string()]);
     }
+    if let Some(device) = task.device.as_ref().filter(|d| d.kind == "cuda") {
+        args.extend(["--device".into(), device.index.to_string()]);
+    }
     Ok(args)
 }
 
@@ -177,6 +180,11 @@ mod tests {
             args.join(" "),
             "rank --spec s.yaml --stage knockoff --rank 1 --world 2 --rendezvous {} --output out --resume --threads 2"
         );
+        // A GPU rank is told its device, which a one-rank group's record does not carry.
+        let mut gpu = launch("w", "");
+        gpu.task.device = Some(pb::Device { kind: "cuda".into(), index: 1, ..Default::default() });
+        let args = command_line(&gpu, Path::new("s.yaml")).unwrap();
+        assert!(args.join(" ").ends_with("--threads 2 --device 1"), "{args:?}");
     }
 
     /// A shell script stands in for the trainer: its events are relayed and

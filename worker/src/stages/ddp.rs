@@ -74,6 +74,11 @@ impl Replicas for GroupReplicas {
     }
 
     fn broadcast_from_root(&mut self, tensors: &[Tensor]) -> Result<(), ParallelError> {
+        // A group of one has nothing to exchange (and its tensors may be on a GPU
+        // that a one-rank TCP group does not reach).
+        if self.group.world() == 1 {
+            return Ok(());
+        }
         let what = "broadcasting rank 0's variables";
         tch::no_grad(|| {
             for t in tensors {
@@ -85,6 +90,9 @@ impl Replicas for GroupReplicas {
     }
 
     fn average_gradients(&mut self, grads: &[Tensor]) -> Result<(), ParallelError> {
+        if self.group.world() == 1 {
+            return Ok(());
+        }
         let what = "averaging gradients";
         // Frozen variables have no gradient; every rank skips the same ones.
         let defined: Vec<usize> = (0..grads.len()).filter(|&i| grads[i].defined()).collect();
