@@ -17,19 +17,23 @@ pub struct AgentArgs {
     #[arg(long, env = "SCOP_WORKER_TOKEN_FILE")]
     pub token_file: PathBuf,
     /// CPU slots to offer when no CUDA GPU is present (or with --cpu).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, env = "SCOP_SLOTS", default_value_t = 1)]
     pub slots: u32,
     /// Offer CPU slots even when CUDA GPUs are present.
-    #[arg(long)]
+    #[arg(long, env = "SCOP_CPU_ONLY")]
     pub cpu: bool,
-    /// Host name other ranks reach this worker's ring listeners at.
-    #[arg(long, default_value = "127.0.0.1")]
+    /// Intra-op threads of each CPU rank [default: this machine's cores split between the slots].
+    #[arg(long, env = "SCOP_RANK_THREADS")]
+    pub threads: Option<u32>,
+    /// Host name or address other ranks reach this worker's ring listeners at
+    /// (on Kubernetes, the pod IP).
+    #[arg(long, env = "SCOP_ADVERTISE_HOST", default_value = "127.0.0.1")]
     pub advertise_host: String,
     /// The executable run for each rank as `<bin> rank …` (default: this one).
     #[arg(long)]
     pub worker_bin: Option<PathBuf>,
     /// Where task specs are written (default: a directory under the temp dir).
-    #[arg(long)]
+    #[arg(long, env = "SCOP_SCRATCH_DIR")]
     pub scratch_dir: Option<PathBuf>,
 }
 
@@ -79,12 +83,19 @@ impl AgentArgs {
             .scratch_dir
             .clone()
             .unwrap_or_else(|| std::env::temp_dir().join(format!("scop-agent-{}", std::process::id())));
+        let slots = u32::try_from(devices.len()).unwrap_or(1).max(1);
+        let rank_threads = match self.threads {
+            Some(0) => return Err(AgentError::Flag("--threads: must be >= 1, got 0".into())),
+            Some(n) => n,
+            None => (cpu_cores / slots).max(1),
+        };
         Ok(AgentConfig {
             coordinator,
             token,
             hostname,
             devices,
             cpu_cores,
+            rank_threads,
             worker_bin,
             scratch_dir,
             advertise_host: self.advertise_host.clone(),

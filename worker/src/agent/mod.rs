@@ -30,6 +30,8 @@ pub struct AgentConfig {
     /// One slot per device: CUDA GPUs, or CPU slots.
     pub devices: Vec<pb::Device>,
     pub cpu_cores: u32,
+    /// Intra-op threads of each rank this agent starts.
+    pub rank_threads: u32,
     /// The `scop-worker` executable that runs ranks.
     pub worker_bin: PathBuf,
     /// Where task specs are written.
@@ -47,6 +49,8 @@ pub enum AgentError {
     Token(String, String),
     #[error("cannot find the scop-worker executable to run ranks with: {0}")]
     WorkerBin(String),
+    #[error("{0}")]
+    Flag(String),
 }
 
 /// Adds the bearer token to every call.
@@ -256,11 +260,10 @@ impl Agent {
 
     fn start(&mut self, task: pb::AssignTask, rendezvous_json: String) {
         let (cancel, cancelled) = oneshot::channel();
-        let slots = u32::try_from(self.config.devices.len()).unwrap_or(1).max(1);
         let launch = RankLaunch {
             worker_bin: self.config.worker_bin.clone(),
             scratch: self.config.scratch_dir.join(task.task_id.replace('/', "-")),
-            threads: (self.config.cpu_cores / slots).max(1),
+            threads: self.config.rank_threads,
             rendezvous_json,
             task,
         };
