@@ -11,6 +11,8 @@ use crate::harness::TestServer;
 
 /// One connected scripted worker.
 pub struct FakeWorker {
+    /// The id Welcome gave it.
+    pub id: String,
     outbox: mpsc::Sender<pb::WorkerMessage>,
     replies: tonic::Streaming<pb::CoordinatorMessage>,
 }
@@ -18,6 +20,17 @@ pub struct FakeWorker {
 impl FakeWorker {
     /// Connects with `slots` CPU devices, reporting `running` task ids as alive.
     pub async fn connect(server: &TestServer, host: &str, slots: u32, running: &[(&str, u32)]) -> FakeWorker {
+        Self::connect_as(server, host, "", slots, running).await
+    }
+
+    /// As [`FakeWorker::connect`], saying Hello with the id an earlier Welcome gave.
+    pub async fn connect_as(
+        server: &TestServer,
+        host: &str,
+        worker_id: &str,
+        slots: u32,
+        running: &[(&str, u32)],
+    ) -> FakeWorker {
         let mut client = server.workers().await;
         let (outbox, inbox) = mpsc::channel(64);
         let devices = (0..slots)
@@ -32,15 +45,15 @@ impl FakeWorker {
             agent_version: "test".into(),
             devices,
             cpu_cores: slots,
-            worker_id: String::new(),
+            worker_id: worker_id.into(),
             running,
         };
         outbox.send(pb::WorkerMessage { kind: Some(pb::worker_message::Kind::Hello(hello)) }).await.unwrap();
         let mut replies = client.connect(ReceiverStream::new(inbox)).await.unwrap().into_inner();
-        match replies.message().await.unwrap().unwrap().kind {
-            Some(pb::coordinator_message::Kind::Welcome(_)) => {}
+        let id = match replies.message().await.unwrap().unwrap().kind {
+            Some(pb::coordinator_message::Kind::Welcome(welcome)) => welcome.worker_id,
             other => panic!("expected Welcome, got {other:?}"),
-        }
+        };
         // Heartbeats every 50 ms for as long as the worker is not dropped.
         let weak = outbox.downgrade();
         tokio::spawn(async move {
@@ -54,7 +67,7 @@ impl FakeWorker {
                 }
             }
         });
-        FakeWorker { outbox, replies }
+        FakeWorker { id, outbox, replies }
     }
 
     /// The next coordinator message, within 10 s.

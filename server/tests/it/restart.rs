@@ -1,8 +1,11 @@
-//! A restarted coordinator keeps queued jobs queued, with their event logs.
+//! A restarted coordinator keeps queued jobs queued, with their event logs,
+//! re-attaches running ranks their workers report alive, and retries the rest
+//! from their last checkpoint.
 
 use scop_proto::v1 as pb;
 
-use crate::harness::TestServer;
+use crate::fake_worker::{FakeWorker, statistics, wait_for_state};
+use crate::harness::{SPEC, TestServer};
 
 #[tokio::test]
 async fn reopening_the_store_keeps_queued_jobs() {
@@ -30,4 +33,78 @@ async fn reopening_the_store_keeps_queued_jobs() {
         .into_inner();
     assert_eq!(events.message().await.unwrap().unwrap().sequence, 1);
     server.stop().await;
+}
+
+/// Across a restart, an attempt whose worker reconnects still running its rank
+/// carries on (its finish moves the job on), while an attempt nobody claims is
+/// failed after the grace period and retried from its last checkpoint.
+#[tokio::test]
+async fn running_attempts_are_reattached_or_retried_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let fast = |config: &mut scop_server::Config| {
+        config.heartbeat_interval_ms = 50;
+        config.heartbeat_timeout_ms = 400;
+    };
+    let server = TestServer::start_with(&dir, fast).await;
+    let kept = submit(&server).await;
+    let orphaned = submit(&server).await;
+    let mut worker = FakeWorker::connect(&server, "w", 2, &[]).await;
+    let mut tasks = [worker.assigned().await, worker.assigned().await];
+    tasks.sort_by_key(|t| if t.job_id == kept.id { 0 } else { 1 });
+    let [kept_task, orphan_task] = tasks;
+    assert_eq!(
+        (kept_task.job_id.as_str(), orphan_task.job_id.as_str()),
+        (kept.id.as_str(), orphaned.id.as_str())
+    );
+    worker
+        .send(&orphan_task, pb::task_event::Kind::CheckpointWritten("knockoff/checkpoints/step-4".into()))
+        .await;
+    wait_for_checkpoint(&server, &orphan_task.task_id).await;
+    let worker_id = worker.id.clone();
+    drop(worker);
+    server.stop().await;
+
+    // The agent comes back to the new coordinator still running one of the two ranks.
+    let server = TestServer::start_with(&dir, fast).await;
+    let mut worker = FakeWorker::connect_as(&server, "w", &worker_id, 2, &[(&kept_task.task_id, 0)]).await;
+    worker.send(&kept_task, pb::task_event::Kind::Statistics(statistics("resnet20", 1))).await;
+    worker.finish(&kept_task).await;
+    // The orphan's rank is cancelled (in case it still runs somewhere) before its retry.
+    let (mut finetune, mut retry, mut cancelled) = (None, None, None);
+    while finetune.is_none() || retry.is_none() {
+        match worker.next().await {
+            pb::coordinator_message::Kind::Assign(task) if task.job_id == kept.id => finetune = Some(task),
+            pb::coordinator_message::Kind::Assign(task) => retry = Some(task),
+            pb::coordinator_message::Kind::Cancel(cancel) => cancelled = Some(cancel),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let cancelled = cancelled.expect("the orphaned rank was cancelled before its retry");
+    assert_eq!(cancelled.task_id, orphan_task.task_id);
+    assert!(cancelled.reason.contains("no worker reported the ranks alive"), "{cancelled:?}");
+    let (finetune, retry) = (finetune.unwrap(), retry.unwrap());
+    assert_eq!((finetune.stage(), finetune.attempt), (pb::Stage::Finetune, 1));
+    assert_eq!((retry.stage(), retry.attempt), (pb::Stage::Knockoff, 2));
+    assert_eq!(retry.resume_from, "knockoff/checkpoints/step-4");
+    let orphaned = wait_for_state(&server, &orphaned.id, pb::JobState::Running).await;
+    assert_eq!(orphaned.attempt, 2);
+    server.stop().await;
+}
+
+async fn submit(server: &TestServer) -> pb::Job {
+    let mut jobs = server.jobs().await;
+    let request = pb::SubmitJobRequest { spec_yaml: SPEC.into(), ..Default::default() };
+    jobs.submit_job(request).await.unwrap().into_inner()
+}
+
+/// Waits until the store has recorded the rank's checkpoint (events are applied asynchronously).
+async fn wait_for_checkpoint(server: &TestServer, task_id: &str) {
+    for _ in 0..500 {
+        let (attempt, _) = server.store.attempt_for_task(task_id).await.unwrap();
+        if attempt.last_checkpoint.is_some() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the checkpoint of {task_id} was never recorded");
 }
