@@ -14,8 +14,12 @@ use crate::error::{Error, Result};
 /// Everything `scopd` needs to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Directory of the database (`scop.db`) and, later, artifacts.
+    /// Directory of the database (`scop.db`) and, unless `artifacts` says
+    /// otherwise, of the artifacts.
     pub data_dir: PathBuf,
+    /// The shared directory of checkpoints and exports, which every worker
+    /// must see at the same path; `<data_dir>/artifacts` when `None`.
+    pub artifacts: Option<PathBuf>,
     /// Address of the public gRPC API (`JobService`).
     pub public_addr: SocketAddr,
     /// Address of the worker gRPC API (`WorkerService`).
@@ -54,6 +58,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("scop-data"),
+            artifacts: None,
             public_addr: SocketAddr::from(([127, 0, 0, 1], 7070)),
             worker_addr: SocketAddr::from(([127, 0, 0, 1], 7071)),
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 7072)),
@@ -75,6 +80,7 @@ impl Default for Config {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
+    pub artifacts_dir: Option<PathBuf>,
     pub public_addr: Option<SocketAddr>,
     pub worker_addr: Option<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
@@ -98,6 +104,10 @@ pub struct Flags {
     /// Directory of the database and artifacts [default: scop-data].
     #[arg(long, env = "SCOP_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Shared directory of checkpoints and exports, at the same path on every
+    /// worker [default: <data-dir>/artifacts].
+    #[arg(long, env = "SCOP_ARTIFACTS_DIR")]
+    pub artifacts_dir: Option<PathBuf>,
     /// Public gRPC API address [default: 127.0.0.1:7070].
     #[arg(long, env = "SCOP_PUBLIC_ADDR")]
     pub public_addr: Option<SocketAddr>,
@@ -140,12 +150,19 @@ impl Config {
     /// Defaults, then the file named by `flags.config` (if any), then `flags`
     /// (which already hold the environment), then a consistency check.
     pub fn load(flags: &Flags) -> Result<Config> {
+        let config = Config::layered(flags)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// [`Config::load`] without the final check, for callers that fill in
+    /// more first (`scopd standalone` generates the token files).
+    pub fn layered(flags: &Flags) -> Result<Config> {
         let mut config = Config::default();
         if let Some(path) = &flags.config {
             config.apply_file(&read_file_config(path)?);
         }
         config.apply_flags(flags);
-        config.check()?;
         Ok(config)
     }
 
@@ -153,6 +170,7 @@ impl Config {
     pub fn apply_file(&mut self, file: &FileConfig) {
         let f = file.clone();
         set(&mut self.data_dir, f.data_dir);
+        set_some(&mut self.artifacts, f.artifacts_dir);
         set(&mut self.public_addr, f.public_addr);
         set(&mut self.worker_addr, f.worker_addr);
         set(&mut self.metrics_addr, f.metrics_addr);
@@ -171,6 +189,7 @@ impl Config {
     pub fn apply_flags(&mut self, flags: &Flags) {
         let f = flags.clone();
         set(&mut self.data_dir, f.data_dir);
+        set_some(&mut self.artifacts, f.artifacts_dir);
         set(&mut self.public_addr, f.public_addr);
         set(&mut self.worker_addr, f.worker_addr);
         set(&mut self.metrics_addr, f.metrics_addr);
@@ -222,9 +241,9 @@ impl Config {
         self.data_dir.join("scop.db")
     }
 
-    /// The shared directory of checkpoints and artifacts (standalone: under the data dir).
+    /// The shared directory of checkpoints and artifacts (by default under the data dir).
     pub fn artifacts_dir(&self) -> PathBuf {
-        self.data_dir.join("artifacts")
+        self.artifacts.clone().unwrap_or_else(|| self.data_dir.join("artifacts"))
     }
 }
 
@@ -264,7 +283,8 @@ mod tests {
         let file = dir.path().join("scopd.yaml");
         std::fs::write(
             &file,
-            "data_dir: /var/lib/scop\npublic_addr: 0.0.0.0:8080\nworker_token_file: w.tok\nheartbeat_timeout_ms: 9000\n",
+            "data_dir: /var/lib/scop\npublic_addr: 0.0.0.0:8080\nworker_token_file: w.tok\nheartbeat_timeout_ms: 9000\n\
+             artifacts_dir: /shared/artifacts\n",
         )
         .unwrap();
         let cli = Cli::try_parse_from([
@@ -278,6 +298,8 @@ mod tests {
         .unwrap();
         let config = Config::load(&cli.flags).unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/scop"));
+        assert_eq!(config.artifacts_dir(), PathBuf::from("/shared/artifacts"));
+        assert_eq!(Config::default().artifacts_dir(), PathBuf::from("scop-data/artifacts"));
         assert_eq!(config.public_addr, "127.0.0.1:9090".parse().unwrap());
         assert_eq!(config.worker_addr, "127.0.0.1:7071".parse().unwrap());
         assert_eq!(config.heartbeat_timeout_ms, 9000);

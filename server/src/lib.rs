@@ -15,6 +15,7 @@ pub mod scheduler;
 pub mod secret;
 pub mod server;
 pub mod shutdown;
+pub mod standalone;
 pub mod store;
 
 pub use config::Config;

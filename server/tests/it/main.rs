@@ -10,5 +10,6 @@ mod metrics;
 mod restart;
 mod scheduling;
 mod spec_validation;
+mod standalone;
 mod watch;
 mod workers;

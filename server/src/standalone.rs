@@ -1,0 +1,179 @@
+//! `scopd standalone`: the coordinator plus local worker agents, the embedded
+//! default for one machine.
+//!
+//! It binds to loopback unless told otherwise, generates the client and worker
+//! tokens in the data dir (mode 0600) on first start and reuses them after,
+//! writes the client config `scopctl` finds by itself, starts one
+//! `scop-worker agent` process per local GPU (or the asked number of CPU
+//! agents, one rank slot each) and restarts an agent that dies. On shutdown
+//! the coordinator stops first, so running attempts stay in the store and are
+//! resumed from their checkpoints by the next start; then the agents get
+//! SIGTERM.
+
+mod agents;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use scop_core::client_config::ClientConfig;
+
+pub use self::agents::{AgentSpec, plan_agents};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::server::Listeners;
+
+/// What `scopd standalone` adds to the coordinator's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct StandaloneOptions {
+    /// Local agents to start: `None` means one per GPU, or one CPU agent.
+    pub workers: Option<u32>,
+    /// The `scop-worker` executable; by default the one next to `scopd`, else on `PATH`.
+    pub worker_bin: Option<PathBuf>,
+    /// Offer CPU rank slots even when GPUs are present.
+    pub cpu: bool,
+    /// Where to write the client config; `None` means the default path.
+    pub client_config: Option<PathBuf>,
+}
+
+/// Runs the coordinator and its local agents until `shutdown` resolves.
+pub async fn run(
+    mut config: Config,
+    options: StandaloneOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let data_dir = absolute(&config.data_dir)?;
+    create_dir(&data_dir)?;
+    config.data_dir = data_dir.clone();
+    let client_tokens = config.token_file.get_or_insert_with(|| data_dir.join("client.token")).clone();
+    let worker_tokens = config.worker_token_file.get_or_insert_with(|| data_dir.join("worker.token")).clone();
+    if !config.insecure_no_auth {
+        ensure_token_file(&client_tokens)?;
+        ensure_token_file(&worker_tokens)?;
+    }
+    config.check()?;
+
+    let worker_bin = agents::find_worker_bin(options.worker_bin.as_deref())?;
+    let gpus = if options.cpu { 0 } else { agents::probe_gpus(&worker_bin).await? };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let plan = plan_agents(options.workers, gpus, cores)?;
+
+    let listeners = Listeners::bind(&config).await?;
+    let public = local_addr(&listeners.public, "public")?;
+    let worker = local_addr(&listeners.worker, "worker")?;
+    let metrics = local_addr(&listeners.metrics, "metrics")?;
+
+    let client_config_path = options.client_config.clone().or_else(ClientConfig::default_path);
+    if let Some(path) = &client_config_path {
+        let client = ClientConfig {
+            server: Some(format!("http://{}", reachable(public))),
+            token_file: (!config.insecure_no_auth).then(|| client_tokens.clone()),
+            ..ClientConfig::default()
+        };
+        client.write(path).map_err(|e| Error::Config(format!("client config: {e}")))?;
+    }
+
+    println!("scopd standalone");
+    println!("  public API     http://{public}");
+    println!("  worker API     http://{worker}");
+    println!("  metrics        http://{metrics}/metrics");
+    println!("  data dir       {}", data_dir.display());
+    if !config.insecure_no_auth {
+        println!("  client token   {}", client_tokens.display());
+    }
+    match &client_config_path {
+        Some(path) => println!("  client config  {} (scopctl reads it; no flags needed)", path.display()),
+        None => println!("  client config  not written: neither $SCOPCTL_CONFIG nor $HOME is set"),
+    }
+    println!("  workers        {}", agents::describe(&plan));
+    println!("  agent logs     {}", data_dir.join("logs").display());
+
+    let (stop_coordinator, coordinator_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut coordinator = tokio::spawn(crate::server::run(config.clone(), listeners, async {
+        let _ = coordinator_stopped.await;
+    }));
+    let connect = format!("http://{}", reachable(worker));
+    let fleet = agents::Fleet::start(&worker_bin, &connect, &worker_tokens, &data_dir, &plan)?;
+
+    let ended_early = tokio::select! {
+        () = shutdown => None,
+        ended = &mut coordinator => Some(ended),
+    };
+    let result = match ended_early {
+        Some(ended) => joined(ended),
+        None => {
+            tracing::info!("stopping the coordinator, then the local agents");
+            let _ = stop_coordinator.send(());
+            joined(coordinator.await)
+        }
+    };
+    fleet.stop().await;
+    result
+}
+
+fn joined(ended: std::result::Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
+    ended.map_err(|e| Error::Config(format!("the coordinator task died: {e}")))?
+}
+
+/// The address a local process connects to: loopback for a wildcard bind.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr }
+}
+
+fn local_addr(listener: &tokio::net::TcpListener, which: &str) -> Result<SocketAddr> {
+    listener.local_addr().map_err(|source| Error::Io { path: format!("{which} listener"), source })
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).map_err(|source| Error::Io { path: path.display().to_string(), source })
+}
+
+fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })
+}
+
+/// Writes a new random token into `path` (mode 0600) unless it already holds one.
+pub fn ensure_token_file(path: &Path) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        // Reused as it is; a file without a token is an error worth seeing now.
+        return crate::api::auth::TokenSet::load(path).map(drop);
+    }
+    let io = |source| Error::Io { path: path.display().to_string(), source };
+    if let Some(dir) = path.parent() {
+        create_dir(dir)?;
+    }
+    let token = crate::secret::random_hex(32).map_err(io)?;
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+    writeln!(file, "# generated by scopd standalone; one bearer token per line\n{token}").map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_generated_once_and_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("client.token");
+        ensure_token_file(&path).unwrap();
+        let first = std::fs::read_to_string(&path).unwrap();
+        assert!(crate::api::auth::TokenSet::load(&path).is_ok());
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        ensure_token_file(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), first);
+
+        std::fs::write(&path, "# nothing here\n").unwrap();
+        let err = ensure_token_file(&path).unwrap_err().to_string();
+        assert!(err.contains("client.token") && err.contains("no tokens"), "{err}");
+    }
+
+    #[test]
+    fn wildcard_binds_are_reached_on_loopback() {
+        assert_eq!(reachable("0.0.0.0:7070".parse().unwrap()), "127.0.0.1:7070".parse().unwrap());
+        assert_eq!(reachable("10.1.2.3:7071".parse().unwrap()), "10.1.2.3:7071".parse().unwrap());
+    }
+}
