@@ -9,7 +9,6 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -39,19 +38,6 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Set by Ctrl-C or SIGTERM; the launcher then stops its ranks.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-/// Installs the Ctrl-C / SIGTERM handler once per process.
-fn install_interrupt_handler() {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        if let Err(e) = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst)) {
-            tracing::warn!("cannot install the Ctrl-C handler: {e}; interrupting may leave ranks running");
-        }
-    });
-}
 
 /// How to start the ranks of every stage of one job.
 #[derive(Debug, Clone)]
@@ -135,7 +121,7 @@ impl Launcher {
     /// Runs `stage` on every rank; relays rank 0's events into `sink`. Returns when
     /// all ranks have succeeded, or fails (after stopping every rank) when one fails.
     pub fn run_stage(&self, stage: RankStage, sink: &mut dyn EventSink) -> Result<()> {
-        install_interrupt_handler();
+        crate::interrupt::install();
         let records = self.rendezvous()?;
         let (tx, rx) = mpsc::channel::<(usize, Line)>();
         let mut ranks: Vec<RankProcess> = Vec::with_capacity(self.world);
@@ -161,6 +147,10 @@ impl Launcher {
         }
         drop(tx);
         let outcome = self.supervise(stage, &mut ranks, &rx, sink);
+        if matches!(outcome, Err(Failure::Interrupted)) {
+            // Each rank finishes its step and checkpoints, so --resume continues from there.
+            stop_gracefully(&mut ranks, DRAIN);
+        }
         if outcome.is_err() {
             for r in ranks.iter_mut().filter(|r| r.status.is_none()) {
                 let _ = r.child.kill();
@@ -226,7 +216,7 @@ impl Launcher {
         sink: &mut dyn EventSink,
     ) -> Result<(), Failure> {
         loop {
-            if INTERRUPTED.load(Ordering::SeqCst) {
+            if crate::interrupt::requested() {
                 return Err(Failure::Interrupted);
             }
             match rx.recv_timeout(Duration::from_millis(100)) {
@@ -274,6 +264,29 @@ enum Failure {
 enum Line {
     Stdout(String),
     Stderr(String),
+}
+
+/// How long interrupted ranks get to checkpoint before they are killed.
+const DRAIN: Duration = Duration::from_secs(20);
+
+/// Sends SIGTERM to every running rank and waits up to `grace` for them to exit.
+fn stop_gracefully(ranks: &mut [RankProcess], grace: Duration) {
+    for r in ranks.iter().filter(|r| r.status.is_none()) {
+        if let Ok(pid) = i32::try_from(r.child.id()) {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        for r in ranks.iter_mut().filter(|r| r.status.is_none()) {
+            r.status = r.child.try_wait().ok().flatten();
+        }
+        if ranks.iter().all(|r| r.status.is_some()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 struct RankProcess {

@@ -11,6 +11,7 @@ pub mod data;
 pub mod events;
 pub mod export;
 pub mod inspect;
+pub mod interrupt;
 pub mod latency;
 pub mod launch;
 pub mod models;

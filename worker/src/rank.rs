@@ -127,6 +127,8 @@ pub fn read_rendezvous(arg: &str) -> Result<Rendezvous> {
 
 /// Runs `args.stage` as rank `args.rank`, with events on stdout.
 pub fn run_rank(args: &RankArgs) -> Result<RankOutcome> {
+    // SIGTERM from the agent (or Ctrl-C) ends the stage after a checkpoint.
+    crate::interrupt::install();
     let mut spec = JobSpec::from_file(&args.spec)
         .map_err(|e| Error::Spec { path: args.spec.clone(), message: e.to_string() })?;
     if let Some(dir) = &args.output {

@@ -81,6 +81,8 @@ pub fn run_job(spec: &JobSpec, options: &RunOptions) -> Result<RunSummary> {
     let log = dir.join("metrics.jsonl");
     let mut sink = ConsoleAndJsonl::new(&log).map_err(crate::stages::error::io(&log))?;
     let runner = if world == 1 {
+        // Ctrl-C ends the running stage after a checkpoint, so --resume continues from it.
+        crate::interrupt::install();
         let threads = match spec.resources.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get() as i32),
             n => n as i32,

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::Interceptor;
 
-use self::trainer::RankLaunch;
+use self::trainer::{DRAIN, RankLaunch, Stop};
 
 /// Everything the agent needs, from its flags.
 #[derive(Debug, Clone)]
@@ -75,13 +75,16 @@ struct Waiting {
 struct Agent {
     config: AgentConfig,
     worker_id: String,
-    /// Running ranks: task id → (rank, cancel).
-    running: HashMap<String, (u32, oneshot::Sender<String>)>,
+    /// Running ranks: task id → (rank, how to stop it).
+    running: HashMap<String, (u32, oneshot::Sender<Stop>)>,
     waiting: HashMap<String, Waiting>,
     events_tx: mpsc::Sender<pb::TaskEvent>,
+    /// The supervisors of the rank processes.
+    ranks: tokio::task::JoinSet<()>,
 }
 
-/// Runs the agent until `shutdown` resolves; running ranks are killed then.
+/// Runs the agent until `shutdown` resolves; running ranks are then asked to
+/// checkpoint and stop (SIGTERM), and killed if they take longer than [`DRAIN`].
 pub async fn run(
     config: AgentConfig,
     shutdown: impl std::future::Future<Output = ()>,
@@ -99,6 +102,7 @@ pub async fn run(
         running: HashMap::new(),
         waiting: HashMap::new(),
         events_tx,
+        ranks: tokio::task::JoinSet::new(),
     };
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(200);
@@ -117,10 +121,15 @@ pub async fn run(
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
-    for (task_id, (_, cancel)) in agent.running.drain() {
+    for (task_id, (_, stop)) in agent.running.drain() {
         tracing::info!(%task_id, "stopping rank: the agent is shutting down");
-        let _ = cancel.send("the agent is shutting down".into());
+        let _ = stop.send(Stop::Drain("the agent is shutting down".into()));
     }
+    // Each supervisor kills its rank at the drain deadline; this bound is a backstop.
+    let _ = tokio::time::timeout(DRAIN + Duration::from_secs(5), async {
+        while agent.ranks.join_next().await.is_some() {}
+    })
+    .await;
     Ok(())
 }
 
@@ -215,7 +224,7 @@ impl Agent {
                 self.waiting.remove(&cancel.task_id);
                 if let Some((_, stop)) = self.running.remove(&cancel.task_id) {
                     tracing::info!(task_id = %cancel.task_id, reason = %cancel.reason, "cancelling rank");
-                    let _ = stop.send(cancel.reason);
+                    let _ = stop.send(Stop::Kill(cancel.reason));
                 }
                 Vec::new()
             }
@@ -269,7 +278,8 @@ impl Agent {
         };
         tracing::info!(task_id = %launch.task.task_id, rank = launch.task.rank, stage = launch.task.stage, "starting rank");
         self.running.insert(launch.task.task_id.clone(), (launch.task.rank, cancel));
-        tokio::spawn(trainer::run_rank(launch, self.events_tx.clone(), cancelled));
+        while self.ranks.try_join_next().is_some() {}
+        self.ranks.spawn(trainer::run_rank(launch, self.events_tx.clone(), cancelled));
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 use scop_proto::v1 as pb;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -11,6 +12,18 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 
 use super::relay::Relay;
+
+/// How long a draining rank may take to checkpoint and exit before it is killed.
+pub const DRAIN: Duration = Duration::from_secs(60);
+
+/// Why a running rank is stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// Kill it now (its job was cancelled or its attempt failed elsewhere).
+    Kill(String),
+    /// SIGTERM: it finishes its step, writes a checkpoint and exits; killed after [`DRAIN`].
+    Drain(String),
+}
 
 /// Everything needed to start one rank.
 #[derive(Debug, Clone)]
@@ -68,12 +81,12 @@ pub fn command_line(launch: &RankLaunch, spec_path: &Path) -> Result<Vec<String>
     Ok(args)
 }
 
-/// Runs the rank to its end, sending its task events to `events`; killed when
-/// `cancel` fires. The last event is always `Finished` or `Failed`.
+/// Runs the rank to its end, sending its task events to `events`; stopped as
+/// `stop` says when it fires. The last event is always `Finished` or `Failed`.
 pub async fn run_rank(
     launch: RankLaunch,
     events: mpsc::Sender<pb::TaskEvent>,
-    cancel: oneshot::Receiver<String>,
+    stop: oneshot::Receiver<Stop>,
 ) {
     let task_id = launch.task.task_id.clone();
     let rank = launch.task.rank;
@@ -84,7 +97,7 @@ pub async fn run_rank(
             let _ = events.send(pb::TaskEvent { task_id, rank, kind: Some(kind) }).await;
         }
     };
-    let outcome = supervise(&launch, &send, cancel).await;
+    let outcome = supervise(&launch, &send, stop).await;
     match outcome {
         Ok(finished) => send(pb::task_event::Kind::Finished(finished)).await,
         Err(reason) => send(pb::task_event::Kind::Failed(reason)).await,
@@ -94,7 +107,7 @@ pub async fn run_rank(
 async fn supervise<F, Fut>(
     launch: &RankLaunch,
     send: &F,
-    mut cancel: oneshot::Receiver<String>,
+    mut stop: oneshot::Receiver<Stop>,
 ) -> Result<pb::TaskFinished, String>
 where
     F: Fn(pb::task_event::Kind) -> Fut,
@@ -124,23 +137,30 @@ where
     });
     let mut lines = BufReader::new(stdout).lines();
     let mut relay = Relay::default();
-    loop {
+    // Once draining, the rank's own exit (after its checkpoint) ends it, or the deadline.
+    let mut drain_deadline: Option<tokio::time::Instant> = None;
+    let stopped = |stop: Result<Stop, _>| stop.unwrap_or_else(|_| Stop::Kill("the agent stopped".into()));
+    let status = loop {
         tokio::select! {
             line = lines.next_line() => match line {
                 Ok(Some(line)) => if let Some(kind) = relay.translate(&line) { send(kind).await },
-                Ok(None) | Err(_) => break,
+                Ok(None) | Err(_) => break child.wait().await.map_err(|e| format!("waiting for the trainer: {e}"))?,
             },
-            reason = &mut cancel => {
+            asked = &mut stop, if drain_deadline.is_none() => match stopped(asked) {
+                Stop::Kill(reason) => {
+                    let _ = child.kill().await;
+                    return Err(format!("cancelled: {reason}"));
+                }
+                Stop::Drain(reason) => {
+                    tracing::info!(task_id = %launch.task.task_id, %reason, "asking the rank to checkpoint and stop");
+                    terminate(&child);
+                    drain_deadline = Some(tokio::time::Instant::now() + DRAIN);
+                }
+            },
+            () = sleep_until(drain_deadline) => {
                 let _ = child.kill().await;
-                return Err(format!("cancelled: {}", reason.unwrap_or_else(|_| "the agent stopped".into())));
+                return Err(format!("the rank did not stop within {} s of SIGTERM and was killed", DRAIN.as_secs()));
             }
-        }
-    }
-    let status = tokio::select! {
-        status = child.wait() => status.map_err(|e| format!("waiting for the trainer: {e}"))?,
-        reason = &mut cancel => {
-            let _ = child.kill().await;
-            return Err(format!("cancelled: {}", reason.unwrap_or_else(|_| "the agent stopped".into())));
         }
     };
     let stderr = stderr_task.await.unwrap_or_default();
@@ -151,6 +171,21 @@ where
     } else {
         let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
         Err(format!("trainer exited with {status}: {last}"))
+    }
+}
+
+/// SIGTERM to the trainer: it finishes its step, checkpoints and exits.
+fn terminate(child: &tokio::process::Child) {
+    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+    }
+}
+
+/// Resolves at `deadline`, or never without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -226,11 +261,47 @@ mod tests {
         let (events, mut received) = mpsc::channel(8);
         let (cancel, cancelled) = oneshot::channel();
         let running = tokio::spawn(run_rank(launch, events, cancelled));
-        cancel.send("job cancelled".into()).unwrap();
+        cancel.send(Stop::Kill("job cancelled".into())).unwrap();
         running.await.unwrap();
         assert_eq!(
             received.recv().await.unwrap().kind.unwrap(),
             pb::task_event::Kind::Failed("cancelled: job cancelled".into())
         );
+    }
+
+    /// Draining sends SIGTERM and keeps relaying: the trainer's last checkpoint
+    /// and its own reason arrive before the failure.
+    #[tokio::test]
+    async fn drain_lets_the_trainer_checkpoint_before_it_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("trainer.sh");
+        let event = dir.path().join("checkpoint.json");
+        std::fs::write(&event, r#"{"type":"checkpoint_written","stage":"knockoff","path":"c9"}"#).unwrap();
+        let body = format!(
+            "#!/bin/sh\ntrap 'cat {}; echo; echo \"knockoff: interrupted after epoch 1, step 9\" >&2; exit 1' TERM\n\
+             echo ready\nwhile true; do sleep 0.05; done\n",
+            event.display()
+        );
+        std::fs::write(&script, body).unwrap();
+        std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+        let mut launch = launch(script.to_str().unwrap(), "");
+        launch.scratch = dir.path().join("scratch");
+        let (events, mut received) = mpsc::channel(8);
+        let (stop, stopping) = oneshot::channel();
+        let running = tokio::spawn(run_rank(launch, events, stopping));
+        // Let the shell install its trap before asking it to stop.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        stop.send(Stop::Drain("the agent is shutting down".into())).unwrap();
+        running.await.unwrap();
+        assert_eq!(
+            received.recv().await.unwrap().kind.unwrap(),
+            pb::task_event::Kind::CheckpointWritten("c9".into())
+        );
+        match received.recv().await.unwrap().kind.unwrap() {
+            pb::task_event::Kind::Failed(reason) => {
+                assert!(reason.ends_with("knockoff: interrupted after epoch 1, step 9"), "{reason}")
+            }
+            other => panic!("expected the interrupted failure, got {other:?}"),
+        }
     }
 }

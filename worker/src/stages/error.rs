@@ -31,6 +31,11 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Ctrl-C or SIGTERM: the stage wrote a checkpoint after this step and stopped.
+    #[error(
+        "{stage}: interrupted after epoch {epoch}, step {step}; a checkpoint was written, resume continues from it"
+    )]
+    Interrupted { stage: String, epoch: u32, step: u64 },
     #[error("{stage}: data-parallel: {message}")]
     Parallel { stage: String, message: String },
     /// A stage's input is missing or inconsistent (e.g. no plan before finetune).

@@ -137,13 +137,19 @@ pub fn run_epochs(
             pos.batch += 1;
             pos.global_step += 1;
 
+            // A stop asked for by a signal: one rank decides alone; a group agrees on it
+            // at the next progress report, whose sums are exchanged anyway, so every rank
+            // stops after the same step without another collective per step.
+            let mut stop = ctx.replicas.world() == 1 && crate::interrupt::requested();
             if pos.batch % log_every == 0 || pos.batch == steps_per_epoch {
                 // Taken before the metrics are summed, so that sum is not counted as step time.
                 let seconds = window_start.elapsed().as_secs_f64().max(1e-9);
                 let allreduce = ctx.replicas.take_allreduce_seconds();
                 let steps_in_window = window_steps.max(1) as f64;
-                let mut sums = [window.samples as f64, window.loss_sum, window.top1 as f64];
+                let asked = f64::from(u8::from(crate::interrupt::requested()));
+                let mut sums = [window.samples as f64, window.loss_sum, window.top1 as f64, asked];
                 ctx.replicas.sum_scalars(&mut sums).in_stage(stage)?;
+                stop |= sums[3] > 0.0;
                 let done = (pos.global_step - steps_at_start) as f64;
                 let per_step = started.elapsed().as_secs_f64() / done.max(1.0);
                 ctx.sink.emit(&Event::Progress {
@@ -163,6 +169,14 @@ pub fn run_epochs(
                 window = Tally::default();
                 window_steps = 0;
                 window_start = Instant::now();
+            }
+            if stop {
+                save(ctx, stage, vs, hooks.optimizer(), pos)?;
+                return Err(super::Error::Interrupted {
+                    stage: stage.to_owned(),
+                    epoch: pos.epoch + 1,
+                    step: pos.batch,
+                });
             }
             if cfg.checkpoint_every_steps > 0
                 && pos.global_step % cfg.checkpoint_every_steps == 0

@@ -204,3 +204,53 @@ fn launcher_names_the_rank_that_failed_first() {
     assert!(last.contains("failed first (exit code 1)"), "{stderr}");
     assert!(last.contains("knockoff needs trained weights"), "{stderr}");
 }
+
+/// SIGTERM (what the agent sends when it stops) makes a rank finish its step,
+/// write a checkpoint and exit naming where it stopped; `--resume` then goes on
+/// from the very next step.
+#[test]
+fn sigterm_checkpoints_and_resume_continues_from_the_next_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 1024 samples in batches of 8: 128 steps, far more than the stop needs.
+    let spec = tiny_spec(tmp.path(), 1024, None);
+    let record = &rendezvous(1)[0];
+    let mut rank = spawn_rank(&spec, "pretrain", record, None);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(rank.stdout.take().unwrap()));
+    let progressed = lines.by_ref().map_while(Result::ok).any(|l| l.contains(r#""type":"progress""#));
+    assert!(progressed, "the rank never reported progress");
+    let pid = nix::unistd::Pid::from_raw(rank.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = rank.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut rank.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "an interrupted stage must not look finished");
+    let (_, after) =
+        stderr.split_once("interrupted after epoch 1, step ").unwrap_or_else(|| panic!("{stderr}"));
+    let step: u64 = after.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
+    assert!(step > 0 && step < 128, "stopped at step {step}");
+    let checkpoint = rest
+        .iter()
+        .rev()
+        .find_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).ok().filter(|v| v["type"] == "checkpoint_written")
+        })
+        .expect("a checkpoint event before the exit");
+    let path = PathBuf::from(checkpoint["path"].as_str().unwrap());
+    assert!(path.ends_with(format!("pretrain-step-{step:08}")), "{}", path.display());
+
+    let resumed = Command::new(WORKER)
+        .args(["rank", "--stage", "pretrain", "--threads", "1", "--resume"])
+        .arg("--spec")
+        .arg(&spec)
+        .args(["--rank", "0", "--world", "1", "--rendezvous", &serde_json::to_string(record).unwrap()])
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let first = String::from_utf8_lossy(&resumed.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["type"] == "progress")
+        .expect("progress after resuming");
+    assert_eq!(first["step"].as_u64(), Some(step + 1), "{first}");
+}
