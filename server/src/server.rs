@@ -12,14 +12,13 @@ use scop_proto::v1::job_service_server::JobServiceServer;
 use scop_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use crate::api::auth::{BearerAuth, TokenSet};
 use crate::api::grpc_metrics::GrpcMetricsLayer;
 use crate::api::job_service::JobApi;
-use crate::api::worker_service::WorkerApi;
+use crate::api::worker_service::{self, WorkerApi};
 use crate::config::{Config, TlsFiles};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -92,23 +91,36 @@ pub async fn run_with_store(
     let (reports, report_rx) = tokio::sync::mpsc::channel(scheduler::REPORTS);
     let artifacts = LocalArtifacts::new(config.artifacts_dir());
     let grace = std::time::Duration::from_millis(u64::from(config.heartbeat_timeout_ms));
-    let scheduler = Scheduler::new(store.clone(), links.clone(), artifacts, grace).await?;
+    let wake = scheduler::Wake::default();
+    let heard = crate::liveness::Heard::default();
+    let scheduler = Scheduler::new(store.clone(), links.clone(), artifacts, grace, wake.clone()).await?;
     let scheduling = tokio::spawn(scheduler.run(report_rx, down.clone()));
 
     let mut tasks = JoinSet::new();
     tasks.spawn(
-        serve_public(&config, listeners.public, store.clone(), metrics.clone(), client_tokens, down.clone())
-            .await?,
+        serve_public(
+            &config,
+            listeners.public,
+            JobApi::new(store.clone(), down.clone(), wake.clone()),
+            metrics.clone(),
+            client_tokens,
+            down.clone(),
+        )
+        .await?,
     );
     tasks.spawn(
         serve_worker(
             &config,
             listeners.worker,
             WorkerApi::new(
-                store.clone(),
-                links,
-                reports,
-                metrics.clone(),
+                worker_service::Link {
+                    store: store.clone(),
+                    links,
+                    reports,
+                    metrics: metrics.clone(),
+                    scheduler: wake,
+                    heard: heard.clone(),
+                },
                 down.clone(),
                 config.heartbeat_interval_ms,
             ),
@@ -119,8 +131,12 @@ pub async fn run_with_store(
         .await?,
     );
     tasks.spawn(serve_metrics(listeners.metrics, store.clone(), metrics, down.clone()));
-    let sweep =
-        tokio::spawn(crate::liveness::sweep_lost_workers(store.clone(), config.heartbeat_timeout_ms, down));
+    let sweep = tokio::spawn(crate::liveness::sweep_lost_workers(
+        store.clone(),
+        heard,
+        config.heartbeat_timeout_ms,
+        down,
+    ));
 
     let mut failure = None;
     tokio::select! {
@@ -178,6 +194,12 @@ fn reflection() -> Result<
         .build_v1()?)
 }
 
+/// Accepted connections with Nagle's algorithm off: small gRPC frames (a job,
+/// an event) otherwise wait up to the peer's delayed ACK, some 40 ms.
+fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 async fn wait(mut down: Shutdown) {
     down.wait().await;
 }
@@ -185,13 +207,13 @@ async fn wait(mut down: Shutdown) {
 async fn serve_public(
     config: &Config,
     listener: TcpListener,
-    store: Store,
+    api: JobApi,
     metrics: Arc<Metrics>,
     tokens: Option<TokenSet>,
     down: Shutdown,
 ) -> Result<impl Future<Output = Result<()>> + Send + 'static> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    let jobs = JobServiceServer::new(JobApi::new(store, down.clone()))
+    let jobs = JobServiceServer::new(api)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
     health.set_serving::<JobServiceServer<JobApi>>().await;
@@ -205,7 +227,7 @@ async fn serve_public(
         .add_service(reflection()?)
         .add_service(InterceptedService::new(jobs, BearerAuth::new(tokens)));
     Ok(async move {
-        router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), wait(down)).await?;
+        router.serve_with_incoming_shutdown(incoming(listener), wait(down)).await?;
         Ok(())
     })
 }
@@ -233,7 +255,7 @@ async fn serve_worker(
         .add_service(reflection()?)
         .add_service(InterceptedService::new(workers, BearerAuth::new(tokens)));
     Ok(async move {
-        router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), wait(down)).await?;
+        router.serve_with_incoming_shutdown(incoming(listener), wait(down)).await?;
         Ok(())
     })
 }

@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 use super::{convert, validation};
 use crate::domain::{NewJob, StagePlan};
 use crate::error::Error;
+use crate::scheduler::Wake;
 use crate::shutdown::Shutdown;
 use crate::store::{JobFilter, Store};
 
@@ -20,11 +21,13 @@ const WATCH_BUFFER: usize = 64;
 pub struct JobApi {
     store: Store,
     shutdown: Shutdown,
+    /// Told about new and cancelled jobs.
+    scheduler: Wake,
 }
 
 impl JobApi {
-    pub fn new(store: Store, shutdown: Shutdown) -> Self {
-        Self { store, shutdown }
+    pub fn new(store: Store, shutdown: Shutdown, scheduler: Wake) -> Self {
+        Self { store, shutdown, scheduler }
     }
 }
 
@@ -51,6 +54,7 @@ impl pb::job_service_server::JobService for JobApi {
         let (job, created) = self.store.submit_job(new).await?;
         if created {
             tracing::info!(job_id = %job.id, "job submitted");
+            self.scheduler.wake();
         }
         Ok(Response::new(convert::job(job)))
     }
@@ -86,6 +90,8 @@ impl pb::job_service_server::JobService for JobApi {
         let job_id = validation::id("job_id", &request.get_ref().job_id)?;
         let job = self.store.cancel_job(job_id, "cancelled by a client".into()).await?;
         tracing::info!(state = %job.state, "cancel requested");
+        // The scheduler stops the job's ranks and gives their slots to others.
+        self.scheduler.wake();
         Ok(Response::new(convert::job(job)))
     }
 

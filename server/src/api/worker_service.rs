@@ -16,8 +16,9 @@ use tonic::{Request, Response, Status, Streaming};
 use super::convert;
 use crate::domain::{EventKind, Progress, UnitStatistics};
 use crate::error::{Error, Result};
+use crate::liveness::Heard;
 use crate::metrics::Metrics;
-use crate::scheduler::{RankReport, WorkerLinks};
+use crate::scheduler::{RankReport, Wake, WorkerLinks};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 
@@ -36,23 +37,22 @@ pub struct WorkerApi {
 
 /// What a worker session talks to besides its stream.
 #[derive(Debug, Clone)]
-struct Link {
-    store: Store,
-    links: WorkerLinks,
-    reports: mpsc::Sender<RankReport>,
-    metrics: std::sync::Arc<Metrics>,
+pub struct Link {
+    pub store: Store,
+    /// Where the scheduler finds each worker's stream.
+    pub links: WorkerLinks,
+    /// Rank reports that move jobs on, for the scheduler.
+    pub reports: mpsc::Sender<RankReport>,
+    pub metrics: std::sync::Arc<Metrics>,
+    /// Told when a worker's stream attaches or ends.
+    pub scheduler: Wake,
+    /// When each worker was last heard from (the sweep writes it to the store).
+    pub heard: Heard,
 }
 
 impl WorkerApi {
-    pub fn new(
-        store: Store,
-        links: WorkerLinks,
-        reports: mpsc::Sender<RankReport>,
-        metrics: std::sync::Arc<Metrics>,
-        shutdown: Shutdown,
-        heartbeat_interval_ms: u32,
-    ) -> Self {
-        Self { link: Link { store, links, reports, metrics }, shutdown, heartbeat_interval_ms }
+    pub fn new(link: Link, shutdown: Shutdown, heartbeat_interval_ms: u32) -> Self {
+        Self { link, shutdown, heartbeat_interval_ms }
     }
 }
 
@@ -84,6 +84,7 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
             .await
             .map_err(|_| Status::cancelled("the worker left before Welcome"))?;
         let generation = self.link.links.attach(&worker.id, outbox.clone());
+        self.link.scheduler.wake();
         if !running.is_empty() {
             let _ = self.link.reports.send(RankReport::Alive { task_ids: running }).await;
         }
@@ -147,31 +148,31 @@ async fn session(
                 break;
             }
         };
+        link.heard.note(&worker_id);
         let handled = match kind {
-            pb::worker_message::Kind::Heartbeat(_) => link.store.touch_worker(&worker_id).await,
+            pb::worker_message::Kind::Heartbeat(_) => Ok(()),
             pb::worker_message::Kind::Hello(_) => {
                 tracing::warn!(%worker_id, "ignoring a second Hello on one stream");
                 Ok(())
             }
-            pb::worker_message::Kind::TaskEvent(event) => {
-                let touched = link.store.touch_worker(&worker_id).await;
-                match record_task_event(&link, event).await {
-                    Err(Error::AttemptNotFound(task_id)) => {
-                        tracing::warn!(%worker_id, %task_id, "event for an unknown task dropped");
-                        touched
-                    }
-                    other => other.and(touched),
+            pb::worker_message::Kind::TaskEvent(event) => match record_task_event(&link, event).await {
+                Err(Error::AttemptNotFound(task_id)) => {
+                    tracing::warn!(%worker_id, %task_id, "event for an unknown task dropped");
+                    Ok(())
                 }
-            }
+                other => other,
+            },
         };
         if let Err(error) = handled {
             tracing::warn!(%worker_id, %error, "worker message not recorded");
         }
     }
     link.links.detach(&worker_id, generation);
+    link.heard.forget(&worker_id);
     if let Err(error) = link.store.disconnect_worker(&worker_id).await {
         tracing::warn!(%worker_id, %error, "could not mark the worker disconnected");
     }
+    link.scheduler.wake();
     tracing::info!(%worker_id, "worker disconnected");
 }
 

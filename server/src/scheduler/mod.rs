@@ -14,6 +14,7 @@ pub mod links;
 pub mod placement;
 pub mod rendezvous;
 mod reports;
+pub mod wake;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -26,6 +27,7 @@ use tokio::time::Instant;
 pub use self::artifacts::{ArtifactStore, LocalArtifacts};
 pub use self::links::WorkerLinks;
 pub use self::reports::RankReport;
+pub use self::wake::Wake;
 use crate::api::convert;
 use crate::domain::{Attempt, Job, JobState, NewAttempt, Stage, WorkerState};
 use crate::error::{Error, Result};
@@ -34,8 +36,12 @@ use crate::store::{AttemptOutcome, Store, now_ms};
 
 /// Rank reports buffered between the worker port and the scheduler.
 pub const REPORTS: usize = 1024;
-/// How often the scheduler looks for work when nothing reports.
-const TICK: Duration = Duration::from_millis(200);
+/// How often the scheduler looks for work when nothing woke it (lost workers,
+/// the restart grace period, anything a wake-up missed).
+const BACKSTOP: Duration = Duration::from_secs(1);
+/// The shortest time between two passes, so a burst of submissions or
+/// connecting workers is handled in a few passes rather than one each.
+const DEBOUNCE: Duration = Duration::from_millis(20);
 
 /// What one dispatched attempt is waiting for.
 #[derive(Debug)]
@@ -62,6 +68,7 @@ pub struct Scheduler {
     /// ranks claimed so far; failed and retried after the grace period.
     orphans: HashMap<String, HashSet<u32>>,
     grace_until: Instant,
+    wake: Wake,
 }
 
 impl Scheduler {
@@ -72,6 +79,7 @@ impl Scheduler {
         links: WorkerLinks,
         artifacts: LocalArtifacts,
         grace: Duration,
+        wake: Wake,
     ) -> Result<Self> {
         let orphans = store.live_attempts().await?.into_iter().map(|a| (a.id, HashSet::new())).collect();
         Ok(Scheduler {
@@ -81,33 +89,48 @@ impl Scheduler {
             dispatched: HashMap::new(),
             orphans,
             grace_until: Instant::now() + grace,
+            wake,
         })
     }
 
-    /// Schedules until shutdown: on every rank report, and every tick.
+    /// Schedules until shutdown: on every rank report, when woken, and on a
+    /// slow backstop tick.
     pub async fn run(mut self, mut reports: mpsc::Receiver<RankReport>, mut shutdown: Shutdown) {
-        let mut ticker = tokio::time::interval(TICK);
+        let mut ticker = tokio::time::interval(BACKSTOP);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let wake = self.wake.clone();
         loop {
-            tokio::select! {
+            let pass = tokio::select! {
                 report = reports.recv() => match report {
-                    Some(report) => if let Err(error) = self.on_report(report).await {
-                        tracing::warn!(%error, "rank report not applied");
-                    },
+                    Some(report) => {
+                        if let Err(error) = self.on_report(report).await {
+                            tracing::warn!(%error, "rank report not applied");
+                        }
+                        false
+                    }
                     None => return,
                 },
-                _ = ticker.tick() => if let Err(error) = self.tick().await {
-                    tracing::error!(%error, "scheduling pass failed");
-                },
+                () = wake.woken() => {
+                    tokio::time::sleep(DEBOUNCE).await;
+                    true
+                }
+                _ = ticker.tick() => true,
                 () = shutdown.wait() => return,
+            };
+            if pass {
+                if let Err(error) = self.tick().await {
+                    tracing::error!(%error, "scheduling pass failed");
+                }
+                ticker.reset();
             }
         }
     }
 
-    /// One scheduling pass.
+    /// One scheduling pass. It reads the workers and the live attempts once
+    /// (again only after failing some), and skips queued jobs when no slot is free.
     pub async fn tick(&mut self) -> Result<()> {
-        let workers = self.store.list_workers(true).await?;
-        let live = self.store.live_attempts().await?;
+        let mut workers = self.store.list_workers(true).await?;
+        let mut live = self.store.live_attempts().await?;
         let live_ids: HashSet<&str> = live.iter().map(|a| a.id.as_str()).collect();
 
         // Attempts that ended behind our back (a cancelled job): stop their ranks.
@@ -124,6 +147,7 @@ impl Scheduler {
         let lost: HashSet<&str> =
             workers.iter().filter(|w| w.state == WorkerState::Lost).map(|w| w.id.as_str()).collect();
         let grace_over = Instant::now() >= self.grace_until;
+        let mut failed_any = false;
         for attempt in &live {
             let on_lost = attempt.ranks.iter().find(|r| lost.contains(r.worker_id.as_str()));
             if let Some(rank) = on_lost {
@@ -132,23 +156,33 @@ impl Scheduler {
                     rank.worker_id, rank.rank
                 );
                 self.fail(attempt.clone(), reason).await?;
+                failed_any = true;
             } else if grace_over && self.orphans.contains_key(&attempt.id) {
                 self.orphans.remove(&attempt.id);
                 let reason = "the coordinator restarted and no worker reported the ranks alive".to_owned();
                 self.fail(attempt.clone(), reason).await?;
+                failed_any = true;
             }
         }
+        if failed_any {
+            live = self.store.live_attempts().await?;
+            workers = self.store.list_workers(true).await?;
+        }
 
-        // Running jobs without a live attempt, then queued jobs: place or decide.
-        let live = self.store.live_attempts().await?;
+        // Only workers whose stream is attached can be sent their assignments.
+        workers.retain(|w| w.state != WorkerState::Lost && self.links.is_attached(&w.id));
+        let any_free = [DeviceKind::Cpu, DeviceKind::Cuda]
+            .into_iter()
+            .any(|kind| !placement::free_slots_of_kind(&workers, &live, kind).is_empty());
+        // Running jobs without a live attempt (between stages), then queued jobs
+        // when a slot is free: place or decide.
         let busy: HashSet<&str> = live.iter().map(|a| a.job_id.as_str()).collect();
         let mut candidates: Vec<Job> =
             self.store.running_jobs().await?.into_iter().filter(|j| !busy.contains(j.id.as_str())).collect();
-        candidates.extend(self.store.queued_jobs().await?);
+        if any_free {
+            candidates.extend(self.store.queued_jobs().await?);
+        }
         candidates.sort_by_key(|j| std::cmp::Reverse(j.priority));
-        // Only workers whose stream is attached can be sent their assignments.
-        let mut workers = self.store.list_workers(false).await?;
-        workers.retain(|w| self.links.is_attached(&w.id));
         let mut free = live.clone();
         for job in candidates {
             if let Some(attempt) = self.advance(&job, &workers, &free).await? {

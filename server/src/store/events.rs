@@ -32,9 +32,11 @@ impl Store {
     /// the returned events, if fewer than a page, run up to its last one).
     pub async fn events_since(&self, job_id: &str, from: u64) -> Result<(Vec<JobEvent>, bool)> {
         let job_id = job_id.to_owned();
-        self.call(move |conn| {
-            let state: Option<String> =
-                conn.query_row("SELECT state FROM jobs WHERE id = ?1", [&job_id], |r| r.get(0)).optional()?;
+        self.read(move |conn| {
+            let state: Option<String> = conn
+                .prepare_cached("SELECT state FROM jobs WHERE id = ?1")?
+                .query_row([&job_id], |r| r.get(0))
+                .optional()?;
             let state = state.ok_or_else(|| Error::JobNotFound(job_id.clone()))?;
             let ended = matches!(state.as_str(), "succeeded" | "failed" | "cancelled");
             let mut statement = conn.prepare_cached(
@@ -61,9 +63,8 @@ impl Store {
 /// sequence number and bumps `last_sequence`, so sequences have no gaps.
 pub(super) fn append_in(conn: &Connection, job_id: &str, kind: EventKind, now: i64) -> Result<JobEvent> {
     let row: Option<(String, Option<String>, u64)> = conn
-        .query_row("SELECT state, stage, last_sequence FROM jobs WHERE id = ?1", [job_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .prepare_cached("SELECT state, stage, last_sequence FROM jobs WHERE id = ?1")?
+        .query_row([job_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let (state, stage, last) = row.ok_or_else(|| Error::JobNotFound(job_id.to_owned()))?;
     let stage = stage.as_deref().and_then(Stage::parse);
@@ -74,13 +75,11 @@ pub(super) fn append_in(conn: &Connection, job_id: &str, kind: EventKind, now: i
     }
     let sequence = last + 1;
     let body = serde_json::to_string(&kind).map_err(|e| Error::corrupt("events", job_id, e))?;
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO events (job_id, sequence, time_ms, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![job_id, sequence, now, kind.name(), body],
-    )?;
-    conn.execute(
-        "UPDATE jobs SET last_sequence = ?2, updated_at_ms = ?3 WHERE id = ?1",
-        params![job_id, sequence, now],
-    )?;
+    )?
+    .execute(params![job_id, sequence, now, kind.name(), body])?;
+    conn.prepare_cached("UPDATE jobs SET last_sequence = ?2, updated_at_ms = ?3 WHERE id = ?1")?
+        .execute(params![job_id, sequence, now])?;
     Ok(JobEvent { job_id: job_id.to_owned(), sequence, time_ms: now, kind })
 }

@@ -50,7 +50,7 @@ impl Store {
                 let tx = conn.transaction()?;
                 if let Some(request_id) = &new.request_id {
                     let existing: Option<String> = tx
-                        .query_row("SELECT id FROM jobs WHERE request_id = ?1", [request_id], |r| r.get(0))
+                        .prepare_cached("SELECT id FROM jobs WHERE request_id = ?1")?.query_row([request_id], |r| r.get(0))
                         .optional()?;
                     if let Some(id) = existing {
                         let job = load_job(&tx, &id)?;
@@ -67,18 +67,14 @@ impl Store {
                 let id = new_id();
                 let now = now_ms();
                 let labels_json = serde_json::to_string(&new.labels).map_err(|e| Error::corrupt("jobs", &id, e))?;
-                tx.execute(
-                    "INSERT INTO jobs (id, request_id, state, stage, stages, spec_yaml, labels_json, priority, \
-                     created_at_ms, updated_at_ms) VALUES (?1, ?2, 'queued', NULL, ?3, ?4, ?5, ?6, ?7, ?7)",
-                    params![id, new.request_id, new.stages.to_stored(), new.spec_yaml, labels_json, new.priority, now],
+                tx.prepare_cached("INSERT INTO jobs (id, request_id, state, stage, stages, spec_yaml, labels_json, priority, \
+                     created_at_ms, updated_at_ms) VALUES (?1, ?2, 'queued', NULL, ?3, ?4, ?5, ?6, ?7, ?7)")?.execute(params![id, new.request_id, new.stages.to_stored(), new.spec_yaml, labels_json, new.priority, now],
                 )?;
                 for (key, value) in &new.labels {
-                    tx.execute("INSERT INTO job_labels (job_id, key, value) VALUES (?1, ?2, ?3)", params![id, key, value])?;
+                    tx.prepare_cached("INSERT INTO job_labels (job_id, key, value) VALUES (?1, ?2, ?3)")?.execute(params![id, key, value])?;
                 }
                 for (position, stage) in new.stages.stages().iter().enumerate() {
-                    tx.execute(
-                        "INSERT INTO stages (job_id, stage, position, state) VALUES (?1, ?2, ?3, 'pending')",
-                        params![id, stage.as_str(), position],
+                    tx.prepare_cached("INSERT INTO stages (job_id, stage, position, state) VALUES (?1, ?2, ?3, 'pending')")?.execute(params![id, stage.as_str(), position],
                     )?;
                 }
                 append_in(&tx, &id, EventKind::StateChanged { from: None, to: JobState::Queued, reason: None }, now)?;
@@ -96,13 +92,13 @@ impl Store {
     /// One job by id.
     pub async fn get_job(&self, id: &str) -> Result<Job> {
         let id = id.to_owned();
-        self.call(move |conn| load_job(conn, &id)).await
+        self.read(move |conn| load_job(conn, &id)).await
     }
 
     /// Jobs matching `filter`, newest first, at most `limit`, submitted before
     /// the job at position `after` (from the previous page's `next`).
     pub async fn list_jobs(&self, filter: JobFilter, limit: u32, after: Option<i64>) -> Result<JobPage> {
-        self.call(move |conn| {
+        self.read(move |conn| {
             let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs j WHERE 1 = 1");
             let mut values: Vec<rusqlite::types::Value> = Vec::new();
             if let Some(state) = filter.state {
@@ -125,7 +121,7 @@ impl Store {
             // One extra row tells whether another page exists.
             values.push(i64::from(limit).saturating_add(1).into());
             sql.push_str(&format!(" ORDER BY j.seq DESC LIMIT ?{}", values.len()));
-            let mut statement = conn.prepare(&sql)?;
+            let mut statement = conn.prepare_cached(&sql)?;
             let rows = statement.query_map(rusqlite::params_from_iter(values), RawJob::from_row)?;
             let mut raws = rows.collect::<rusqlite::Result<Vec<RawJob>>>()?;
             let more = raws.len() > limit as usize;
@@ -139,11 +135,11 @@ impl Store {
 
     /// Queued jobs in scheduling order: higher priority first, then submission order.
     pub async fn queued_jobs(&self) -> Result<Vec<Job>> {
-        self.call(|conn| {
+        self.read(|conn| {
             let sql = format!(
                 "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'queued' ORDER BY priority DESC, seq ASC"
             );
-            let mut statement = conn.prepare(&sql)?;
+            let mut statement = conn.prepare_cached(&sql)?;
             let raws =
                 statement.query_map([], RawJob::from_row)?.collect::<rusqlite::Result<Vec<RawJob>>>()?;
             raws.into_iter().map(RawJob::into_job).collect()
@@ -153,11 +149,11 @@ impl Store {
 
     /// Running jobs in scheduling order: priority, then submission.
     pub async fn running_jobs(&self) -> Result<Vec<Job>> {
-        self.call(|conn| {
+        self.read(|conn| {
             let sql = format!(
                 "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'running' ORDER BY priority DESC, seq ASC"
             );
-            let mut statement = conn.prepare(&sql)?;
+            let mut statement = conn.prepare_cached(&sql)?;
             let raws =
                 statement.query_map([], RawJob::from_row)?.collect::<rusqlite::Result<Vec<RawJob>>>()?;
             raws.into_iter().map(RawJob::into_job).collect()
@@ -198,11 +194,11 @@ impl Store {
                     return Ok((job, None));
                 }
                 let now = now_ms();
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE attempts SET state = 'cancelled', finished_at_ms = ?2, error = ?3 \
                      WHERE job_id = ?1 AND state IN ('pending', 'running')",
-                    params![id, now, reason],
-                )?;
+                )?
+                .execute(params![id, now, reason])?;
                 let (job, event) = transition_in(&tx, &id, JobState::Cancelled, Some(reason))?;
                 tx.commit()?;
                 Ok((job, Some(event)))
@@ -216,9 +212,9 @@ impl Store {
 
     /// Jobs per state, for metrics.
     pub async fn job_counts(&self) -> Result<JobCounts> {
-        self.call(|conn| {
+        self.read(|conn| {
             let mut counts = JobCounts::default();
-            let mut statement = conn.prepare("SELECT state, count(*) FROM jobs GROUP BY state")?;
+            let mut statement = conn.prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state")?;
             let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
             for row in rows {
                 let (state, count) = row?;
@@ -265,10 +261,10 @@ pub(super) fn transition_in(
         JobState::Queued | JobState::Running(_) | JobState::Succeeded => None,
     };
     let attempt = if matches!(to, JobState::Running(_)) { 0 } else { job.attempt };
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE jobs SET state = ?2, stage = ?3, error = ?4, attempt = ?5, updated_at_ms = ?6 WHERE id = ?1",
-        params![id, to.name(), stage.map(Stage::as_str), error, attempt, now],
-    )?;
+    )?
+    .execute(params![id, to.name(), stage.map(Stage::as_str), error, attempt, now])?;
     // The stage that was running ends with the job's new state...
     if let JobState::Running(previous) = job.state {
         let ended = match to {
@@ -276,17 +272,17 @@ pub(super) fn transition_in(
             JobState::Cancelled => "cancelled",
             JobState::Queued | JobState::Running(_) | JobState::Succeeded => "succeeded",
         };
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE stages SET state = ?3, finished_at_ms = ?4 WHERE job_id = ?1 AND stage = ?2",
-            params![id, previous.as_str(), ended, now],
-        )?;
+        )?
+        .execute(params![id, previous.as_str(), ended, now])?;
     }
     // ...and the next one starts.
     if let JobState::Running(next) = to {
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE stages SET state = 'running', started_at_ms = ?3 WHERE job_id = ?1 AND stage = ?2",
-            params![id, next.as_str(), now],
-        )?;
+        )?
+        .execute(params![id, next.as_str(), now])?;
     }
     Ok((load_job(conn, id)?, event))
 }
@@ -294,7 +290,7 @@ pub(super) fn transition_in(
 /// Reads one job inside any connection or transaction.
 pub(super) fn load_job(conn: &Connection, id: &str) -> Result<Job> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");
-    let raw = conn.query_row(&sql, [id], RawJob::from_row).optional()?;
+    let raw = conn.prepare_cached(&sql)?.query_row([id], RawJob::from_row).optional()?;
     raw.ok_or_else(|| Error::JobNotFound(id.to_owned()))?.into_job()
 }
 

@@ -1,12 +1,15 @@
 //! The embedded SQLite store: jobs, stages, attempts, events, score statistics,
 //! plans, workers and artifacts.
 //!
-//! **Threading.** One dedicated OS thread (`scop-store`) owns the only
-//! `rusqlite::Connection`. Async callers send it closures over a bounded
-//! channel and await the answer on a oneshot, so no SQLite call ever runs on a
-//! tokio worker thread, and writes are serialised the way SQLite wants them.
-//! The thread ends, closing the database cleanly, when the last [`Store`]
-//! handle is dropped.
+//! **Threading.** One dedicated OS thread (`scop-store`) owns the writing
+//! `rusqlite::Connection`, and [`READERS`] more threads (`scop-store-read`)
+//! own read-only ones. Async callers send them closures over bounded channels
+//! and await the answer on a oneshot, so no SQLite call ever runs on a tokio
+//! worker thread, writes are serialised the way SQLite wants them, and reads
+//! (clients polling jobs, watchers, the scheduler's passes) run beside the
+//! writes, as WAL allows, each in one read transaction so it sees one
+//! snapshot. The threads end, closing the database cleanly, when the last
+//! [`Store`] handle is dropped.
 //!
 //! **Events.** Every job state change is one transaction together with its
 //! event row. Methods that append events notify the [`EventHub`] after the
@@ -36,6 +39,11 @@ pub use jobs::{JobCounts, JobFilter, JobPage};
 
 /// Closures the store thread runs; each answers on its own oneshot.
 type Call = Box<dyn FnOnce(&mut Connection) + Send>;
+/// Closures a reader thread runs.
+type ReadCall = Box<dyn FnOnce(&Connection) + Send>;
+
+/// Threads with a read-only connection.
+pub const READERS: usize = 2;
 
 /// How many calls may wait for the store thread before callers wait to send.
 const QUEUE_CAPACITY: usize = 1024;
@@ -44,10 +52,11 @@ const QUEUE_CAPACITY: usize = 1024;
 #[derive(Clone)]
 pub struct Store {
     calls: mpsc::Sender<Call>,
+    reads: mpsc::Sender<ReadCall>,
     hub: Arc<EventHub>,
     path: Arc<PathBuf>,
-    /// Turns true once the store thread has closed the database.
-    closed: watch::Receiver<bool>,
+    /// How many of the store's threads have closed their connection.
+    closed: watch::Receiver<usize>,
 }
 
 impl std::fmt::Debug for Store {
@@ -62,7 +71,9 @@ impl Store {
     pub async fn open(path: &Path) -> Result<Store> {
         let (calls, mut queue) = mpsc::channel::<Call>(QUEUE_CAPACITY);
         let (opened, opened_rx) = oneshot::channel::<Result<()>>();
-        let (closed_tx, closed) = watch::channel(false);
+        let (closed_tx, closed) = watch::channel(0usize);
+        let closed_tx = Arc::new(closed_tx);
+        let writer_closed = closed_tx.clone();
         let db_path = path.to_owned();
         std::thread::Builder::new()
             .name("scop-store".into())
@@ -83,12 +94,48 @@ impl Store {
                 if let Err((_, error)) = conn.close() {
                     tracing::error!(path = %db_path.display(), %error, "closing the store failed");
                 }
-                closed_tx.send_replace(true);
+                writer_closed.send_modify(|n| *n += 1);
                 tracing::debug!(path = %db_path.display(), "store closed");
             })
             .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
         opened_rx.await.map_err(|_| Error::StoreClosed)??;
-        Ok(Store { calls, hub: Arc::new(EventHub::default()), path: Arc::new(path.to_owned()), closed })
+
+        // Readers open once the writer has migrated the schema.
+        let (reads, read_queue) = mpsc::channel::<ReadCall>(QUEUE_CAPACITY);
+        let read_queue = Arc::new(std::sync::Mutex::new(read_queue));
+        for _ in 0..READERS {
+            let (opened, opened_rx) = oneshot::channel::<Result<()>>();
+            let (queue, closed_tx, db_path) = (read_queue.clone(), closed_tx.clone(), path.to_owned());
+            std::thread::Builder::new()
+                .name("scop-store-read".into())
+                .spawn(move || {
+                    match open_reader(&db_path) {
+                        Ok(conn) => {
+                            let _ = opened.send(Ok(()));
+                            // One reader waits on the queue at a time; the others run calls.
+                            while let Some(call) = next_call(&queue) {
+                                call(&conn);
+                            }
+                            if let Err((_, error)) = conn.close() {
+                                tracing::error!(path = %db_path.display(), %error, "closing a store reader failed");
+                            }
+                        }
+                        Err(e) => {
+                            let _ = opened.send(Err(e));
+                        }
+                    }
+                    closed_tx.send_modify(|n| *n += 1);
+                })
+                .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+            opened_rx.await.map_err(|_| Error::StoreClosed)??;
+        }
+        Ok(Store {
+            calls,
+            reads,
+            hub: Arc::new(EventHub::default()),
+            path: Arc::new(path.to_owned()),
+            closed,
+        })
     }
 
     /// Drops this handle and waits until the database is closed, which happens
@@ -96,8 +143,8 @@ impl Store {
     pub async fn close(self) {
         let mut closed = self.closed.clone();
         drop(self);
-        // An error means the thread is gone, which also means closed.
-        let _ = closed.wait_for(|done| *done).await;
+        // An error means the threads are gone, which also means closed.
+        let _ = closed.wait_for(|done| *done == 1 + READERS).await;
     }
 
     /// The database file.
@@ -123,7 +170,40 @@ impl Store {
         self.calls.send(call).await.map_err(|_| Error::StoreClosed)?;
         answer.await.map_err(|_| Error::StoreClosed)?
     }
+
+    /// Runs the read-only `f` on a reader thread, inside one read transaction.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let call: ReadCall = Box::new(move |conn| {
+            let result = conn.unchecked_transaction().map_err(Error::from).and_then(|tx| f(&tx));
+            let _ = reply.send(result);
+        });
+        self.reads.send(call).await.map_err(|_| Error::StoreClosed)?;
+        answer.await.map_err(|_| Error::StoreClosed)?
+    }
 }
+
+/// The next read call, or `None` once every [`Store`] handle is gone.
+fn next_call(queue: &std::sync::Mutex<mpsc::Receiver<ReadCall>>) -> Option<ReadCall> {
+    // A panicking call never holds this lock, so a poisoned lock is still a fine queue.
+    queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).blocking_recv()
+}
+
+/// A read-only connection to the database the writer has opened and migrated.
+fn open_reader(path: &Path) -> Result<Connection> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// Distinct SQL statements the store keeps prepared.
+const STATEMENT_CACHE: usize = 128;
 
 fn open_connection(path: &Path) -> Result<Connection> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -137,6 +217,9 @@ fn open_connection(path: &Path) -> Result<Connection> {
     }
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")?;
     schema::migrate(&mut conn)?;
+    // Every query is prepared through the cache; room for all of them, so the
+    // scheduler's passes and the heartbeats never re-parse SQL.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
 

@@ -25,12 +25,10 @@ impl Store {
             .call(move |conn| {
                 let tx = conn.transaction()?;
                 let now = now_ms();
-                tx.execute("DELETE FROM score_statistics WHERE job_id = ?1 AND epoch = ?2", params![job_id, epoch])?;
+                tx.prepare_cached("DELETE FROM score_statistics WHERE job_id = ?1 AND epoch = ?2")?.execute(params![job_id, epoch])?;
                 for (index, unit) in units.iter().enumerate() {
-                    tx.execute(
-                        "INSERT INTO score_statistics (job_id, epoch, unit_index, unit, beta, gamma_abs, attempt_id, \
-                         received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                        params![
+                    tx.prepare_cached("INSERT INTO score_statistics (job_id, epoch, unit_index, unit, beta, gamma_abs, attempt_id, \
+                         received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?.execute(params![
                             job_id,
                             epoch,
                             index,
@@ -60,17 +58,15 @@ impl Store {
         epoch: Option<u32>,
     ) -> Result<Option<(u32, Vec<UnitStatistics>)>> {
         let job_id = job_id.to_owned();
-        self.call(move |conn| {
+        self.read(move |conn| {
             let epoch = match epoch {
                 Some(epoch) => Some(epoch),
-                None => conn.query_row(
-                    "SELECT max(epoch) FROM score_statistics WHERE job_id = ?1",
-                    [&job_id],
+                None => conn.prepare_cached("SELECT max(epoch) FROM score_statistics WHERE job_id = ?1")?.query_row([&job_id],
                     |r| r.get::<_, Option<u32>>(0),
                 )?,
             };
             let Some(epoch) = epoch else { return Ok(None) };
-            let mut statement = conn.prepare(
+            let mut statement = conn.prepare_cached(
                 "SELECT unit, beta, gamma_abs FROM score_statistics WHERE job_id = ?1 AND epoch = ?2 ORDER BY unit_index",
             )?;
             let rows = statement.query_map(params![job_id, epoch], |r| {
@@ -101,10 +97,10 @@ impl Store {
                 let tx = conn.transaction()?;
                 let body =
                     serde_json::to_string(&plan).map_err(|e| Error::corrupt("plans", &plan.job_id, e))?;
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT OR REPLACE INTO plans (job_id, decided_at_ms, body) VALUES (?1, ?2, ?3)",
-                    params![plan.job_id, plan.decided_at_ms, body],
-                )?;
+                )?
+                .execute(params![plan.job_id, plan.decided_at_ms, body])?;
                 let now = now_ms();
                 let started = EventKind::StageStarted { stage: Stage::Decide, attempt: 1, world_size: 0 };
                 append_in(&tx, &plan.job_id, started, now)?;
@@ -139,7 +135,7 @@ impl Store {
     /// The job's plan; `PlanNotFound` (naming the job's state) before the decision.
     pub async fn get_plan(&self, job_id: &str) -> Result<Plan> {
         let job_id = job_id.to_owned();
-        self.call(move |conn| load_plan(conn, &job_id)).await
+        self.read(move |conn| load_plan(conn, &job_id)).await
     }
 
     /// Records files a stage wrote and emits `ArtifactsReady`.
@@ -155,10 +151,8 @@ impl Store {
                 let tx = conn.transaction()?;
                 let now = now_ms();
                 for artifact in &artifacts {
-                    tx.execute(
-                        "INSERT OR REPLACE INTO artifacts (job_id, path, kind, stage, size_bytes, created_at_ms) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        params![job_id, artifact.path, artifact.kind, stage.as_str(), artifact.size_bytes, now],
+                    tx.prepare_cached("INSERT OR REPLACE INTO artifacts (job_id, path, kind, stage, size_bytes, created_at_ms) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(params![job_id, artifact.path, artifact.kind, stage.as_str(), artifact.size_bytes, now],
                     )?;
                 }
                 let event = append_in(&tx, &job_id, EventKind::ArtifactsReady { stage, artifacts }, now)?;
@@ -173,10 +167,11 @@ impl Store {
     /// Every artifact of a job, by path.
     pub async fn list_artifacts(&self, job_id: &str) -> Result<Vec<Artifact>> {
         let job_id = job_id.to_owned();
-        self.call(move |conn| {
+        self.read(move |conn| {
             load_job(conn, &job_id)?;
-            let mut statement =
-                conn.prepare("SELECT kind, path, size_bytes FROM artifacts WHERE job_id = ?1 ORDER BY path")?;
+            let mut statement = conn.prepare_cached(
+                "SELECT kind, path, size_bytes FROM artifacts WHERE job_id = ?1 ORDER BY path",
+            )?;
             let rows = statement.query_map([&job_id], |r| {
                 Ok(Artifact { kind: r.get(0)?, path: r.get(1)?, size_bytes: r.get(2)? })
             })?;
@@ -188,8 +183,10 @@ impl Store {
 
 fn load_plan(conn: &Connection, job_id: &str) -> Result<Plan> {
     let job = load_job(conn, job_id)?;
-    let body: Option<String> =
-        conn.query_row("SELECT body FROM plans WHERE job_id = ?1", [job_id], |r| r.get(0)).optional()?;
+    let body: Option<String> = conn
+        .prepare_cached("SELECT body FROM plans WHERE job_id = ?1")?
+        .query_row([job_id], |r| r.get(0))
+        .optional()?;
     let body = body.ok_or_else(|| Error::PlanNotFound { job_id: job_id.to_owned(), state: job.state })?;
     serde_json::from_str(&body).map_err(|e| Error::corrupt("plans", job_id, e))
 }

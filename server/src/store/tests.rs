@@ -227,7 +227,12 @@ async fn workers_reconnect_under_their_id_and_go_lost_when_silent() {
     assert_eq!(store.mark_lost_workers(back.last_seen_ms + 1).await.unwrap(), vec![first.id.clone()]);
     assert!(store.list_workers(false).await.unwrap().is_empty());
     assert_eq!(store.list_workers(true).await.unwrap()[0].state, WorkerState::Lost);
-    assert!(matches!(store.touch_worker("ghost").await, Err(Error::WorkerNotFound(_))));
+    // Heard from again on its surviving stream: connected, and time never goes back.
+    let later = back.last_seen_ms + 5;
+    let batch = vec![(first.id.clone(), later), (first.id.clone(), later - 3), ("ghost".to_owned(), later)];
+    store.touch_workers(batch).await.unwrap();
+    let worker = store.get_worker(&first.id).await.unwrap();
+    assert_eq!((worker.state, worker.last_seen_ms), (WorkerState::Connected, later));
 }
 
 #[tokio::test]

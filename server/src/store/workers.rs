@@ -14,34 +14,49 @@ impl Store {
             let now = now_ms();
             let known = match &hello.worker_id {
                 Some(id) => conn
-                    .query_row("SELECT id FROM workers WHERE id = ?1", [id], |r| r.get::<_, String>(0))
+                    .prepare_cached("SELECT id FROM workers WHERE id = ?1")?
+                    .query_row([id], |r| r.get::<_, String>(0))
                     .optional()?,
                 None => None,
             };
             let id = known.unwrap_or_else(new_id);
             let devices_json =
                 serde_json::to_string(&hello.devices).map_err(|e| Error::corrupt("workers", &id, e))?;
-            conn.execute(
+            conn.prepare_cached(
                 "INSERT INTO workers (id, hostname, agent_version, state, devices_json, cpu_cores, \
                  connected_at_ms, last_seen_ms) VALUES (?1, ?2, ?3, 'connected', ?4, ?5, ?6, ?6) \
                  ON CONFLICT (id) DO UPDATE SET hostname = ?2, agent_version = ?3, state = 'connected', \
                  devices_json = ?4, cpu_cores = ?5, connected_at_ms = ?6, last_seen_ms = ?6",
-                params![id, hello.hostname, hello.agent_version, devices_json, hello.cpu_cores, now],
-            )?;
+            )?
+            .execute(params![
+                id,
+                hello.hostname,
+                hello.agent_version,
+                devices_json,
+                hello.cpu_cores,
+                now
+            ])?;
             load_worker(conn, &id)
         })
         .await
     }
 
-    /// Notes that a connected worker was heard from now.
-    pub async fn touch_worker(&self, id: &str) -> Result<()> {
-        let id = id.to_owned();
+    /// Records when workers were last heard from, in one transaction. A lost
+    /// worker that is heard from again (its stream survived) is connected again.
+    pub async fn touch_workers(&self, seen: Vec<(String, i64)>) -> Result<()> {
         self.call(move |conn| {
-            let changed = conn.execute(
-                "UPDATE workers SET last_seen_ms = ?2, state = 'connected' WHERE id = ?1",
-                params![id, now_ms()],
-            )?;
-            if changed == 0 { Err(Error::WorkerNotFound(id)) } else { Ok(()) }
+            let tx = conn.transaction()?;
+            {
+                let mut update = tx.prepare_cached(
+                    "UPDATE workers SET last_seen_ms = max(last_seen_ms, ?2), \
+                     state = CASE state WHEN 'lost' THEN 'connected' ELSE state END WHERE id = ?1",
+                )?;
+                for (id, at) in &seen {
+                    update.execute(params![id, at])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
         })
         .await
     }
@@ -51,10 +66,10 @@ impl Store {
     pub async fn disconnect_worker(&self, id: &str) -> Result<()> {
         let id = id.to_owned();
         self.call(move |conn| {
-            conn.execute(
+            conn.prepare_cached(
                 "UPDATE workers SET state = 'disconnected' WHERE id = ?1 AND state = 'connected'",
-                [&id],
-            )?;
+            )?
+            .execute([&id])?;
             Ok(())
         })
         .await
@@ -66,14 +81,14 @@ impl Store {
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let ids = {
-                let mut statement = tx.prepare(
+                let mut statement = tx.prepare_cached(
                     "SELECT id FROM workers WHERE state != 'lost' AND last_seen_ms < ?1 ORDER BY id",
                 )?;
                 let rows = statement.query_map([silent_since_ms], |r| r.get::<_, String>(0))?;
                 rows.collect::<rusqlite::Result<Vec<String>>>()?
             };
             for id in &ids {
-                tx.execute("UPDATE workers SET state = 'lost' WHERE id = ?1", [id])?;
+                tx.prepare_cached("UPDATE workers SET state = 'lost' WHERE id = ?1")?.execute([id])?;
             }
             tx.commit()?;
             Ok(ids)
@@ -84,62 +99,77 @@ impl Store {
     /// One worker by id.
     pub async fn get_worker(&self, id: &str) -> Result<Worker> {
         let id = id.to_owned();
-        self.call(move |conn| load_worker(conn, &id)).await
+        self.read(move |conn| load_worker(conn, &id)).await
     }
 
-    /// Workers by hostname, then id; lost ones only when asked for.
+    /// Workers by hostname, then id; lost ones only when asked for. One
+    /// statement, whatever the number of workers (the scheduler asks every pass).
     pub async fn list_workers(&self, include_lost: bool) -> Result<Vec<Worker>> {
-        self.call(move |conn| {
-            let ids = {
-                let mut statement =
-                    conn.prepare("SELECT id FROM workers WHERE ?1 OR state != 'lost' ORDER BY hostname, id")?;
-                let rows = statement.query_map([include_lost], |r| r.get::<_, String>(0))?;
-                rows.collect::<rusqlite::Result<Vec<String>>>()?
-            };
-            ids.iter().map(|id| load_worker(conn, id)).collect()
+        self.read(move |conn| {
+            let sql = format!("{WORKER_SELECT} WHERE ?1 OR state != 'lost' ORDER BY hostname, id");
+            let mut statement = conn.prepare_cached(&sql)?;
+            let raws = statement.query_map([include_lost], RawWorker::from_row)?;
+            raws.map(|raw| raw?.into_worker()).collect()
         })
         .await
     }
 }
 
-/// Reads one worker with its busy slots: ranks of live attempts placed on it.
+/// A worker with its busy slots: ranks of live attempts placed on it.
+const WORKER_SELECT: &str = "SELECT id, hostname, agent_version, state, devices_json, cpu_cores, connected_at_ms, \
+     last_seen_ms, (SELECT count(*) FROM attempt_ranks r JOIN attempts a ON a.id = r.attempt_id \
+     WHERE r.worker_id = w.id AND a.state IN ('pending', 'running')) FROM workers w";
+
+/// A `WORKER_SELECT` row before its state and devices are parsed.
+struct RawWorker {
+    id: String,
+    hostname: String,
+    agent_version: String,
+    state: String,
+    devices_json: String,
+    cpu_cores: u32,
+    connected_at_ms: i64,
+    last_seen_ms: i64,
+    slots_busy: u32,
+}
+
+impl RawWorker {
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawWorker> {
+        Ok(RawWorker {
+            id: r.get(0)?,
+            hostname: r.get(1)?,
+            agent_version: r.get(2)?,
+            state: r.get(3)?,
+            devices_json: r.get(4)?,
+            cpu_cores: r.get(5)?,
+            connected_at_ms: r.get(6)?,
+            last_seen_ms: r.get(7)?,
+            slots_busy: r.get(8)?,
+        })
+    }
+
+    fn into_worker(self) -> Result<Worker> {
+        let state = WorkerState::parse(&self.state)
+            .ok_or_else(|| Error::corrupt("workers", &self.id, format!("state {:?}", self.state)))?;
+        let devices: Vec<Device> =
+            serde_json::from_str(&self.devices_json).map_err(|e| Error::corrupt("workers", &self.id, e))?;
+        Ok(Worker {
+            id: self.id,
+            hostname: self.hostname,
+            agent_version: self.agent_version,
+            state,
+            devices,
+            cpu_cores: self.cpu_cores,
+            slots_busy: self.slots_busy,
+            connected_at_ms: self.connected_at_ms,
+            last_seen_ms: self.last_seen_ms,
+        })
+    }
+}
+
+/// Reads one worker with its busy slots.
 fn load_worker(conn: &Connection, id: &str) -> Result<Worker> {
-    let row = conn
-        .query_row(
-            "SELECT hostname, agent_version, state, devices_json, cpu_cores, connected_at_ms, last_seen_ms, \
-             (SELECT count(*) FROM attempt_ranks r JOIN attempts a ON a.id = r.attempt_id \
-              WHERE r.worker_id = w.id AND a.state IN ('pending', 'running')) \
-             FROM workers w WHERE id = ?1",
-            [id],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, u32>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, i64>(6)?,
-                    r.get::<_, u32>(7)?,
-                ))
-            },
-        )
-        .optional()?;
-    let (hostname, agent_version, state, devices_json, cpu_cores, connected_at_ms, last_seen_ms, slots_busy) =
-        row.ok_or_else(|| Error::WorkerNotFound(id.to_owned()))?;
-    let state = WorkerState::parse(&state)
-        .ok_or_else(|| Error::corrupt("workers", id, format!("state {state:?}")))?;
-    let devices: Vec<Device> =
-        serde_json::from_str(&devices_json).map_err(|e| Error::corrupt("workers", id, e))?;
-    Ok(Worker {
-        id: id.to_owned(),
-        hostname,
-        agent_version,
-        state,
-        devices,
-        cpu_cores,
-        slots_busy,
-        connected_at_ms,
-        last_seen_ms,
-    })
+    let sql = format!("{WORKER_SELECT} WHERE id = ?1");
+    let raw = conn.prepare_cached(&sql)?.query_row([id], RawWorker::from_row).optional()?;
+    raw.ok_or_else(|| Error::WorkerNotFound(id.to_owned()))?.into_worker()
 }

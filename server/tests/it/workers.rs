@@ -49,7 +49,12 @@ async fn wait_for(server: &TestServer, pred: impl Fn(&[pb::Worker]) -> bool) -> 
 #[tokio::test]
 async fn hello_registers_a_worker_and_reconnects_keep_its_id() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(&dir).await;
+    // Liveness reaches the store at most every timeout / 4 = 250 ms.
+    let server = TestServer::start_with(&dir, |config| {
+        config.heartbeat_interval_ms = 50;
+        config.heartbeat_timeout_ms = 1_000;
+    })
+    .await;
     let mut client = server.workers().await;
     let (outbox, inbox) = mpsc::channel(8);
     outbox.send(hello("")).await.unwrap();
@@ -58,7 +63,7 @@ async fn hello_registers_a_worker_and_reconnects_keep_its_id() {
         pb::coordinator_message::Kind::Welcome(welcome) => welcome,
         other => panic!("expected Welcome, got {other:?}"),
     };
-    assert_eq!(welcome.heartbeat_interval_ms, 5_000);
+    assert_eq!(welcome.heartbeat_interval_ms, 50);
 
     let workers = workers_listed(&server).await;
     assert_eq!(workers.len(), 1);
@@ -73,7 +78,7 @@ async fn hello_registers_a_worker_and_reconnects_keep_its_id() {
 
     let heartbeat =
         pb::WorkerMessage { kind: Some(pb::worker_message::Kind::Heartbeat(pb::Heartbeat::default())) };
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     outbox.send(heartbeat).await.unwrap();
     wait_for(&server, |w| w[0].last_seen_ms > worker.last_seen_ms).await;
 
