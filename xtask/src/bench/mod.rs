@@ -2,6 +2,7 @@
 //! in one run. They are not tests and never fail on timing.
 
 mod collectives;
+mod control_plane;
 mod dp_scaling;
 mod models;
 mod train;
@@ -28,6 +29,11 @@ const BENCHES: &[Bench] = &[
         name: "collectives",
         about: "TCP-ring all-reduce of 100 MB vs torch.distributed gloo, 2 and 4 ranks; data-parallel training-step scaling at 1, 2, 4 CPU ranks",
         run: collectives::run,
+    },
+    Bench {
+        name: "control-plane",
+        about: "scopd under 1,000 in-flight submit/get calls, then 1,000 heartbeating workers and 500 watchers: p50/p99 and CPU",
+        run: control_plane::run,
     },
 ];
 
