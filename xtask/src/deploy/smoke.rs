@@ -133,7 +133,7 @@ fn literal_env(command: &mut Command, workload: &Workload) {
             command.env(&name, value);
         }
     }
-    command.env("RUST_LOG", "info").env("NO_COLOR", "1");
+    command.env("RUST_LOG", "info").env("NO_COLOR", "1").env("RUST_BACKTRACE", "0");
 }
 
 /// The bytes behind a ConfigMap or Secret key of the render.
