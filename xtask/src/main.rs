@@ -3,6 +3,7 @@
 mod bench;
 mod data;
 mod demo;
+mod deploy;
 mod links;
 mod setup;
 mod shell;
@@ -31,6 +32,8 @@ enum Command {
     },
     /// Fail if scopd or scopctl link libtorch (and check that scop-worker does).
     CheckLinks,
+    /// Check deploy/ (Dockerfiles, Kubernetes overlays, monitoring) against the repository and the binaries.
+    CheckDeploy,
     /// Fetch Fashion-MNIST (Debian's dataset-fashion-mnist) into data/fashion-mnist.
     Data,
     /// Run a benchmark and print its ratios measured side by side: `models`, `collectives`, `train`.
@@ -44,6 +47,7 @@ fn main() {
         Command::Test => test::run(),
         Command::Demo { quick } => demo::run(quick),
         Command::CheckLinks => links::run(),
+        Command::CheckDeploy => deploy::run(),
         Command::Data => data::fashion_mnist().map(|_| ()),
         Command::Bench { name } => bench::run(&name),
     };

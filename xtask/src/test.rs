@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::{data, links, setup, shell};
+use crate::{data, deploy, links, setup, shell};
 
 pub fn run() -> anyhow::Result<()> {
     setup::run()?;
@@ -20,6 +20,8 @@ pub fn run() -> anyhow::Result<()> {
         shell::run(shell::cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
     }
     links::run()?;
+    // After the test build, so the binaries whose --help it reads are there.
+    deploy::run()?;
     eprintln!("xtask test: all checks passed");
     Ok(())
 }

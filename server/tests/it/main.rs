@@ -2,6 +2,7 @@
 
 mod agent;
 mod auth;
+mod dashboard;
 mod fake_worker;
 mod harness;
 mod health;
