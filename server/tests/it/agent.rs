@@ -8,8 +8,7 @@ use std::process::{Child, Command};
 
 use scop_proto::v1 as pb;
 
-use crate::fake_worker::{statistics, wait_for_state};
-use crate::harness::{SPEC, TestServer, WORKER_TOKEN};
+use scop_server::testing::{SPEC, TestServer, WORKER_TOKEN, statistics, wait_for_state};
 
 /// `scop-worker`, built next to this test binary (`target/<profile>/`);
 /// `cargo xtask test` builds the whole workspace first.

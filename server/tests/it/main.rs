@@ -2,8 +2,6 @@
 
 mod agent;
 mod auth;
-mod fake_worker;
-mod harness;
 mod health;
 mod jobs;
 mod metrics;
