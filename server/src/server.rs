@@ -96,8 +96,9 @@ pub async fn run_with_store(
     let scheduling = tokio::spawn(scheduler.run(report_rx, down.clone()));
 
     let mut tasks = JoinSet::new();
+    let public_api = JobApi::new(store.clone(), LocalArtifacts::new(config.artifacts_dir()), down.clone());
     tasks.spawn(
-        serve_public(&config, listeners.public, store.clone(), metrics.clone(), client_tokens, down.clone())
+        serve_public(&config, listeners.public, public_api, metrics.clone(), client_tokens, down.clone())
             .await?,
     );
     tasks.spawn(
@@ -185,13 +186,13 @@ async fn wait(mut down: Shutdown) {
 async fn serve_public(
     config: &Config,
     listener: TcpListener,
-    store: Store,
+    api: JobApi,
     metrics: Arc<Metrics>,
     tokens: Option<TokenSet>,
     down: Shutdown,
 ) -> Result<impl Future<Output = Result<()>> + Send + 'static> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    let jobs = JobServiceServer::new(JobApi::new(store, down.clone()))
+    let jobs = JobServiceServer::new(api)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
     health.set_serving::<JobServiceServer<JobApi>>().await;

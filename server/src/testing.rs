@@ -1,7 +1,8 @@
 //! Test support shared by the coordinator's and the client's integration tests
 //! (feature `testing`, enabled only by dev-dependencies): a real coordinator on
 //! `127.0.0.1:0` with real token files and SQLite in a directory the test owns,
-//! authenticated clients for it, and a scripted worker (`fake_worker`).
+//! authenticated clients for it, a scripted worker (`fake_worker`) and what
+//! it reports for each stage (`script`).
 //!
 //! These helpers panic on failure, as test code does; nothing else in the
 //! crate uses them.
@@ -20,6 +21,7 @@ use crate::store::Store;
 use crate::{Config, Listeners};
 
 mod fake_worker;
+pub mod script;
 
 pub use fake_worker::{FakeWorker, statistics, wait_for_state};
 

@@ -1,6 +1,7 @@
 //! Integration tests: a real `scopd` on `127.0.0.1:0` with real SQLite.
 
 mod agent;
+mod artifacts;
 mod auth;
 mod health;
 mod jobs;
