@@ -149,7 +149,37 @@ fn row_label(names: &[String], value: &SegmentValue<i32>) -> String {
     }
 }
 
-/// Horizontal box plots of β per unit (whiskers at 1.5 IQR), with every
+/// A box plot's figures: quartiles (linear interpolation) and Tukey's
+/// whiskers, which reach the farthest values within 1.5 IQR of the box.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    pub low: f32,
+    pub q1: f32,
+    pub median: f32,
+    pub q3: f32,
+    pub high: f32,
+}
+
+impl Spread {
+    /// `None` for no (finite) values.
+    pub fn of(values: &[f32]) -> Option<Spread> {
+        let mut sorted: Vec<f32> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        sorted.sort_by(f32::total_cmp);
+        let last = sorted.len().checked_sub(1)?;
+        let at = |q: f32| {
+            let pos = q * last as f32;
+            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+            sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f32)
+        };
+        let (q1, median, q3) = (at(0.25), at(0.5), at(0.75));
+        let reach = 1.5 * (q3 - q1);
+        let low = sorted.iter().copied().find(|v| *v >= q1 - reach).unwrap_or(q1);
+        let high = sorted.iter().rev().copied().find(|v| *v <= q3 + reach).unwrap_or(q3);
+        Some(Spread { low, q1, median, q3, high })
+    }
+}
+
+/// Horizontal box plots of β per unit (Tukey's whiskers), with every
 /// channel's β as a dot behind its box.
 pub fn beta_distribution(units: &[(String, Vec<f32>)]) -> Result<String> {
     let names: Vec<String> = units.iter().map(|(n, _)| n.clone()).collect();
@@ -184,13 +214,34 @@ pub fn beta_distribution(units: &[(String, Vec<f32>)]) -> Result<String> {
                     + Circle::new((0, (jitter * f64::from(ROW) * 0.6) as i32), 2, TRAIN.mix(0.35).filled())
             });
             drawn(chart.draw_series(dots))?;
-            if !betas.is_empty() {
-                let quartiles = Quartiles::new(betas);
-                let boxplot = Boxplot::new_horizontal(SegmentValue::CenterOf(row), &quartiles)
-                    .width(ROW / 2)
-                    .whisker_width(0.6)
-                    .style(BLACK.stroke_width(1));
-                drawn(chart.draw_series(std::iter::once(boxplot)))?;
+            if let Some(spread) = Spread::of(betas) {
+                let center = || SegmentValue::CenterOf(row);
+                let half = (ROW / 4) as i32;
+                let mut body = Rectangle::new(
+                    [(spread.q1, SegmentValue::Exact(row)), (spread.q3, SegmentValue::Exact(row + 1))],
+                    WHITE.mix(0.6).filled(),
+                );
+                body.set_margin(ROW / 4, ROW / 4, 0, 0);
+                let mut frame = Rectangle::new(
+                    [(spread.q1, SegmentValue::Exact(row)), (spread.q3, SegmentValue::Exact(row + 1))],
+                    BLACK.stroke_width(1),
+                );
+                frame.set_margin(ROW / 4, ROW / 4, 0, 0);
+                drawn(chart.draw_series([body, frame]))?;
+                let whiskers = [(spread.low, spread.q1), (spread.q3, spread.high)].map(|(a, b)| {
+                    PathElement::new(vec![(a, center()), (b, center())], BLACK.stroke_width(1))
+                });
+                drawn(chart.draw_series(whiskers))?;
+                let tick = |x: f32, h: i32, width: u32| {
+                    EmptyElement::at((x, center()))
+                        + PathElement::new(vec![(0, -h), (0, h)], BLACK.stroke_width(width))
+                };
+                let ticks = [
+                    tick(spread.low, half / 2, 1),
+                    tick(spread.high, half / 2, 1),
+                    tick(spread.median, half, 2),
+                ];
+                drawn(chart.draw_series(ticks))?;
             }
         }
         Ok(())
@@ -260,6 +311,18 @@ pub fn channels_kept(units: &[(String, u32, u32)]) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn box_plots_show_quartiles_and_whiskers_within_the_data() {
+        let spread = Spread::of(&[0.1, 0.2, 0.3, 0.4, 0.5]).unwrap();
+        assert_eq!((spread.low, spread.q1, spread.median, spread.q3, spread.high), (0.1, 0.2, 0.3, 0.4, 0.5));
+        // 0.0 lies more than 1.5 IQR below the box: it is an outlier, and the whisker stops at 0.55.
+        let spread = Spread::of(&[0.0, 0.55, 0.6, 0.6, 0.62, 0.65, 0.7]).unwrap();
+        assert_eq!((spread.low, spread.median, spread.high), (0.55, 0.6, 0.7));
+        assert_eq!(Spread::of(&[0.5]).unwrap().q3, 0.5);
+        assert_eq!(Spread::of(&[]), None);
+        assert_eq!(Spread::of(&[f32::NAN]), None);
+    }
 
     #[test]
     fn charts_are_svg_with_their_titles_and_labels() {
