@@ -117,7 +117,7 @@ impl Error {
             },
             // A transport failure surfaces as UNAVAILABLE (or UNKNOWN with a
             // transport source) before any answer arrives.
-            Code::Unavailable if is_transport(&status) => {
+            Code::Unavailable | Code::Unknown if is_transport(&status) => {
                 Error::Unreachable { server: server.to_owned(), reason: transport_reason(&status) }
             }
             code => Error::Rpc { server: server.to_owned(), code, message },
@@ -194,6 +194,8 @@ mod tests {
         check(tonic::Status::invalid_argument("job_id: must not be empty"), ExitCode::Other);
         check(tonic::Status::internal("store: disk full"), ExitCode::Other);
         check(tonic::Status::unavailable("tcp connect error: Connection refused"), ExitCode::Unreachable);
+        check(tonic::Status::unknown("transport error"), ExitCode::Unreachable);
+        check(tonic::Status::unknown("the handler panicked"), ExitCode::Other);
         // The coordinator saying it shuts down is an answer, not an unreachable server.
         check(tonic::Status::unavailable("the coordinator is shutting down"), ExitCode::Other);
     }

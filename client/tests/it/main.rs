@@ -7,3 +7,4 @@ mod job_flow;
 mod report;
 mod resume;
 mod support;
+mod tls;
