@@ -1,41 +1,19 @@
-//! `scopctl`: parses the command line and calls the client library.
+//! `scopctl`: parses the command line, runs it, and turns an error into a
+//! one-line reason on stderr and the exit code it means (`scopctl --help`).
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
-/// The scop command-line client.
-#[derive(Debug, Parser)]
-#[command(name = "scopctl", version, about)]
-struct Args {
-    /// Address of scopd's public API.
-    #[arg(long, env = "SCOP_SERVER", default_value = "http://127.0.0.1:7070", global = true)]
-    server: String,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Check that the coordinator is up and serving.
-    Status,
-}
-
-/// Exit code when the server cannot be reached.
-const EXIT_UNREACHABLE: i32 = 5;
-
-#[tokio::main]
-async fn main() {
-    let args = Args::parse();
-    match args.command {
-        Command::Status => match scopctl::check_server(&args.server).await {
-            Ok(scopctl::ServerStatus::Serving) => println!("{}: serving", args.server),
-            Ok(scopctl::ServerStatus::NotServing) => {
-                eprintln!("{}: not serving", args.server);
-                std::process::exit(1);
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                std::process::exit(EXIT_UNREACHABLE);
-            }
-        },
+fn main() {
+    let cli = scopctl::cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            std::process::exit(scopctl::ExitCode::Other as i32);
+        }
+    };
+    if let Err(error) = runtime.block_on(scopctl::cli::run(cli)) {
+        eprintln!("error: {error}");
+        std::process::exit(error.exit_code() as i32);
     }
 }

@@ -20,6 +20,10 @@ pub enum Error {
         "job {job_id:?} has no plan yet: the plan is decided after the knockoff stage (the job is {state})"
     )]
     PlanNotFound { job_id: String, state: JobState },
+    #[error("job {job_id:?} has no file {path:?}")]
+    ArtifactNotFound { job_id: String, path: String },
+    #[error("job {job_id:?} has no score statistics{}: they are sent during the knockoff stage", epoch.map(|e| format!(" for epoch {e}")).unwrap_or_default())]
+    StatisticsNotFound { job_id: String, epoch: Option<u32> },
     #[error("worker {0:?} not found")]
     WorkerNotFound(String),
     #[error("attempt {0:?} not found")]
@@ -100,6 +104,8 @@ impl From<Error> for Status {
             }
             Error::JobNotFound(_)
             | Error::PlanNotFound { .. }
+            | Error::ArtifactNotFound { .. }
+            | Error::StatisticsNotFound { .. }
             | Error::WorkerNotFound(_)
             | Error::AttemptNotFound(_) => Status::not_found(message),
             Error::RequestIdReused { .. } => Status::already_exists(message),

@@ -17,6 +17,8 @@ pub mod server;
 pub mod shutdown;
 pub mod standalone;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -97,16 +97,11 @@ pub async fn run_with_store(
     let scheduling = tokio::spawn(scheduler.run(report_rx, down.clone()));
 
     let mut tasks = JoinSet::new();
+    let public_api =
+        JobApi::new(store.clone(), LocalArtifacts::new(config.artifacts_dir()), down.clone(), wake.clone());
     tasks.spawn(
-        serve_public(
-            &config,
-            listeners.public,
-            JobApi::new(store.clone(), down.clone(), wake.clone()),
-            metrics.clone(),
-            client_tokens,
-            down.clone(),
-        )
-        .await?,
+        serve_public(&config, listeners.public, public_api, metrics.clone(), client_tokens, down.clone())
+            .await?,
     );
     tasks.spawn(
         serve_worker(

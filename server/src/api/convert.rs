@@ -4,8 +4,8 @@
 use scop_proto::v1 as pb;
 
 use crate::domain::{
-    Artifact, Device, EventKind, Job, JobEvent, JobState, Plan, Stage, StateKind, Worker, WorkerHello,
-    WorkerState,
+    Artifact, Device, EventKind, Job, JobEvent, JobState, Plan, Stage, StateKind, UnitStatistics, Worker,
+    WorkerHello, WorkerState,
 };
 
 pub fn stage(stage: Stage) -> pb::Stage {
@@ -62,7 +62,34 @@ pub fn job(job: Job) -> pb::Job {
 }
 
 fn artifact(artifact: Artifact) -> pb::Artifact {
-    pb::Artifact { kind: artifact.kind, path: artifact.path, size_bytes: artifact.size_bytes }
+    pb::Artifact {
+        kind: artifact.kind,
+        path: artifact.path,
+        size_bytes: artifact.size_bytes,
+        stage: pb::Stage::Unspecified as i32,
+    }
+}
+
+/// A listed artifact, with the stage that wrote it.
+pub fn listed_artifact(written_by: Stage, artifact: Artifact) -> pb::Artifact {
+    pb::Artifact {
+        kind: artifact.kind,
+        path: artifact.path,
+        size_bytes: artifact.size_bytes,
+        stage: stage(written_by) as i32,
+    }
+}
+
+/// One epoch's score statistics.
+pub fn statistics(job_id: String, epoch: u32, units: Vec<UnitStatistics>) -> pb::ScoreStatisticsResponse {
+    pb::ScoreStatisticsResponse {
+        job_id,
+        epoch,
+        units: units
+            .into_iter()
+            .map(|u| pb::UnitStatistics { unit: u.unit, beta: u.beta, gamma_abs: u.gamma_abs })
+            .collect(),
+    }
 }
 
 /// An artifact a rank reported.
@@ -117,6 +144,9 @@ pub fn event(event: JobEvent) -> pb::JobEvent {
         EventKind::Error { stage: s, attempt, message, retrying } => {
             Kind::Error(pb::JobError { stage: stage_or_unspecified(s), attempt, message, retrying })
         }
+        EventKind::Evaluated { stage: s, epoch, loss, top1, top5 } => {
+            Kind::Evaluated(pb::Evaluated { stage: stage(s) as i32, epoch, loss, top1, top5 })
+        }
     };
     pb::JobEvent { job_id: event.job_id, sequence: event.sequence, time_ms: event.time_ms, kind: Some(kind) }
 }
@@ -143,6 +173,7 @@ pub fn plan(plan: Plan) -> pb::Plan {
                     max: u.score.max,
                     kept_min: u.score.kept_min,
                     pruned_max: u.score.pruned_max,
+                    median: u.score.median,
                 }),
             })
             .collect(),

@@ -6,28 +6,31 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{convert, validation};
+use super::{artifact_files, convert, validation};
 use crate::domain::{NewJob, StagePlan};
 use crate::error::Error;
-use crate::scheduler::Wake;
+use crate::scheduler::{ArtifactStore, LocalArtifacts, Wake};
 use crate::shutdown::Shutdown;
 use crate::store::{JobFilter, Store};
 
 /// Events buffered per `WatchJob` stream before the follower waits for the client.
 const WATCH_BUFFER: usize = 64;
+/// Chunks buffered per `DownloadArtifact` stream.
+const DOWNLOAD_BUFFER: usize = 4;
 
 /// The handler of the public API.
 #[derive(Debug, Clone)]
 pub struct JobApi {
     store: Store,
+    artifacts: LocalArtifacts,
     shutdown: Shutdown,
     /// Told about new and cancelled jobs.
     scheduler: Wake,
 }
 
 impl JobApi {
-    pub fn new(store: Store, shutdown: Shutdown, scheduler: Wake) -> Self {
-        Self { store, shutdown, scheduler }
+    pub fn new(store: Store, artifacts: LocalArtifacts, shutdown: Shutdown, scheduler: Wake) -> Self {
+        Self { store, artifacts, shutdown, scheduler }
     }
 }
 
@@ -129,6 +132,54 @@ impl pb::job_service_server::JobService for JobApi {
         Ok(Response::new(pb::ListWorkersResponse {
             workers: workers.into_iter().map(convert::worker).collect(),
         }))
+    }
+
+    async fn list_artifacts(
+        &self,
+        request: Request<pb::ListArtifactsRequest>,
+    ) -> Result<Response<pb::ListArtifactsResponse>, Status> {
+        let job_id = validation::id("job_id", &request.get_ref().job_id)?;
+        let recorded = self.store.list_artifacts(job_id).await?;
+        let job_dir = self.artifacts.job_dir(job_id);
+        let listed = artifact_files::listing(recorded, job_id, &job_dir);
+        Ok(Response::new(pb::ListArtifactsResponse {
+            artifacts: listed.into_iter().map(|(stage, a)| convert::listed_artifact(stage, a)).collect(),
+            job_dir: job_dir.display().to_string(),
+        }))
+    }
+
+    type DownloadArtifactStream = ReceiverStream<Result<pb::ArtifactChunk, Status>>;
+
+    #[tracing::instrument(skip_all, fields(job_id = %request.get_ref().job_id, path = %request.get_ref().path))]
+    async fn download_artifact(
+        &self,
+        request: Request<pb::DownloadArtifactRequest>,
+    ) -> Result<Response<Self::DownloadArtifactStream>, Status> {
+        let request = request.into_inner();
+        let job_id = validation::id("job_id", &request.job_id)?;
+        // The job must exist before its id is used as a directory name.
+        self.store.get_job(job_id).await?;
+        let file = artifact_files::resolve(job_id, &self.artifacts.job_dir(job_id), &request.path)?;
+        let (sender, receiver) = mpsc::channel(DOWNLOAD_BUFFER);
+        tokio::spawn(artifact_files::stream_file(file, sender, self.shutdown.clone()));
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
+    async fn get_score_statistics(
+        &self,
+        request: Request<pb::GetScoreStatisticsRequest>,
+    ) -> Result<Response<pb::ScoreStatisticsResponse>, Status> {
+        let request = request.into_inner();
+        let job_id = validation::id("job_id", &request.job_id)?;
+        let epoch = Some(request.epoch).filter(|e| *e > 0);
+        // An unknown job is JobNotFound, not "no statistics".
+        self.store.get_job(job_id).await?;
+        let (epoch, units) = self
+            .store
+            .score_statistics(job_id, epoch)
+            .await?
+            .ok_or_else(|| Error::StatisticsNotFound { job_id: job_id.to_owned(), epoch })?;
+        Ok(Response::new(convert::statistics(job_id.to_owned(), epoch, units)))
     }
 }
 

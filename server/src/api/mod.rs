@@ -1,6 +1,7 @@
 //! The gRPC edge: one handler file per service, the conversions to and from
 //! `scop.v1`, request validation, authentication and request metrics.
 
+pub mod artifact_files;
 pub mod auth;
 pub mod convert;
 pub mod grpc_metrics;

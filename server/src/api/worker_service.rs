@@ -206,6 +206,16 @@ async fn record_task_event(link: &Link, event: pb::TaskEvent) -> Result<()> {
             link.metrics.observe_progress(&attempt.job_id, &progress, p.step_seconds, p.allreduce_seconds);
             store.append_event(&attempt.job_id, EventKind::Progress(progress)).await?;
         }
+        Some(Kind::Evaluated(e)) if rank == 0 => {
+            let kind = EventKind::Evaluated {
+                stage: attempt.stage,
+                epoch: e.epoch,
+                loss: e.loss,
+                top1: e.top1,
+                top5: e.top5,
+            };
+            store.append_event(&attempt.job_id, kind).await?;
+        }
         Some(Kind::Statistics(stats)) => {
             let units = stats
                 .units
@@ -230,7 +240,7 @@ async fn record_task_event(link: &Link, event: pb::TaskEvent) -> Result<()> {
             tracing::warn!(%task_id, rank, %reason, "rank failed");
             forward(RankReport::Failed { task_id, reason }).await;
         }
-        Some(Kind::Progress(_)) | None => {}
+        Some(Kind::Progress(_) | Kind::Evaluated(_)) | None => {}
     }
     Ok(())
 }

@@ -66,6 +66,14 @@ pub enum EventKind {
         message: String,
         retrying: bool,
     },
+    /// Rank 0 evaluated on the test split; `epoch` 0 is before the stage trained.
+    Evaluated {
+        stage: Stage,
+        epoch: u32,
+        loss: f64,
+        top1: f64,
+        top5: f64,
+    },
 }
 
 impl EventKind {
@@ -80,6 +88,7 @@ impl EventKind {
             EventKind::PlanDecided { .. } => "plan_decided",
             EventKind::ArtifactsReady { .. } => "artifacts_ready",
             EventKind::Error { .. } => "error",
+            EventKind::Evaluated { .. } => "evaluated",
         }
     }
 }
@@ -130,6 +139,7 @@ mod tests {
                 samples_per_second: 480.0,
                 eta_seconds: 12.5,
             }),
+            EventKind::Evaluated { stage: Stage::Knockoff, epoch: 0, loss: 0.3, top1: 0.9, top5: 0.99 },
             EventKind::ArtifactsReady {
                 stage: Stage::Export,
                 artifacts: vec![Artifact {

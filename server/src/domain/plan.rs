@@ -68,6 +68,9 @@ pub struct ScoreSummary {
     pub kept_min: f64,
     /// The highest pruned score; `None` when nothing was pruned.
     pub pruned_max: Option<f64>,
+    /// The median score; `None` in plans stored before it was recorded.
+    #[serde(default)]
+    pub median: Option<f64>,
 }
 
 impl ScoreSummary {
@@ -81,7 +84,21 @@ impl ScoreSummary {
             max: scores.iter().copied().reduce(f64::max)?,
             kept_min,
             pruned_max: pick(false).reduce(f64::max),
+            median: median(scores),
         })
+    }
+}
+
+/// The middle value, or the mean of the middle two; `None` for no values.
+/// NaN sorts last, so one bad channel cannot hide the others.
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
     }
 }
 
@@ -101,6 +118,8 @@ mod tests {
         let s = ScoreSummary::of(&[0.0, 0.5, -1.0, 0.25], &[true, true, false, false]).unwrap();
         assert_eq!((s.min, s.max, s.kept_min, s.pruned_max), (-1.0, 0.5, 0.0, Some(0.25)));
         assert_eq!(s.mean, -0.0625);
+        assert_eq!(s.median, Some(0.125));
+        assert_eq!(ScoreSummary::of(&[3.0, -1.0, 2.0], &[true; 3]).unwrap().median, Some(2.0));
         let all = ScoreSummary::of(&[1.0, 2.0], &[true, true]).unwrap();
         assert_eq!(all.pruned_max, None);
         assert_eq!(ScoreSummary::of(&[1.0], &[false]), None);

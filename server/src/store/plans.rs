@@ -164,18 +164,31 @@ impl Store {
         Ok(event)
     }
 
-    /// Every artifact of a job, by path.
-    pub async fn list_artifacts(&self, job_id: &str) -> Result<Vec<Artifact>> {
+    /// Every artifact of a job with the stage that wrote it, by path.
+    pub async fn list_artifacts(&self, job_id: &str) -> Result<Vec<(Stage, Artifact)>> {
         let job_id = job_id.to_owned();
         self.read(move |conn| {
             load_job(conn, &job_id)?;
             let mut statement = conn.prepare_cached(
-                "SELECT kind, path, size_bytes FROM artifacts WHERE job_id = ?1 ORDER BY path",
+                "SELECT stage, kind, path, size_bytes FROM artifacts WHERE job_id = ?1 ORDER BY path",
             )?;
             let rows = statement.query_map([&job_id], |r| {
-                Ok(Artifact { kind: r.get(0)?, path: r.get(1)?, size_bytes: r.get(2)? })
+                let artifact = Artifact { kind: r.get(1)?, path: r.get(2)?, size_bytes: r.get(3)? };
+                Ok((r.get::<_, String>(0)?, artifact))
             })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            let mut artifacts = Vec::new();
+            for row in rows {
+                let (stage, artifact) = row?;
+                let stage = Stage::parse(&stage).ok_or_else(|| {
+                    Error::corrupt(
+                        "artifacts",
+                        format!("{job_id}/{}", artifact.path),
+                        format!("stage {stage:?}"),
+                    )
+                })?;
+                artifacts.push((stage, artifact));
+            }
+            Ok(artifacts)
         })
         .await
     }

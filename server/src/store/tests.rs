@@ -262,7 +262,14 @@ async fn statistics_plans_and_artifacts_are_stored_with_their_events() {
             unit: "layer1.0.conv1".into(),
             channels_before: 2,
             channels_after: 1,
-            score: ScoreSummary { min: -1.0, mean: -0.25, max: 0.5, kept_min: 0.5, pruned_max: Some(-1.0) },
+            score: ScoreSummary {
+                min: -1.0,
+                mean: -0.25,
+                max: 0.5,
+                kept_min: 0.5,
+                pruned_max: Some(-1.0),
+                median: Some(-0.25),
+            },
         }],
         totals: Some(PlanSummary {
             input_size: 32,
@@ -279,7 +286,7 @@ async fn statistics_plans_and_artifacts_are_stored_with_their_events() {
     let artifact =
         Artifact { kind: "safetensors".into(), path: "jobs/x/model.safetensors".into(), size_bytes: 42 };
     store.record_artifacts(&job.id, Stage::Export, vec![artifact.clone()]).await.unwrap();
-    assert_eq!(store.list_artifacts(&job.id).await.unwrap(), vec![artifact]);
+    assert_eq!(store.list_artifacts(&job.id).await.unwrap(), vec![(Stage::Export, artifact)]);
     // The decide stage's start and finish surround the decision; the finish carries the totals.
     let (events, _) = store.events_since(&job.id, event.sequence - 1).await.unwrap();
     assert_eq!(events[0].kind, EventKind::StageStarted { stage: Stage::Decide, attempt: 1, world_size: 0 });

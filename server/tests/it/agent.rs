@@ -8,8 +8,7 @@ use std::process::{Child, Command};
 
 use scop_proto::v1 as pb;
 
-use crate::fake_worker::{statistics, wait_for_state};
-use crate::harness::{SPEC, TestServer, WORKER_TOKEN};
+use scop_server::testing::{SPEC, TestServer, WORKER_TOKEN, statistics, wait_for_state};
 
 /// `scop-worker`, built next to this test binary (`target/<profile>/`);
 /// `cargo xtask test` builds the whole workspace first.
@@ -77,18 +76,22 @@ async fn an_agent_runs_every_stage_of_a_job_through_child_processes() {
     let workers = jobs.list_workers(pb::ListWorkersRequest::default()).await.unwrap().into_inner().workers;
     assert_eq!((workers.len(), workers[0].slots_total), (1, 1));
 
-    // The relayed progress and the finished stages are in the job's events.
+    // The relayed progress, evaluations and finished stages are in the job's events.
     let mut events = jobs
         .watch_job(pb::WatchJobRequest { job_id: job.id.clone(), from_sequence: 1 })
         .await
         .unwrap()
         .into_inner();
-    let (mut progress, mut finished) = (0, Vec::new());
+    let (mut progress, mut finished, mut evaluated) = (0, Vec::new(), Vec::new());
     while let Some(event) = events.message().await.unwrap() {
         match event.kind {
             Some(pb::job_event::Kind::Progress(p)) => {
                 assert_eq!((p.loss, p.accuracy, p.samples_per_second), (0.7, 0.75, 512.0));
                 progress += 1;
+            }
+            Some(pb::job_event::Kind::Evaluated(e)) => {
+                assert_eq!((e.epoch, e.loss, e.top1, e.top5), (1, 0.6, 0.8, 0.99));
+                evaluated.push(e.stage());
             }
             Some(pb::job_event::Kind::StageFinished(f)) if f.stage() == pb::Stage::Decide => {
                 assert!(f.metrics["params_after"] < f.metrics["params_before"], "{f:?}");
@@ -102,6 +105,7 @@ async fn an_agent_runs_every_stage_of_a_job_through_child_processes() {
         }
     }
     assert_eq!(progress, 3);
+    assert_eq!(evaluated, [pb::Stage::Knockoff, pb::Stage::Finetune, pb::Stage::Export]);
     assert_eq!(finished, [pb::Stage::Knockoff, pb::Stage::Decide, pb::Stage::Finetune, pb::Stage::Export]);
     server.stop().await;
 }

@@ -3,7 +3,7 @@
 use scop_proto::v1 as pb;
 use tonic::Code;
 
-use crate::harness::{CLIENT_TOKEN, TestServer, Token, WORKER_TOKEN};
+use scop_server::testing::{CLIENT_TOKEN, TestServer, Token, WORKER_TOKEN};
 
 #[tokio::test]
 async fn the_public_api_wants_a_client_token() {

@@ -9,7 +9,7 @@ use tonic_reflection::pb::v1::{
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
 };
 
-use crate::harness::TestServer;
+use scop_server::testing::TestServer;
 
 async fn check_health(addr: std::net::SocketAddr, service: &str) {
     let mut client = HealthClient::new(TestServer::channel(addr).await);

@@ -3,7 +3,7 @@
 use scop_proto::v1 as pb;
 use tonic::Code;
 
-use crate::harness::{SPEC, TestServer};
+use scop_server::testing::{SPEC, TestServer};
 
 #[tokio::test]
 async fn submit_is_idempotent_by_request_id_and_get_returns_the_job() {

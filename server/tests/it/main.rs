@@ -1,10 +1,9 @@
 //! Integration tests: a real `scopd` on `127.0.0.1:0` with real SQLite.
 
 mod agent;
+mod artifacts;
 mod auth;
 mod dashboard;
-mod fake_worker;
-mod harness;
 mod health;
 mod jobs;
 mod metrics;

@@ -3,7 +3,7 @@
 use scop_proto::v1 as pb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::TestServer;
+use scop_server::testing::TestServer;
 
 /// A plain HTTP/1.1 GET; returns the status line and the body.
 pub async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {

@@ -4,8 +4,7 @@
 
 use scop_proto::v1 as pb;
 
-use crate::fake_worker::{FakeWorker, statistics, wait_for_state};
-use crate::harness::{SPEC, TestServer};
+use scop_server::testing::{FakeWorker, SPEC, TestServer, statistics, wait_for_state};
 
 #[tokio::test]
 async fn reopening_the_store_keeps_queued_jobs() {

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use scop_proto::v1 as pb;
 
-use crate::fake_worker::{FakeWorker, statistics, wait_for_state};
-use crate::harness::{SPEC, TestServer};
+use scop_server::testing::{FakeWorker, SPEC, TestServer, statistics, wait_for_state};
 
 async fn submit(server: &TestServer, spec: &str, priority: i32) -> pb::Job {
     let mut jobs = server.jobs().await;

@@ -5,7 +5,7 @@ use scop_proto::v1 as pb;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::harness::{Jobs, SPEC, TestServer};
+use scop_server::testing::{Jobs, SPEC, TestServer};
 
 /// Submits `spec` and checks the field violations, in order.
 async fn check(jobs: &mut Jobs, spec: &str, expected: &[(&str, &str)]) {

@@ -14,8 +14,8 @@ use scop_core::client_config::ClientConfig;
 use scop_proto::v1 as pb;
 use tonic::transport::Channel;
 
-use crate::harness::{Jobs, Token};
 use crate::metrics::{get, value};
+use scop_server::testing::{Jobs, Token};
 
 /// Stops scopd at the end of the test, pass or fail.
 struct Scopd(Child);

@@ -5,7 +5,7 @@ use scop_proto::v1 as pb;
 use scop_server::domain::{EventKind, JobState, Progress, Stage};
 use tonic::Streaming;
 
-use crate::harness::{Jobs, TestServer};
+use scop_server::testing::{Jobs, TestServer};
 
 fn progress(step: u64) -> EventKind {
     EventKind::Progress(Progress {

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
-use crate::harness::TestServer;
+use scop_server::testing::TestServer;
 
 fn hello(worker_id: &str) -> pb::WorkerMessage {
     let device = |index| pb::Device {

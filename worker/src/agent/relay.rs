@@ -1,11 +1,15 @@
 //! Turns a trainer's JSON event lines into the `TaskEvent`s the coordinator
-//! understands, and remembers what the final `TaskFinished` reports.
+//! understands, and assembles the final `TaskFinished`: the stage's last
+//! evaluation and time, and for the export its files and the model card's
+//! figures (the keys `StageFinished.metrics` documents in `jobs.proto`).
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use scop_proto::v1 as pb;
 
 use crate::events::Event;
+use crate::export::{ARCH_FILE, CARD_FILE, ModelCard, TORCHSCRIPT_FILE, WEIGHTS_FILE};
 
 /// The relay state of one rank's trainer.
 #[derive(Debug, Default)]
@@ -66,11 +70,11 @@ impl Relay {
             Event::CheckpointWritten { path, .. } => {
                 Some(Kind::CheckpointWritten(path.display().to_string()))
             }
-            Event::Evaluated { loss, top1, top5, .. } => {
+            Event::Evaluated { epoch, loss, top1, top5, .. } => {
                 self.metrics.insert("test_loss".into(), loss);
                 self.metrics.insert("top1".into(), top1);
                 self.metrics.insert("top5".into(), top5);
-                None
+                Some(Kind::Evaluated(pb::TaskEvaluated { epoch, loss, top1, top5 }))
             }
             Event::StageFinished { seconds, .. } => {
                 self.metrics.insert("seconds".into(), seconds);
@@ -80,30 +84,69 @@ impl Relay {
         }
     }
 
-    /// The finish report, with the files under `export_dir` as artifacts.
-    pub fn finished(self, export_dir: Option<&std::path::Path>) -> pb::TaskFinished {
+    /// The finish report. For the export stage, `export_dir` is the directory
+    /// it wrote: its files become artifacts with paths relative to the job's
+    /// directory (`export/model.pt`), and its model card's figures join the
+    /// metrics.
+    pub fn finished(mut self, export_dir: Option<&Path>) -> pb::TaskFinished {
         let mut artifacts = Vec::new();
-        let entries = export_dir.and_then(|dir| std::fs::read_dir(dir).ok());
-        if let Some(entries) = entries {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let size_bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                let kind = match path.extension().and_then(|e| e.to_str()) {
-                    Some("safetensors") => "safetensors",
-                    Some("pt") => "torchscript",
-                    Some("json") => "model_card",
-                    _ => "file",
-                };
-                artifacts.push(pb::Artifact {
-                    kind: kind.into(),
-                    path: path.display().to_string(),
-                    size_bytes,
-                });
+        if let Some(dir) = export_dir {
+            artifacts = export_artifacts(dir);
+            match ModelCard::read(&dir.join(CARD_FILE)) {
+                Ok(card) => self.metrics.extend(card_metrics(&card)),
+                Err(error) => tracing::warn!(%error, "the model card's figures are not reported"),
             }
         }
-        artifacts.sort_by(|a, b| a.path.cmp(&b.path));
         pb::TaskFinished { metrics: self.metrics, artifacts }
     }
+}
+
+/// The files of an export directory, by name, as artifacts.
+fn export_artifacts(dir: &Path) -> Vec<pb::Artifact> {
+    let prefix = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut artifacts = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let kind = match name.as_str() {
+            TORCHSCRIPT_FILE => "torchscript",
+            WEIGHTS_FILE => "safetensors",
+            ARCH_FILE => "arch",
+            CARD_FILE => "model_card",
+            _ => "file",
+        };
+        let path = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        artifacts.push(pb::Artifact {
+            kind: kind.into(),
+            path,
+            size_bytes: meta.len(),
+            stage: pb::Stage::Unspecified as i32,
+        });
+    }
+    artifacts.sort_by(|a, b| a.path.cmp(&b.path));
+    artifacts
+}
+
+/// What the final table needs from the model card: accuracy dense and pruned
+/// (the stages recorded them in `card.metrics`), params, FLOPs, prune rate.
+fn card_metrics(card: &ModelCard) -> Vec<(String, f64)> {
+    let mut figures: Vec<(&str, f64)> =
+        ["top1_dense", "top5_dense", "top1_pruned_before_finetune", "top1_pruned", "top5_pruned"]
+            .into_iter()
+            .filter_map(|key| card.metrics.get(key).map(|value| (key, *value)))
+            .collect();
+    figures.extend([
+        ("params_dense", card.dense_params as f64),
+        ("params_pruned", card.params as f64),
+        ("flops_dense", card.dense_flops as f64),
+        ("flops_pruned", card.flops as f64),
+        ("input_size", f64::from(card.input_size)),
+        ("prune_rate", card.prune.as_ref().map_or(0.0, |p| p.rate)),
+    ]);
+    figures.into_iter().map(|(key, value)| (key.to_owned(), value)).collect()
 }
 
 #[cfg(test)]
@@ -111,7 +154,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn progress_statistics_and_checkpoints_are_relayed() {
+    fn progress_statistics_evaluations_and_checkpoints_are_relayed() {
         let mut relay = Relay::default();
         let progress = r#"{"type":"progress","stage":"knockoff","epoch":1,"epochs":2,"step":5,"steps":10,"loss":0.5,"accuracy":0.8,"samples_per_second":100.0,"eta_seconds":30.0,"lr":0.1}"#;
         let Some(pb::task_event::Kind::Progress(p)) = relay.translate(progress) else {
@@ -139,7 +182,63 @@ mod tests {
         assert_eq!(relay.translate("not json"), None);
         let evaluated =
             r#"{"type":"evaluated","stage":"finetune","epoch":1,"loss":0.4,"top1":0.9,"top5":1.0}"#;
-        assert_eq!(relay.translate(evaluated), None);
-        assert_eq!(relay.finished(None).metrics.get("top1"), Some(&0.9));
+        assert_eq!(
+            relay.translate(evaluated),
+            Some(pb::task_event::Kind::Evaluated(pb::TaskEvaluated {
+                epoch: 1,
+                loss: 0.4,
+                top1: 0.9,
+                top5: 1.0
+            }))
+        );
+        let finished = relay.finished(None);
+        assert_eq!(finished.metrics.get("top1"), Some(&0.9));
+        assert!(finished.artifacts.is_empty());
+    }
+
+    /// The export's finish names its files relative to the job's directory
+    /// and carries the model card's figures for the final table.
+    #[test]
+    fn the_export_reports_its_files_and_the_model_cards_figures() {
+        let job = tempfile::tempdir().unwrap();
+        let dir = job.path().join("export");
+        std::fs::create_dir_all(dir.join("nested")).unwrap();
+        let desc = scop_core::arch::ArchDesc::new("resnet20", 10, 1).unwrap();
+        let mut card = ModelCard::new(&desc, None, 32).unwrap();
+        card.params = 150_000;
+        card.flops = 22_000_000;
+        card.prune = Some(scop_core::spec::PruneSpec { rate: 0.45, ..Default::default() });
+        for (key, value) in
+            [("top1_dense", 0.92), ("top5_dense", 0.998), ("top1_pruned", 0.915), ("top5_pruned", 0.997)]
+        {
+            card.metrics.insert(key.into(), value);
+        }
+        card.write(&dir.join(CARD_FILE)).unwrap();
+        for name in [TORCHSCRIPT_FILE, WEIGHTS_FILE, ARCH_FILE, "notes.txt"] {
+            std::fs::write(dir.join(name), b"x").unwrap();
+        }
+        let finished = Relay::default().finished(Some(&dir));
+        let files: Vec<(&str, &str)> =
+            finished.artifacts.iter().map(|a| (a.path.as_str(), a.kind.as_str())).collect();
+        assert_eq!(
+            files,
+            [
+                ("export/arch.json", "arch"),
+                ("export/model-card.json", "model_card"),
+                ("export/model.pt", "torchscript"),
+                ("export/model.safetensors", "safetensors"),
+                ("export/notes.txt", "file"),
+            ]
+        );
+        let metric = |key: &str| finished.metrics.get(key).copied();
+        assert_eq!(metric("top1_dense"), Some(0.92));
+        assert_eq!(metric("top5_pruned"), Some(0.997));
+        assert_eq!(metric("params_dense"), Some(desc.cost(32).params as f64));
+        assert_eq!(metric("params_pruned"), Some(150_000.0));
+        assert_eq!(metric("flops_pruned"), Some(22_000_000.0));
+        assert_eq!(metric("prune_rate"), Some(0.45));
+        assert_eq!(metric("input_size"), Some(32.0));
+        // The card lacks the figure the finetune stage did not record.
+        assert_eq!(metric("top1_pruned_before_finetune"), None);
     }
 }

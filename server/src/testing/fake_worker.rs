@@ -7,7 +7,7 @@ use scop_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::harness::TestServer;
+use super::TestServer;
 
 /// One connected scripted worker.
 pub struct FakeWorker {

@@ -1,15 +1,29 @@
-//! A real coordinator on `127.0.0.1:0` with real token files and SQLite in a
-//! temporary directory, plus authenticated clients for it.
+//! Test support shared by the coordinator's and the client's integration tests
+//! (feature `testing`, enabled only by dev-dependencies): a real coordinator on
+//! `127.0.0.1:0` with real token files and SQLite in a directory the test owns,
+//! authenticated clients for it, a scripted worker (`fake_worker`) and what
+//! it reports for each stage (`script`).
+//!
+//! These helpers panic on failure, as test code does; nothing else in the
+//! crate uses them.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use scop_proto::v1 as pb;
-use scop_server::store::Store;
-use scop_server::{Config, Listeners};
 use tokio::net::TcpListener;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+use crate::store::Store;
+use crate::{Config, Listeners};
+
+mod fake_worker;
+pub mod script;
+
+pub use fake_worker::{FakeWorker, statistics, wait_for_state};
 
 pub const CLIENT_TOKEN: &str = "client-token-0123456789";
 pub const WORKER_TOKEN: &str = "worker-token-9876543210";
@@ -40,25 +54,30 @@ pub struct TestServer {
     pub metrics: SocketAddr,
     /// The same store the server uses, to drive jobs the way the scheduler does.
     pub store: Store,
+    /// The configuration it runs with (its data dir holds the database and artifacts).
+    pub config: Config,
+    /// The file holding [`CLIENT_TOKEN`].
+    pub client_token_file: PathBuf,
     stop: tokio::sync::oneshot::Sender<()>,
-    handle: tokio::task::JoinHandle<scop_server::Result<()>>,
+    handle: tokio::task::JoinHandle<crate::Result<()>>,
 }
 
 impl TestServer {
-    /// Starts a server on a fresh temporary directory.
-    pub async fn start(dir: &tempfile::TempDir) -> TestServer {
+    /// Starts a server in a fresh directory (a `tempfile::TempDir`, say).
+    pub async fn start(dir: impl AsRef<Path>) -> TestServer {
         Self::start_with(dir, |_| {}).await
     }
 
-    /// Starts a server on `dir` (reusing its database), after `adjust` tweaks the config.
-    pub async fn start_with(dir: &tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> TestServer {
-        let client_tokens = dir.path().join("client.tokens");
-        let worker_tokens = dir.path().join("worker.tokens");
-        std::fs::write(&client_tokens, format!("# test\n{CLIENT_TOKEN}\n")).unwrap();
+    /// Starts a server in `dir` (reusing its database), after `adjust` tweaks the config.
+    pub async fn start_with(dir: impl AsRef<Path>, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = dir.as_ref();
+        let client_token_file = dir.join("client.tokens");
+        let worker_tokens = dir.join("worker.tokens");
+        std::fs::write(&client_token_file, format!("# test\n{CLIENT_TOKEN}\n")).unwrap();
         std::fs::write(&worker_tokens, format!("{WORKER_TOKEN}\n")).unwrap();
         let mut config = Config {
-            data_dir: dir.path().join("data"),
-            token_file: Some(client_tokens),
+            data_dir: dir.join("data"),
+            token_file: Some(client_token_file.clone()),
             worker_token_file: Some(worker_tokens),
             ..Config::default()
         };
@@ -68,6 +87,24 @@ impl TestServer {
             worker: TcpListener::bind("127.0.0.1:0").await.unwrap(),
             metrics: TcpListener::bind("127.0.0.1:0").await.unwrap(),
         };
+        Self::serve(config, client_token_file, listeners).await
+    }
+
+    /// Stops this server and starts a new one on the same data dir and the
+    /// same three addresses, as a restarted `scopd` would come back.
+    pub async fn restart(self) -> TestServer {
+        let (config, token_file) = (self.config.clone(), self.client_token_file.clone());
+        let (public, worker, metrics) = (self.public, self.worker, self.metrics);
+        self.stop().await;
+        let listeners = Listeners {
+            public: rebind(public).await,
+            worker: rebind(worker).await,
+            metrics: rebind(metrics).await,
+        };
+        Self::serve(config, token_file, listeners).await
+    }
+
+    async fn serve(config: Config, client_token_file: PathBuf, listeners: Listeners) -> TestServer {
         let (public, worker, metrics) = (
             listeners.public.local_addr().unwrap(),
             listeners.worker.local_addr().unwrap(),
@@ -75,10 +112,21 @@ impl TestServer {
         );
         let store = Store::open(&config.database_path()).await.unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(scop_server::run_with_store(config, store.clone(), listeners, async {
+        let handle = tokio::spawn(crate::run_with_store(config.clone(), store.clone(), listeners, async {
             let _ = stopped.await;
         }));
-        TestServer { public, worker, metrics, store, stop, handle }
+        TestServer { public, worker, metrics, store, config, client_token_file, stop, handle }
+    }
+
+    /// `http://` address of the public API.
+    pub fn public_url(&self) -> String {
+        format!("http://{}", self.public)
+    }
+
+    /// The directory of `job_id`'s files in the artifact store.
+    pub fn job_dir(&self, job_id: &str) -> PathBuf {
+        use crate::scheduler::ArtifactStore;
+        crate::scheduler::LocalArtifacts::new(self.config.artifacts_dir()).job_dir(job_id)
     }
 
     pub async fn channel(addr: SocketAddr) -> Channel {
@@ -106,7 +154,7 @@ impl TestServer {
         )
     }
 
-    /// Submits `spec` with an optional request id and labels.
+    /// Submits [`SPEC`] with an optional request id and labels.
     pub async fn submit(&self, jobs: &mut Jobs, request_id: &str, labels: &[(&str, &str)]) -> pb::Job {
         jobs.submit_job(pb::SubmitJobRequest {
             spec_yaml: SPEC.into(),
@@ -125,4 +173,15 @@ impl TestServer {
         drop(self.store);
         self.handle.await.unwrap().unwrap();
     }
+}
+
+/// Binds `addr` again once the stopped server has let go of it.
+async fn rebind(addr: SocketAddr) -> TcpListener {
+    for _ in 0..100 {
+        if let Ok(listener) = TcpListener::bind(addr).await {
+            return listener;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{addr} was not free again within 5 s");
 }

@@ -1,0 +1,134 @@
+//! The table forms of `get jobs`, `get job`, `plan`, `workers` and
+//! `artifacts`, made from the same records `-o json` prints.
+
+use crate::format::{age, bytes, millions, now_ms, percent, render, table};
+use crate::records::{ArtifactsRecord, JobRecord, PlanRecord, WorkerRecord};
+
+/// `get jobs`: one row per job, newest first.
+pub fn jobs(jobs: &[JobRecord]) -> String {
+    if jobs.is_empty() {
+        return "no jobs".to_owned();
+    }
+    let now = now_ms();
+    let mut t = table(["ID", "NAME", "STATE", "STAGE", "ATTEMPT", "PRIORITY", "AGE", "LABELS"]);
+    for job in jobs {
+        let labels: Vec<String> = job.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        t.add_row([
+            job.id.clone(),
+            job.name.clone().unwrap_or_else(|| "-".into()),
+            job.state.clone(),
+            job.stage.clone().unwrap_or_else(|| "-".into()),
+            job.attempt.to_string(),
+            job.priority.to_string(),
+            age(job.created_at_ms, now),
+            if labels.is_empty() { "-".into() } else { labels.join(",") },
+        ]);
+    }
+    render(&t)
+}
+
+/// `get job ID`: the fields one per line, then the spec.
+pub fn job(job: &JobRecord) -> String {
+    let now = now_ms();
+    let labels: Vec<String> = job.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut lines = vec![
+        format!("id:          {}", job.id),
+        format!("name:        {}", job.name.as_deref().unwrap_or("-")),
+        format!("state:       {}", job.state),
+        format!("stage:       {}", job.stage.as_deref().unwrap_or("-")),
+        format!("attempt:     {}", job.attempt),
+        format!("priority:    {}", job.priority),
+        format!("labels:      {}", if labels.is_empty() { "-".into() } else { labels.join(", ") }),
+        format!("created:     {} ago", age(job.created_at_ms, now)),
+        format!("updated:     {} ago", age(job.updated_at_ms, now)),
+        format!("events:      {}", job.last_sequence),
+    ];
+    if let Some(error) = &job.error {
+        lines.push(format!("error:       {error}"));
+    }
+    if let Some(request_id) = &job.request_id {
+        lines.push(format!("request id:  {request_id}"));
+    }
+    lines.push("spec:".into());
+    lines.extend(job.spec_yaml.lines().map(|l| format!("  {l}")));
+    lines.join("\n")
+}
+
+/// `plan ID`: per unit before → after, kept %, scores; then the totals.
+pub fn plan(plan: &PlanRecord) -> String {
+    let mut t = table(["UNIT", "CHANNELS", "KEPT", "SCORE MIN", "MEDIAN", "MAX", "KEPT MIN", "PRUNED MAX"]);
+    let score = |v: f64| format!("{v:.4}");
+    for u in &plan.units {
+        t.add_row([
+            u.unit.clone(),
+            format!("{:>4} -> {:<4}", u.channels_before, u.channels_after),
+            format!("{:.1} %", u.kept * 100.0),
+            score(u.score_min),
+            u.score_median.map_or_else(|| "-".into(), score),
+            score(u.score_max),
+            score(u.kept_score_min),
+            u.pruned_score_max.map_or_else(|| "-".into(), score),
+        ]);
+    }
+    let change = |before: u64, after: u64| {
+        if before == 0 {
+            return "not recorded".to_owned();
+        }
+        format!(
+            "{} -> {} ({} kept, {:.2}x smaller)",
+            millions(before as f64),
+            millions(after as f64),
+            percent(after as f64 / before as f64),
+            before as f64 / after.max(1) as f64
+        )
+    };
+    format!(
+        "{}\n\npolicy {} at rate {}, from the knockoff statistics of epoch {}\nchannels {} -> {} ({} kept)\nparams   {}\nFLOPs    {} at {}x{}",
+        render(&t),
+        plan.policy,
+        plan.rate,
+        plan.statistics_epoch,
+        plan.channels_before,
+        plan.channels_after,
+        percent(plan.channels_after as f64 / plan.channels_before.max(1) as f64),
+        change(plan.params_before, plan.params_after),
+        change(plan.flops_before, plan.flops_after),
+        plan.input_size,
+        plan.input_size
+    )
+}
+
+/// `workers`: one row per agent.
+pub fn workers(workers: &[WorkerRecord]) -> String {
+    if workers.is_empty() {
+        return "no workers".to_owned();
+    }
+    let now = now_ms();
+    let mut t =
+        table(["ID", "HOST", "STATE", "SLOTS BUSY/TOTAL", "DEVICES", "CORES", "VERSION", "LAST SEEN"]);
+    for w in workers {
+        t.add_row([
+            w.id.clone(),
+            w.hostname.clone(),
+            w.state.clone(),
+            format!("{}/{}", w.slots_busy, w.slots_total),
+            w.devices.join(", "),
+            w.cpu_cores.to_string(),
+            w.agent_version.clone(),
+            format!("{} ago", age(w.last_seen_ms, now)),
+        ]);
+    }
+    render(&t)
+}
+
+/// `artifacts ID`: one row per file, with where it lives.
+pub fn artifacts(listed: &ArtifactsRecord) -> String {
+    if listed.artifacts.is_empty() {
+        return format!("job {} has no artifacts yet", listed.job_id);
+    }
+    let mut t = table(["KIND", "PATH", "SIZE", "STAGE"]);
+    for a in &listed.artifacts {
+        t.add_row([a.kind.clone(), a.path.clone(), bytes(a.size_bytes), a.stage.clone().unwrap_or_default()]);
+    }
+    format!("{}\nin {} (fetch with --download DIR)", render(&t), listed.job_dir)
+}

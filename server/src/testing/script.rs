@@ -1,0 +1,128 @@
+//! What a scripted worker reports for each stage of a job, with figures that
+//! look like a real run's: progress every few steps, test-split evaluations,
+//! score statistics during knockoff, and an export with real files.
+
+use std::path::Path;
+
+use scop_proto::v1 as pb;
+
+use super::{FakeWorker, statistics};
+
+/// Epochs and steps per epoch of every scripted training stage.
+pub const EPOCHS: u32 = 2;
+pub const STEPS: u64 = 10;
+
+/// The figures the scripted export reports (and writes into its model card).
+pub const TOP1_DENSE: f64 = 0.9125;
+pub const TOP1_PRUNED: f64 = 0.9050;
+pub const PARAMS_DENSE: u64 = 272_474;
+pub const PARAMS_PRUNED: u64 = 150_066;
+
+/// Test-split top-1 of a scripted stage after `epoch` (0: before training).
+pub fn top1(stage: pb::Stage, epoch: u32) -> f64 {
+    let start = match stage {
+        pb::Stage::Finetune => 0.80,
+        _ => TOP1_DENSE - 0.02,
+    };
+    let end = if stage == pb::Stage::Finetune { TOP1_PRUNED } else { TOP1_DENSE };
+    start + (end - start) * f64::from(epoch) / f64::from(EPOCHS)
+}
+
+impl FakeWorker {
+    /// Reports `task`'s stage the way a trainer would, then finishes it.
+    pub async fn play(&self, task: &pb::AssignTask) {
+        use pb::task_event::Kind;
+        let stage = task.stage();
+        if stage == pb::Stage::Export {
+            let finished = write_export(Path::new(&task.checkpoint_dir));
+            self.send(task, Kind::Finished(finished)).await;
+            return;
+        }
+        self.send(task, Kind::Evaluated(evaluation(stage, 0))).await;
+        for epoch in 1..=EPOCHS {
+            for step in (2..=STEPS).step_by(2) {
+                let done = f64::from(epoch - 1) + step as f64 / STEPS as f64;
+                let progress = pb::TaskProgress {
+                    epoch,
+                    step,
+                    steps: STEPS,
+                    loss: 1.5 / (1.0 + done),
+                    accuracy: 0.6 + 0.1 * done,
+                    samples_per_second: 480.0,
+                    epochs: EPOCHS,
+                    step_seconds: 0.25,
+                    allreduce_seconds: 0.0,
+                };
+                self.send(task, Kind::Progress(progress)).await;
+            }
+            if stage == pb::Stage::Knockoff {
+                let mut stats = statistics("resnet20", 1);
+                stats.epoch = epoch;
+                self.send(task, Kind::Statistics(stats)).await;
+            }
+            self.send(task, Kind::Evaluated(evaluation(stage, epoch))).await;
+        }
+        let last = evaluation(stage, EPOCHS);
+        let metrics = [("top1", last.top1), ("top5", last.top5), ("test_loss", last.loss), ("seconds", 5.0)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        self.send(task, Kind::Finished(pb::TaskFinished { metrics, artifacts: Vec::new() })).await;
+    }
+
+    /// Plays every stage assigned to this worker until the export is done.
+    pub async fn play_job(&mut self) {
+        loop {
+            let task = self.assigned().await;
+            self.play(&task).await;
+            if task.stage() == pb::Stage::Export {
+                return;
+            }
+        }
+    }
+}
+
+fn evaluation(stage: pb::Stage, epoch: u32) -> pb::TaskEvaluated {
+    let top1 = top1(stage, epoch);
+    pb::TaskEvaluated { epoch, loss: 2.0 * (1.0 - top1), top1, top5: (top1 + 0.08).min(0.999) }
+}
+
+/// Writes small stand-ins for the export's files into `<job_dir>/export` and
+/// returns the finish report a real export rank sends.
+fn write_export(job_dir: &Path) -> pb::TaskFinished {
+    let dir = job_dir.join("export");
+    std::fs::create_dir_all(&dir).unwrap();
+    let metrics: Vec<(&str, f64)> = vec![
+        ("top1_dense", TOP1_DENSE),
+        ("top5_dense", 0.9987),
+        ("top1_pruned_before_finetune", 0.80),
+        ("top1_pruned", TOP1_PRUNED),
+        ("top5_pruned", 0.9979),
+        ("params_dense", PARAMS_DENSE as f64),
+        ("params_pruned", PARAMS_PRUNED as f64),
+        ("flops_dense", 40_813_184.0),
+        ("flops_pruned", 22_556_288.0),
+        ("input_size", 32.0),
+        ("prune_rate", 0.45),
+    ];
+    let card: serde_json::Map<String, serde_json::Value> =
+        metrics.iter().map(|(k, v)| ((*k).to_owned(), serde_json::json!(v))).collect();
+    let files: [(&str, &str, Vec<u8>); 4] = [
+        ("model.pt", "torchscript", vec![7; 3 << 19]),
+        ("model.safetensors", "safetensors", vec![1; 1000]),
+        ("arch.json", "arch", b"{\"arch\":\"resnet20\"}".to_vec()),
+        ("model-card.json", "model_card", serde_json::to_vec_pretty(&card).unwrap()),
+    ];
+    let mut artifacts = Vec::new();
+    for (name, kind, bytes) in files {
+        std::fs::write(dir.join(name), &bytes).unwrap();
+        artifacts.push(pb::Artifact {
+            kind: kind.into(),
+            path: format!("export/{name}"),
+            size_bytes: bytes.len() as u64,
+            stage: pb::Stage::Unspecified as i32,
+        });
+    }
+    let metrics = metrics.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    pb::TaskFinished { metrics, artifacts }
+}
