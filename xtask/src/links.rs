@@ -8,17 +8,7 @@ use anyhow::bail;
 use crate::shell;
 
 pub fn run() -> anyhow::Result<()> {
-    shell::run(shell::cargo().args([
-        "build",
-        "--bins",
-        "-p",
-        "scop-server",
-        "-p",
-        "scopctl",
-        "-p",
-        "scop-worker",
-    ]))?;
-    let target = shell::root().join("target/debug");
+    let target = shell::debug_binaries()?;
     let mut problems = Vec::new();
     for (binary, may_link) in [("scopd", false), ("scopctl", false), ("scop-worker", true)] {
         let path = target.join(binary);

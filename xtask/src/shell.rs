@@ -41,6 +41,15 @@ pub fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
+/// The directory of the debug binaries `scopd`, `scopctl` and `scop-worker`,
+/// built as the test suite builds them (`cargo test --no-run` is what nextest
+/// runs too): after the tests this is a no-op, where a plain `cargo build`
+/// would rebuild everything whose features the test build unified differently.
+pub fn debug_binaries() -> anyhow::Result<PathBuf> {
+    run(cargo().args(["test", "--workspace", "--no-run", "--quiet"]))?;
+    Ok(root().join("target/debug"))
+}
+
 /// Commands run in the workspace root unless they chose a directory.
 fn in_root(cmd: &mut Command) {
     if cmd.get_current_dir().is_none() {

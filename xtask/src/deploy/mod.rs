@@ -34,18 +34,7 @@ const OVERLAYS: [&str; 2] = ["gpu", "cpu-dev"];
 
 pub fn run() -> anyhow::Result<()> {
     let root = shell::root();
-    // The test suite has built these already; this is a no-op then.
-    shell::run(shell::cargo().args([
-        "build",
-        "--bins",
-        "-p",
-        "scop-server",
-        "-p",
-        "scopctl",
-        "-p",
-        "scop-worker",
-    ]))?;
-    let bin = root.join("target/debug");
+    let bin = shell::debug_binaries()?;
     let scopd = Help::of(&bin.join("scopd"), &[])?;
     let worker = Help::of(&bin.join("scop-worker"), &[])?;
     let agent =
