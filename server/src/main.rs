@@ -44,7 +44,9 @@ struct StandaloneArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Logs go to stderr; stdout carries what scopd says to people (standalone's addresses).
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,h2=warn,tower=warn,hyper=warn".into()),
