@@ -27,6 +27,10 @@ use super::error::{Error, Result};
 use super::tensor_view::Element;
 use super::wire::Link;
 
+/// How long a rank whose send to the right failed waits for its left link to
+/// report a loss of its own before it blames the right neighbour.
+const BLAME_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// One collective call's view of the ring.
 pub(crate) struct Ring<'a> {
     pub rank: usize,
@@ -168,19 +172,30 @@ impl Ring<'_> {
         body: impl FnOnce(&mut Pipeline<'d, T>, &mut Link) -> Result<()>,
     ) -> Result<()> {
         let cancel = AtomicBool::new(false);
+        let woke_main = AtomicBool::new(false);
         let (seq, right, left, waker) = (self.seq, &mut *self.right, &mut *self.left, self.left_waker);
         let (main, sent) = std::thread::scope(|scope| {
             let (jobs, job_rx) = mpsc::channel::<Job<'d, T>>();
             let (done_tx, done) = mpsc::channel();
-            let cancel = &cancel;
+            let (cancel, woke_main) = (&cancel, &woke_main);
             let sender = scope.spawn(move || {
                 for job in job_rx {
                     if cancel.load(Ordering::Relaxed) {
                         break;
                     }
                     if let Err(e) = right.send_data(seq, bytemuck::cast_slice(job.data)) {
-                        // Wake the caller if it is blocked reading from the left.
-                        let _ = waker.shutdown(Shutdown::Read);
+                        // The right neighbour may have closed because it lost a rank
+                        // upstream of us, which our left link is about to report too;
+                        // give that a moment before blaming the right neighbour and
+                        // waking the caller if it is blocked reading from the left.
+                        let deadline = std::time::Instant::now() + BLAME_GRACE;
+                        while !cancel.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                            std::thread::sleep(std::time::Duration::from_millis(5));
+                        }
+                        if !cancel.load(Ordering::Relaxed) {
+                            woke_main.store(true, Ordering::Relaxed);
+                            let _ = waker.shutdown(Shutdown::Read);
+                        }
                         return Err(e);
                     }
                     let _ = done_tx.send(job);
@@ -203,6 +218,9 @@ impl Ring<'_> {
             // A loss reported from upstream is the root cause even if our sender failed too.
             (Err(e @ Error::RemoteLoss { .. }), _) => self.forward_loss(e),
             (Err(e), Ok(())) => self.forward_loss(e),
+            // The left side failed on its own: that loss is the root cause, and the
+            // right neighbour most likely closed because of it.
+            (Err(e), Err(_)) if !woke_main.load(Ordering::Relaxed) => self.forward_loss(e),
             // Our right neighbour failed; the caller's error, if any, is the wake-up.
             (_, Err(e)) => Err(e),
         }
