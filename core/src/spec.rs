@@ -289,6 +289,19 @@ pub enum DeviceKind {
     Cuda,
 }
 
+/// Memory layout of activations and conv weights while training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryFormat {
+    /// Channels-last when every unit's channel counts are multiples of 8 (the
+    /// dense ResNets; pruned ones with `prune.round_to: 8`), contiguous otherwise:
+    /// oneDNN and cuDNN are fastest on channels-last, but fall back to slow
+    /// kernels for odd channel counts.
+    Auto,
+    ChannelsLast,
+    Contiguous,
+}
+
 /// Where and how wide the job runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -297,11 +310,12 @@ pub struct ResourcesSpec {
     pub world_size: u32,
     /// Intra-op threads per rank; 0 means the machine's cores split between ranks.
     pub threads: u32,
+    pub memory_format: MemoryFormat,
 }
 
 impl Default for ResourcesSpec {
     fn default() -> Self {
-        Self { device: DeviceKind::Cpu, world_size: 1, threads: 0 }
+        Self { device: DeviceKind::Cpu, world_size: 1, threads: 0, memory_format: MemoryFormat::Auto }
     }
 }
 

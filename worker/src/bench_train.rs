@@ -61,6 +61,27 @@ pub struct TrainBenchArgs {
     pub loader_workers: u32,
     #[arg(long, default_value_t = 100)]
     pub loader_batches: usize,
+    /// Memory layout of each net, as the stages choose it (`auto`) or forced.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub memory_format: BenchMemoryFormat,
+}
+
+/// `--memory-format`: the spec's values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BenchMemoryFormat {
+    Auto,
+    ChannelsLast,
+    Contiguous,
+}
+
+impl From<BenchMemoryFormat> for scop_core::spec::MemoryFormat {
+    fn from(format: BenchMemoryFormat) -> Self {
+        match format {
+            BenchMemoryFormat::Auto => Self::Auto,
+            BenchMemoryFormat::ChannelsLast => Self::ChannelsLast,
+            BenchMemoryFormat::Contiguous => Self::Contiguous,
+        }
+    }
 }
 
 /// Seconds per step and images per second of one kind of step.
@@ -82,6 +103,9 @@ pub struct TrainBenchReport {
     pub plain: StepTiming,
     pub knockoff: StepTiming,
     pub pruned: StepTiming,
+    /// Whether the dense net (plain and knockoff steps) and the pruned net trained channels-last.
+    pub dense_channels_last: bool,
+    pub pruned_channels_last: bool,
     /// Images per second the loader delivers, if `--loader-data` was given.
     pub loader_images_per_second: Option<f64>,
 }
@@ -116,11 +140,21 @@ pub fn measure(args: &TrainBenchArgs) -> Result<TrainBenchReport> {
     }
     let spec = bench_spec(args)?;
     let desc = weights::dense_desc(&spec)?;
-    let (dense, dense_vs) = weights::build(&desc, Device::Cpu, 0)?;
+    let (mut dense, dense_vs) = weights::build(&desc, Device::Cpu, 0)?;
     let (mut scored, scored_vs) = weights::build(&desc, Device::Cpu, 0)?;
     let prune = PruneSpec { rate: args.prune_rate, ..PruneSpec::default() };
     let plan = Plan::decide(&desc, &random_scores(&desc, 0), &prune, args.input_size as u32)?;
-    let (pruned, pruned_vs) = apply_plan(&dense, &dense_vs, &plan)?;
+    let (mut pruned, pruned_vs) = apply_plan(&dense, &dense_vs, &plan)?;
+    let format = args.memory_format.into();
+    let dense_channels_last = crate::models::layout::trains_channels_last(format, dense.desc());
+    let pruned_channels_last = crate::models::layout::trains_channels_last(format, pruned.desc());
+    if dense_channels_last {
+        dense.use_channels_last(&dense_vs)?;
+        scored.use_channels_last(&scored_vs)?;
+    }
+    if pruned_channels_last {
+        pruned.use_channels_last(&pruned_vs)?;
+    }
 
     let side = args.input_size;
     let batch = Batch {
@@ -179,6 +213,8 @@ pub fn measure(args: &TrainBenchArgs) -> Result<TrainBenchReport> {
         plain: plain_t,
         knockoff: knockoff_t,
         pruned: pruned_t,
+        dense_channels_last,
+        pruned_channels_last,
         loader_images_per_second,
     })
 }

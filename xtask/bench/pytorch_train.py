@@ -88,15 +88,17 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--modes", default="plain,knockoff")
+    p.add_argument("--channels-last", action="store_true", help="train with channels-last tensors")
     args = p.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    x = torch.randn(args.batch, args.in_channels, args.size, args.size)
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
+    x = torch.randn(args.batch, args.in_channels, args.size, args.size).contiguous(memory_format=layout)
     y = torch.randint(0, 10, (args.batch,))
 
     for mode in args.modes.split(","):
-        model = ResNet20(args.in_channels, 10).train()
+        model = ResNet20(args.in_channels, 10).train().to(memory_format=layout)
         if mode == "plain":
             opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
 
@@ -126,7 +128,7 @@ def main():
 
         seconds = time_steps(step, args.warmup, args.steps)
         print(json.dumps({"mode": mode, "seconds_per_step": seconds, "images_per_second": args.batch / seconds,
-                          "threads": torch.get_num_threads()}))
+                          "threads": torch.get_num_threads(), "channels_last": args.channels_last}))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ mod block;
 mod conv_bn;
 mod error;
 mod freeze;
+pub mod layout;
 mod load;
 mod resnet;
 mod unit;

@@ -29,6 +29,8 @@ pub struct ResNet {
     blocks: Vec<Block>,
     fc_weight: Tensor,
     fc_bias: Tensor,
+    /// Inputs are converted to channels-last on entry (see [`super::layout`]).
+    channels_last: bool,
 }
 
 impl ResNet {
@@ -66,7 +68,7 @@ impl ResNet {
         };
         let fc_weight = fc.var("weight", &[fc_out, fc_in], init);
         let fc_bias = fc.var("bias", &[fc_out], init);
-        Ok(Self { desc: desc.clone(), stem, blocks, fc_weight, fc_bias })
+        Ok(Self { desc: desc.clone(), stem, blocks, fc_weight, fc_bias, channels_last: false })
     }
 
     pub fn desc(&self) -> &ArchDesc {
@@ -92,6 +94,13 @@ impl ResNet {
                 self.desc.arch, self.desc.in_channels
             )));
         }
+        let converted;
+        let xs = if self.channels_last {
+            converted = super::layout::channels_last(xs).ctx("input layout")?;
+            &converted
+        } else {
+            xs
+        };
         let mut x = self.stem.f_forward_t(xs, train).ctx("stem")?;
         x = x.f_relu_().ctx("stem")?;
         if self.desc.stem.max_pool {
@@ -150,6 +159,14 @@ impl ResNet {
             scores.insert(unit.name, values);
         }
         Ok(scores)
+    }
+
+    /// Trains and infers channels-last from now on: the conv weights in `vs`
+    /// (this model's VarStore) are converted once, each input on entry.
+    pub fn use_channels_last(&mut self, vs: &nn::VarStore) -> Result<()> {
+        super::layout::vars_to_channels_last(vs).ctx("channels-last weights")?;
+        self.channels_last = true;
+        Ok(())
     }
 
     /// Call after `VarStore::set_device` so that non-variable tensors follow.

@@ -114,10 +114,9 @@ impl Unit {
                 }
                 let real = y.f_narrow(0, 0, n / 2).ctx(&self.name)?;
                 let knockoff = y.f_narrow(0, n / 2, n / 2).ctx(&self.name)?;
-                // β·real + (1−β)·knockoff, written as knockoff + β·(real − knockoff).
-                let mixed =
-                    knockoff.f_add(&real.f_sub(&knockoff).ctx(&self.name)?.f_mul(beta).ctx(&self.name)?);
-                Tensor::f_cat(&[mixed.ctx(&self.name)?, knockoff], 0).ctx(&self.name)?
+                // β·real + (1−β)·knockoff in one fused kernel: knockoff + β·(real − knockoff).
+                let mixed = knockoff.f_lerp_tensor(&real, beta).ctx(&self.name)?;
+                Tensor::f_cat(&[mixed, knockoff], 0).ctx(&self.name)?
             }
             _ => y,
         };

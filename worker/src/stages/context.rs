@@ -40,6 +40,16 @@ impl<'a> StageContext<'a> {
         self.spec.model.input_size.map_or(default, |s| s as usize)
     }
 
+    /// Switches `model` (with its VarStore `vs`) to the memory layout the spec's
+    /// `resources.memory_format` asks for; call before the stage's first step.
+    pub fn set_memory_format(&self, model: &mut crate::models::ResNet, vs: &tch::nn::VarStore) -> Result<()> {
+        use crate::models::layout::trains_channels_last;
+        if trains_channels_last(self.spec.resources.memory_format, model.desc()) {
+            model.use_channels_last(vs)?;
+        }
+        Ok(())
+    }
+
     /// This rank's shard of the data.
     pub fn shard(&self) -> Shard {
         Shard { rank: self.replicas.rank(), world: self.replicas.world() }

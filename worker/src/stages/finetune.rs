@@ -39,8 +39,9 @@ pub fn run(ctx: &mut StageContext<'_>, plan: &Plan) -> Result<FinetuneReport> {
     check_amp(STAGE, &spec, ctx.device)?;
     let desc = weights::dense_desc(ctx.spec)?;
     let (dense, dense_vs) = weights::load(&desc, &ctx.layout.model("knockoff"), ctx.device)?;
-    let (model, vs) = apply_plan(&dense, &dense_vs, plan)?;
+    let (mut model, vs) = apply_plan(&dense, &dense_vs, plan)?;
     drop((dense, dense_vs));
+    ctx.set_memory_format(&mut model, &vs)?;
 
     let train = ctx.train_loader(spec.batch_size)?;
     let test = ctx.test_loader(spec.batch_size.max(256))?;

@@ -53,6 +53,7 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<KnockoffReport> {
         ));
     };
     let (mut model, vs) = weights::load(&desc, &source, ctx.device)?;
+    ctx.set_memory_format(&mut model, &vs)?;
     let test = ctx.test_loader(ctx.spec.knockoff.batch_size.max(256))?;
     let dense = evaluate(ctx, STAGE, &model, &test)?;
     ctx.sink.emit(&Event::Evaluated {

@@ -16,10 +16,11 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<Summary> {
         ctx.spec.pretrain.clone().ok_or_else(|| Error::Input("the spec has no pretrain section".into()))?;
     check_amp(STAGE, &spec, ctx.device)?;
     let desc = weights::dense_desc(ctx.spec)?;
-    let (model, vs) = match &ctx.spec.model.init_from {
+    let (mut model, vs) = match &ctx.spec.model.init_from {
         Some(path) => weights::load(&desc, path, ctx.device)?,
         None => weights::build(&desc, ctx.device, ctx.spec.seed)?,
     };
+    ctx.set_memory_format(&mut model, &vs)?;
     let train = ctx.train_loader(spec.batch_size)?;
     let test = ctx.test_loader(spec.batch_size.max(256))?;
     let cfg = LoopConfig::supervised(STAGE, &spec, train.batches_per_epoch() as u64);

@@ -19,9 +19,9 @@ const BATCH: u32 = 128;
 const SIZE: u32 = 32;
 const IN_CHANNELS: u32 = 3;
 /// Untimed steps of each kind, then rounds of timed steps (ours interleaves the kinds per round).
-const WARMUP: u32 = 2;
-const STEPS: u32 = 3;
-const ROUNDS: u32 = 2;
+const WARMUP: u32 = 3;
+const STEPS: u32 = 4;
+const ROUNDS: u32 = 3;
 const LOADER_BATCHES: u32 = 30;
 
 pub fn run() -> anyhow::Result<()> {
@@ -53,24 +53,33 @@ pub fn run() -> anyhow::Result<()> {
     let ours: Value = serde_json::from_str(shell::output(&mut ours)?.trim())
         .context("scop-worker bench-train printed no JSON")?;
 
-    let mut torch = Command::new(&python);
-    torch
-        .arg(root.join("xtask/bench/pytorch_train.py"))
-        .args(["--batch", &BATCH.to_string(), "--size", &SIZE.to_string()])
-        .args(["--in-channels", &IN_CHANNELS.to_string(), "--threads", &threads.to_string()])
-        .args(["--warmup", &WARMUP.to_string(), "--steps", &(STEPS * ROUNDS).to_string()]);
-    common(&mut torch);
-    let torch_out = shell::output(&mut torch)?;
-    let torch_mode = |mode: &str| -> anyhow::Result<f64> {
-        torch_out
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["mode"] == mode)
-            .and_then(|v| v["images_per_second"].as_f64())
-            .with_context(|| format!("pytorch_train.py printed no {mode} figure:\n{torch_out}"))
+    // PyTorch eager as most code runs it (contiguous NCHW), and in the layout we train in.
+    let torch_run = |channels_last: bool| -> anyhow::Result<(f64, f64)> {
+        let mut torch = Command::new(&python);
+        torch
+            .arg(root.join("xtask/bench/pytorch_train.py"))
+            .args(["--batch", &BATCH.to_string(), "--size", &SIZE.to_string()])
+            .args(["--in-channels", &IN_CHANNELS.to_string(), "--threads", &threads.to_string()])
+            .args(["--warmup", &WARMUP.to_string(), "--steps", &(STEPS * ROUNDS).to_string()]);
+        if channels_last {
+            torch.arg("--channels-last");
+        }
+        common(&mut torch);
+        let out = shell::output(&mut torch)?;
+        let mode = |mode: &str| -> anyhow::Result<f64> {
+            out.lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|v| v["mode"] == mode)
+                .and_then(|v| v["images_per_second"].as_f64())
+                .with_context(|| format!("pytorch_train.py printed no {mode} figure:\n{out}"))
+        };
+        Ok((mode("plain")?, mode("knockoff")?))
     };
-    let torch_plain = torch_mode("plain")?;
-    let torch_knockoff = torch_mode("knockoff")?;
+    let (torch_plain_nchw, torch_knockoff_nchw) = torch_run(false)?;
+    let (torch_plain_cl, torch_knockoff_cl) = torch_run(true)?;
+    let ours_cl = ours["dense_channels_last"].as_bool().unwrap_or(false);
+    let (torch_plain, torch_knockoff) =
+        if ours_cl { (torch_plain_cl, torch_knockoff_cl) } else { (torch_plain_nchw, torch_knockoff_nchw) };
 
     let figure = |key: &str| -> anyhow::Result<f64> {
         ours[key]["images_per_second"].as_f64().with_context(|| format!("bench-train JSON lacks {key}"))
@@ -78,25 +87,33 @@ pub fn run() -> anyhow::Result<()> {
     let (plain, knockoff, pruned) = (figure("plain")?, figure("knockoff")?, figure("pruned")?);
     let params = |key: &str| ours[key].as_u64().unwrap_or(0);
 
+    let layout = |cl: bool| if cl { "channels-last" } else { "contiguous" };
     println!(
         "training steps of {ARCH}, batch {BATCH}, {SIZE}x{SIZE}x{IN_CHANNELS}, {threads} threads, CPU (images/s; higher is better)"
     );
-    println!("{:<34} {:>10} {:>10} {:>8}", "step", "scop", "pytorch", "ratio");
     println!(
-        "{:<34} {plain:>10.0} {torch_plain:>10.0} {:>7.2}x  (goal >= 1.0x)",
+        "scop trains the dense net {} and the pruned one {} (resources.memory_format: auto); \
+         the ratio is against PyTorch eager in the dense net's layout",
+        layout(ours_cl),
+        layout(ours["pruned_channels_last"].as_bool().unwrap_or(false))
+    );
+    println!("{:<34} {:>10} {:>14} {:>14} {:>8}", "step", "scop", "pytorch nchw", "pytorch ch-last", "ratio");
+    println!(
+        "{:<34} {plain:>10.0} {torch_plain_nchw:>14.0} {torch_plain_cl:>14.0} {:>7.2}x  (goal >= 1.0x)",
         "plain (SGD Nesterov)",
         plain / torch_plain
     );
     println!(
-        "{:<34} {knockoff:>10.0} {torch_knockoff:>10.0} {:>7.2}x",
+        "{:<34} {knockoff:>10.0} {torch_knockoff_nchw:>14.0} {torch_knockoff_cl:>14.0} {:>7.2}x",
         "knockoff (beta only, Adam)",
         knockoff / torch_knockoff
     );
     println!(
-        "{:<34} {:>10.2}x {:>9.2}x            (goal <= 1.7x)",
+        "{:<34} {:>10.2}x {:>13.2}x {:>13.2}x            (goal <= 1.7x)",
         "time of knockoff step / plain step",
         plain / knockoff,
-        torch_plain / torch_knockoff
+        torch_plain_nchw / torch_knockoff_nchw,
+        torch_plain_cl / torch_knockoff_cl
     );
     println!(
         "{:<34} {pruned:>10.0} {:>10} {:>7.2}x  speed-up over dense; params {} -> {}",
