@@ -29,6 +29,9 @@ enum Command {
         /// A tiny schedule on a subset of the data: a first look in a few minutes.
         #[arg(long)]
         quick: bool,
+        /// Leave scopd standalone running afterwards, to explore with scopctl.
+        #[arg(long)]
+        keep_running: bool,
     },
     /// Fail if scopd or scopctl link libtorch (and check that scop-worker does).
     CheckLinks,
@@ -45,7 +48,7 @@ fn main() {
     let result = match args.command {
         Command::Setup => setup::run(),
         Command::Test => test::run(),
-        Command::Demo { quick } => demo::run(quick),
+        Command::Demo { quick, keep_running } => demo::run(quick, keep_running),
         Command::CheckLinks => links::run(),
         Command::CheckDeploy => deploy::run(),
         Command::Data => data::fashion_mnist().map(|_| ()),
