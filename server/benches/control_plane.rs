@@ -309,16 +309,9 @@ async fn run(bin: PathBuf) {
     );
     print_latency("GetJob probe every 10 ms", &mut probes, None);
     // Only what happened while measuring: not the placement of every job when the workers came.
-    let delays_at: Vec<(i64, Duration)> = delays.lock().await.iter().filter(|(at, _)| *at >= started_ms).copied().collect();
-    let mut delays: Vec<Duration> = delays_at.iter().map(|(_, late)| *late).collect();
+    let mut delays: Vec<Duration> =
+        delays.lock().await.iter().filter(|(at, _)| *at >= started_ms).map(|(_, late)| *late).collect();
     print_latency("event delivered to its watcher", &mut delays, None);
-    if std::env::var_os("SCOP_BENCH_DEBUG").is_some() {
-        let mut all = delays_at.clone();
-        all.sort_by_key(|(_, late)| std::cmp::Reverse(*late));
-        for (at, late) in all.iter().take(8) {
-            println!("  late {late:?} at +{} ms", at - started_ms);
-        }
-    }
     println!(
         "scopd CPU: {cpu:.2} s over {wall:.1} s = {:.0} % of one core ({} heartbeats/s handled)",
         100.0 * cpu / wall,

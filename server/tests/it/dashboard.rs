@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use scop_proto::v1 as pb;
 
-use crate::fake_worker::FakeWorker;
-use crate::harness::TestServer;
 use crate::metrics::get;
+use scop_server::testing::FakeWorker;
+use scop_server::testing::TestServer;
 
 const DASHBOARD: &str = include_str!("../../../deploy/monitoring/grafana-dashboard.json");
 
