@@ -20,9 +20,11 @@ use tonic::transport::Channel;
 use crate::store::Store;
 use crate::{Config, Listeners};
 
+mod certificates;
 mod fake_worker;
 pub mod script;
 
+pub use certificates::certificates;
 pub use fake_worker::{FakeWorker, statistics, wait_for_state};
 
 pub const CLIENT_TOKEN: &str = "client-token-0123456789";

@@ -120,3 +120,41 @@ fn pb_statistics_line() -> String {
         .collect();
     format!("{}\n", serde_json::json!({ "type": "statistics", "epoch": stats.epoch, "units": units }))
 }
+
+/// With TLS on the worker port, an agent given the CA (`--ca-cert`) registers
+/// over `https://`; one that trusts only the system's CAs does not.
+#[tokio::test]
+async fn an_agent_registers_over_tls_with_the_ca_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = scop_server::testing::certificates(dir.path());
+    let server = TestServer::start_with(&dir, |config| config.worker_tls = Some(tls)).await;
+    let token_file = dir.path().join("agent.token");
+    std::fs::write(&token_file, format!("{WORKER_TOKEN}\n")).unwrap();
+    let https = format!("https://{}", server.worker);
+    let agent = |host: &str, ca: Option<&std::path::Path>| {
+        let mut command = Command::new(worker_binary());
+        command.args(["agent", "--coordinator", &https, "--slots", "1"]).arg("--token-file").arg(&token_file);
+        command.arg("--scratch-dir").arg(dir.path().join(host));
+        if let Some(ca) = ca {
+            command.arg("--ca-cert").arg(ca);
+        }
+        Agent(command.spawn().unwrap())
+    };
+    let _untrusting = agent("untrusting", None);
+    let _trusting = agent("trusting", Some(&dir.path().join("ca.pem")));
+
+    let mut jobs = server.jobs().await;
+    for _ in 0..300 {
+        let listed = jobs.list_workers(pb::ListWorkersRequest::default()).await.unwrap().into_inner();
+        if !listed.workers.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Give the untrusting one time to fail its handshake a few times over.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let workers = jobs.list_workers(pb::ListWorkersRequest::default()).await.unwrap().into_inner().workers;
+    assert_eq!(workers.len(), 1, "only the agent that trusts the CA registers: {workers:?}");
+    assert_eq!(workers[0].state(), pb::WorkerState::Connected);
+    server.stop().await;
+}

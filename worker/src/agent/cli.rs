@@ -13,6 +13,10 @@ pub struct AgentArgs {
     /// The coordinator's worker port, `host:port` or `http://host:port`.
     #[arg(long, env = "SCOP_COORDINATOR")]
     pub coordinator: String,
+    /// PEM file of the CA that signed the worker port's certificate; implies TLS
+    /// (an `https://` coordinator is otherwise checked against the system's CAs).
+    #[arg(long, env = "SCOP_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// File holding the worker bearer token (the first non-comment line).
     #[arg(long, env = "SCOP_WORKER_TOKEN_FILE")]
     pub token_file: PathBuf,
@@ -65,11 +69,24 @@ impl AgentArgs {
                 .map(|index| pb::Device { kind: "cpu".into(), index, name: "cpu".into(), memory_bytes: 0 })
                 .collect()
         };
+        let scheme = if self.ca_cert.is_some() { "https" } else { "http" };
         let coordinator = if self.coordinator.contains("://") {
             self.coordinator.clone()
         } else {
-            format!("http://{}", self.coordinator)
+            format!("{scheme}://{}", self.coordinator)
         };
+        let ca_cert = match &self.ca_cert {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| AgentError::Flag(format!("--ca-cert {}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        if ca_cert.is_some() && !coordinator.starts_with("https://") {
+            return Err(AgentError::Flag(format!(
+                "--ca-cert needs an https:// coordinator, got {coordinator}"
+            )));
+        }
         let worker_bin = match &self.worker_bin {
             Some(bin) => bin.clone(),
             None => std::env::current_exe().map_err(|e| AgentError::WorkerBin(e.to_string()))?,
@@ -91,6 +108,7 @@ impl AgentArgs {
         };
         Ok(AgentConfig {
             coordinator,
+            ca_cert,
             token,
             hostname,
             devices,

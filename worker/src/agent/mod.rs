@@ -22,8 +22,10 @@ use self::trainer::{DRAIN, RankLaunch, Stop};
 /// Everything the agent needs, from its flags.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// `http://host:port` of the coordinator's worker port.
+    /// `http://host:port` (or `https://`) of the coordinator's worker port.
     pub coordinator: String,
+    /// PEM of the CA to trust for an `https://` coordinator, besides the system's.
+    pub ca_cert: Option<Vec<u8>>,
     /// The bearer token for the worker port.
     pub token: String,
     pub hostname: String,
@@ -89,9 +91,18 @@ pub async fn run(
     config: AgentConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    let endpoint = tonic::transport::Endpoint::from_shared(config.coordinator.clone())
+    let mut endpoint = tonic::transport::Endpoint::from_shared(config.coordinator.clone())
         .map_err(|e| AgentError::Address(config.coordinator.clone(), e.to_string()))?
         .connect_timeout(Duration::from_secs(5));
+    if config.coordinator.starts_with("https://") {
+        let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
+        if let Some(pem) = &config.ca_cert {
+            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| AgentError::Address(config.coordinator.clone(), format!("TLS: {e}")))?;
+    }
     let bearer = Bearer(format!("Bearer {}", config.token).parse().map_err(|_| {
         AgentError::Address(config.coordinator.clone(), "the token is not valid ASCII".into())
     })?);

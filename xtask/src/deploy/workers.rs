@@ -135,10 +135,13 @@ pub fn check<'a>(
 /// `scopd:7071`, `http://scopd.scop.svc:7071`: the coordinator's Service and its worker port.
 fn check_address(address: &str, coordinator: &Coordinator, what: &str) -> anyhow::Result<()> {
     let (scheme, rest) = address.split_once("://").unwrap_or(("http", address));
-    if scheme != "http" || coordinator.worker_tls {
-        bail!(
-            "{what}: coordinator {address}: the agent speaks plain gRPC (http) and the worker port must not use TLS"
-        );
+    match (scheme, coordinator.worker_tls) {
+        ("http", false) | ("https", true) => {}
+        ("http", true) => bail!("{what}: coordinator {address}: the worker port serves TLS, so use https://"),
+        ("https", false) => {
+            bail!("{what}: coordinator {address}: the worker port serves plain gRPC, use http://")
+        }
+        _ => bail!("{what}: coordinator {address}: the scheme must be http or https"),
     }
     let (host, port) =
         rest.rsplit_once(':').with_context(|| format!("{what}: coordinator {address} has no port"))?;
