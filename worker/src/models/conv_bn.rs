@@ -69,6 +69,11 @@ impl BatchNorm {
     }
 }
 
+/// `t` in the floating-point kind of `like` (a shallow copy when it already is).
+pub fn in_kind_of(t: &Tensor, like: &Tensor) -> Result<Tensor, TchError> {
+    if t.kind() == like.kind() { Ok(t.shallow_clone()) } else { t.f_to_kind(like.kind()) }
+}
+
 /// A conv (no bias) and the BN after it; the two may live under unrelated names.
 #[derive(Debug)]
 pub struct ConvBn {
@@ -97,10 +102,14 @@ impl ConvBn {
         Self { weight: conv.var("weight", &dims, init), bn: BatchNorm::new(bn, shape.out_channels), shape }
     }
 
+    /// The conv, in the precision of `xs`: under bf16 mixed precision the fp32
+    /// weight is cast for the product (the cast is differentiable, so its
+    /// gradient reaches the fp32 weight).
     pub fn f_conv(&self, xs: &Tensor) -> Result<Tensor, TchError> {
         let s = i64::from(self.shape.stride);
         let p = i64::from(self.shape.padding);
-        xs.f_conv2d(&self.weight, None::<&Tensor>, [s, s], [p, p], [1, 1], i64::from(self.shape.groups))
+        let weight = in_kind_of(&self.weight, xs)?;
+        xs.f_conv2d(&weight, None::<&Tensor>, [s, s], [p, p], [1, 1], i64::from(self.shape.groups))
     }
 
     /// conv then BN.

@@ -6,7 +6,7 @@ use tch::nn::{self, Init, ModuleT};
 use tch::{Device, Tensor};
 
 use super::block::Block;
-use super::conv_bn::{ConvBn, ConvShape, Weights};
+use super::conv_bn::{ConvBn, ConvShape, Weights, in_kind_of};
 use super::error::{Error, Result, TorchContext};
 use super::unit::Unit;
 
@@ -31,6 +31,10 @@ pub struct ResNet {
     fc_bias: Tensor,
     /// Inputs are converted to channels-last on entry (see [`super::layout`]).
     channels_last: bool,
+    /// bf16 mixed precision: activations in bf16, every conv and the classifier
+    /// on bf16 casts of the fp32 weights, BN with fp32 parameters and
+    /// statistics, logits returned in fp32.
+    bf16: bool,
 }
 
 impl ResNet {
@@ -68,7 +72,7 @@ impl ResNet {
         };
         let fc_weight = fc.var("weight", &[fc_out, fc_in], init);
         let fc_bias = fc.var("bias", &[fc_out], init);
-        Ok(Self { desc: desc.clone(), stem, blocks, fc_weight, fc_bias, channels_last: false })
+        Ok(Self { desc: desc.clone(), stem, blocks, fc_weight, fc_bias, channels_last: false, bf16: false })
     }
 
     pub fn desc(&self) -> &ArchDesc {
@@ -94,13 +98,15 @@ impl ResNet {
                 self.desc.arch, self.desc.in_channels
             )));
         }
-        let converted;
-        let xs = if self.channels_last {
-            converted = super::layout::channels_last(xs).ctx("input layout")?;
-            &converted
-        } else {
-            xs
-        };
+        let mut converted = None;
+        if self.channels_last {
+            converted = Some(super::layout::channels_last(xs).ctx("input layout")?);
+        }
+        if self.bf16 {
+            let input = converted.as_ref().unwrap_or(xs);
+            converted = Some(input.f_to_kind(tch::Kind::BFloat16).ctx("input precision")?);
+        }
+        let xs = converted.as_ref().unwrap_or(xs);
         let mut x = self.stem.f_forward_t(xs, train).ctx("stem")?;
         x = x.f_relu_().ctx("stem")?;
         if self.desc.stem.max_pool {
@@ -111,7 +117,10 @@ impl ResNet {
         }
         x.f_adaptive_avg_pool2d([1, 1])
             .and_then(|t| t.f_flatten(1, -1))
-            .and_then(|t| t.f_linear(&self.fc_weight, Some(&self.fc_bias)))
+            .and_then(|t| {
+                let (weight, bias) = (in_kind_of(&self.fc_weight, &t)?, in_kind_of(&self.fc_bias, &t)?);
+                t.f_linear(&weight, Some(&bias))?.f_to_kind(tch::Kind::Float)
+            })
             .ctx("classifier")
     }
 
@@ -167,6 +176,11 @@ impl ResNet {
         super::layout::vars_to_channels_last(vs).ctx("channels-last weights")?;
         self.channels_last = true;
         Ok(())
+    }
+
+    /// Trains and infers in bf16 mixed precision from now on (the variables stay fp32).
+    pub fn use_bf16(&mut self) {
+        self.bf16 = true;
     }
 
     /// Call after `VarStore::set_device` so that non-variable tensors follow.

@@ -115,7 +115,8 @@ impl Unit {
                 let real = y.f_narrow(0, 0, n / 2).ctx(&self.name)?;
                 let knockoff = y.f_narrow(0, n / 2, n / 2).ctx(&self.name)?;
                 // β·real + (1−β)·knockoff in one fused kernel: knockoff + β·(real − knockoff).
-                let mixed = knockoff.f_lerp_tensor(&real, beta).ctx(&self.name)?;
+                let beta = super::conv_bn::in_kind_of(beta, &y).ctx(&self.name)?;
+                let mixed = knockoff.f_lerp_tensor(&real, &beta).ctx(&self.name)?;
                 Tensor::f_cat(&[mixed, knockoff], 0).ctx(&self.name)?
             }
             _ => y,

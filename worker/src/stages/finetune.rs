@@ -7,7 +7,7 @@ use scop_core::plan::Plan;
 use super::context::StageContext;
 use super::error::{Result, io};
 use super::export::StageMetrics;
-use super::supervised::{Supervised, check_amp};
+use super::supervised::{Supervised, apply_amp};
 use super::trainer::{LoopConfig, evaluate, run_epochs, to_device};
 use super::weights;
 use crate::data::Loader;
@@ -36,12 +36,12 @@ pub fn read_plan(path: &std::path::Path) -> Result<Plan> {
 /// result in `finetune/model.safetensors` with its (pruned) `arch.json`.
 pub fn run(ctx: &mut StageContext<'_>, plan: &Plan) -> Result<FinetuneReport> {
     let spec = ctx.spec.finetune.clone();
-    check_amp(STAGE, &spec, ctx.device)?;
     let desc = weights::dense_desc(ctx.spec)?;
     let (dense, dense_vs) = weights::load(&desc, &ctx.layout.model("knockoff"), ctx.device)?;
     let (mut model, vs) = apply_plan(&dense, &dense_vs, plan)?;
     drop((dense, dense_vs));
     ctx.set_memory_format(&mut model, &vs)?;
+    apply_amp(STAGE, &spec, &mut model, ctx.device);
 
     let train = ctx.train_loader(spec.batch_size)?;
     let test = ctx.test_loader(spec.batch_size.max(256))?;

@@ -3,7 +3,7 @@
 
 use super::context::StageContext;
 use super::error::{Error, Result};
-use super::supervised::{Supervised, check_amp};
+use super::supervised::{Supervised, apply_amp};
 use super::trainer::{LoopConfig, run_epochs};
 use super::weights;
 use crate::train::metrics::Summary;
@@ -14,13 +14,13 @@ const STAGE: &str = "pretrain";
 pub fn run(ctx: &mut StageContext<'_>) -> Result<Summary> {
     let spec =
         ctx.spec.pretrain.clone().ok_or_else(|| Error::Input("the spec has no pretrain section".into()))?;
-    check_amp(STAGE, &spec, ctx.device)?;
     let desc = weights::dense_desc(ctx.spec)?;
     let (mut model, vs) = match &ctx.spec.model.init_from {
         Some(path) => weights::load(&desc, path, ctx.device)?,
         None => weights::build(&desc, ctx.device, ctx.spec.seed)?,
     };
     ctx.set_memory_format(&mut model, &vs)?;
+    apply_amp(STAGE, &spec, &mut model, ctx.device);
     let train = ctx.train_loader(spec.batch_size)?;
     let test = ctx.test_loader(spec.batch_size.max(256))?;
     let cfg = LoopConfig::supervised(STAGE, &spec, train.batches_per_epoch() as u64);

@@ -122,3 +122,30 @@ fn knockoff_without_weights_explains_itself() {
         .collect();
     assert_fails_with(&run_worker(dir.path(), &yaml), "knockoff needs trained weights");
 }
+
+/// `amp: bf16` trains pretrain and finetune in bf16 mixed precision: the job
+/// completes, its losses stay finite, and the saved weights are fp32.
+#[test]
+fn a_job_with_bf16_amp_trains_and_saves_fp32_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let yaml = tiny_yaml(&fashion_mnist(), &out)
+        .replace("schedule: cosine, nesterov: true }", "schedule: cosine, nesterov: true, amp: bf16 }")
+        .replace("bn_recalibration_batches: 2 }", "bn_recalibration_batches: 2, amp: bf16 }");
+    assert_eq!(yaml.matches("amp: bf16").count(), 2, "{yaml}");
+    let output = run_worker(dir.path(), &yaml);
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let losses: Vec<f64> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Event>(l).ok())
+        .filter_map(|e| match e {
+            Event::Progress { loss, .. } => Some(loss),
+            _ => None,
+        })
+        .collect();
+    assert!(!losses.is_empty() && losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    for (name, tensor) in super::read_weights(&out.join("finetune/model.safetensors")) {
+        assert_eq!(tensor.kind(), Kind::Float, "{name}");
+    }
+}
