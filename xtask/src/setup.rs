@@ -54,13 +54,15 @@ pub fn run() -> anyhow::Result<()> {
     );
     shell::run(
         Command::new(&python)
-            .args(["-m", "pip", "install", "--disable-pip-version-check", "-r"])
+            // No wheel cache: the torch and CUDA wheels are about 3 GB that would sit in
+            // ~/.cache next to the 5 GB they unpack to, for no later use.
+            .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-cache-dir", "-r"])
             .arg(root.join("xtask/requirements.txt")),
     )
     .context(
         "installing the Python requirements failed (see pip's output above). Check that the \
          package index is reachable and that there is disk space (torch with its CUDA \
-         libraries needs about 5 GB), then run `cargo xtask setup` again",
+         libraries needs about 5 GB, the build another 10 GB), then run `cargo xtask setup` again",
     )?;
 
     let torch_dir = torch_dir(&python)?;
