@@ -51,10 +51,9 @@ impl Drop for Coordinator {
 pub fn run(quick: bool, keep_running: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     setup::run()?;
-    shell::run(shell::cargo().args(["build", "--release", "--bins"]))?;
+    let bin = shell::release_binaries()?;
     data::fashion_mnist()?;
     let root = shell::root();
-    let bin = root.join("target/release");
     let demo_dir = root.join(if quick { "runs/demo-quick" } else { "runs/demo" });
     std::fs::create_dir_all(&demo_dir).with_context(|| format!("cannot create {}", demo_dir.display()))?;
     let spec_path = if quick { quick_spec(&root, &demo_dir)? } else { root.join(EXAMPLE) };

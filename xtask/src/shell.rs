@@ -37,8 +37,53 @@ pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
 }
 
 /// `cargo` as invoked by the user (respects `$CARGO`).
+///
+/// Without the variables `cargo run` set for xtask itself: some build scripts
+/// (ring's) rerun when `CARGO_MANIFEST_DIR` changes, so a build started from
+/// here would otherwise be rebuilt by the user's next plain `cargo build`, and
+/// the other way round.
 pub fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_by_cargo_run = name.starts_with("CARGO_PKG_")
+            || matches!(
+                &*name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            );
+        if set_by_cargo_run {
+            cmd.env_remove(&*name);
+        }
+    }
+    cmd
+}
+
+/// The cargo target directory (`$CARGO_TARGET_DIR`, else `target/`).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+}
+
+/// The directory of the release binaries `scopd`, `scopctl` and `scop-worker`,
+/// built first. The demo and every benchmark build them the same way, so their
+/// features unify alike and switching between them rebuilds nothing (a
+/// `-p scop-worker` build resolves tonic's and rustls's features differently
+/// and would rebuild half the tree each time).
+pub fn release_binaries() -> anyhow::Result<PathBuf> {
+    run(cargo().args(["build", "--release", "--bins"]))?;
+    Ok(target_dir().join("release"))
+}
+
+/// The project's virtual environment's python, which `cargo xtask setup` makes.
+pub fn venv_python() -> anyhow::Result<PathBuf> {
+    let python = root().join(".venv/bin/python");
+    if !python.exists() {
+        bail!("{} is missing: run `cargo xtask setup` first", python.display());
+    }
+    Ok(python)
 }
 
 /// The directory of the debug binaries `scopd`, `scopctl` and `scop-worker`,
@@ -47,7 +92,7 @@ pub fn cargo() -> Command {
 /// would rebuild everything whose features the test build unified differently.
 pub fn debug_binaries() -> anyhow::Result<PathBuf> {
     run(cargo().args(["test", "--workspace", "--no-run", "--quiet"]))?;
-    Ok(root().join("target/debug"))
+    Ok(target_dir().join("debug"))
 }
 
 /// Commands run in the workspace root unless they chose a directory.

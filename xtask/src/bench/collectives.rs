@@ -21,13 +21,9 @@ const ITERS: usize = 10;
 const WORLDS: [usize; 2] = [2, 4];
 
 pub fn run() -> anyhow::Result<()> {
-    shell::run(shell::cargo().args(["build", "--release", "-p", "scop-worker"]))?;
+    let worker = shell::release_binaries()?.join("scop-worker");
+    let python = shell::venv_python()?;
     let root = shell::root();
-    let worker = root.join("target/release/scop-worker");
-    let python = root.join(".venv/bin/python");
-    if !python.exists() {
-        bail!("{} is missing: run `cargo xtask setup` first", python.display());
-    }
     let script = root.join("xtask/bench/gloo_allreduce.py");
 
     println!(

@@ -7,8 +7,7 @@
 use crate::shell;
 
 pub fn run() -> anyhow::Result<()> {
-    shell::run(shell::cargo().args(["build", "--release", "-p", "scop-server", "--bin", "scopd"]))?;
-    let scopd = shell::root().join("target/release/scopd");
+    let scopd = shell::release_binaries()?.join("scopd");
     shell::run(
         shell::cargo()
             .args(["bench", "-p", "scop-server", "--bench", "control_plane", "--", "--scopd"])

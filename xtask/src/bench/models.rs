@@ -31,10 +31,7 @@ fn threads() -> String {
 }
 
 pub fn run() -> anyhow::Result<()> {
-    shell::run(shell::cargo().args(["build", "--release", "--quiet", "-p", "scop-worker"]))?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| shell::root().join("target"), Into::into);
-    let worker = target.join("release").join("scop-worker");
+    let worker = shell::release_binaries()?.join("scop-worker");
     let dir = std::env::temp_dir().join(format!("scop-bench-models-{}", std::process::id()));
     let result = measure(&worker, &dir);
     let _ = std::fs::remove_dir_all(&dir);

@@ -9,7 +9,7 @@
 
 use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::Value;
 
 use crate::shell;
@@ -25,13 +25,9 @@ const ROUNDS: u32 = 3;
 const LOADER_BATCHES: u32 = 30;
 
 pub fn run() -> anyhow::Result<()> {
-    shell::run(shell::cargo().args(["build", "--release", "-p", "scop-worker"]))?;
+    let worker = shell::release_binaries()?.join("scop-worker");
+    let python = shell::venv_python()?;
     let root = shell::root();
-    let worker = root.join("target/release/scop-worker");
-    let python = root.join(".venv/bin/python");
-    if !python.exists() {
-        bail!("{} is missing: run `cargo xtask setup` first", python.display());
-    }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let data = root.join("data/fashion-mnist");
     let common = |cmd: &mut Command| {
