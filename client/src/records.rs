@@ -154,7 +154,7 @@ pub struct WorkerRecord {
     pub hostname: String,
     pub state: String,
     pub agent_version: String,
-    /// `kind:index name` of every device, e.g. `cpu:0 cpu`.
+    /// `kind:index name` of every device, e.g. `cuda:0 NVIDIA H200`, or `cpu:0` for a CPU slot.
     pub devices: Vec<String>,
     pub cpu_cores: u32,
     pub slots_total: u32,
@@ -176,7 +176,7 @@ impl From<&pb::Worker> for WorkerRecord {
             hostname: worker.hostname.clone(),
             state: state.to_owned(),
             agent_version: worker.agent_version.clone(),
-            devices: worker.devices.iter().map(|d| format!("{}:{} {}", d.kind, d.index, d.name)).collect(),
+            devices: worker.devices.iter().map(device_label).collect(),
             cpu_cores: worker.cpu_cores,
             slots_total: worker.slots_total,
             slots_busy: worker.slots_busy,
@@ -287,4 +287,13 @@ pub fn event_json(event: &pb::JobEvent) -> serde_json::Value {
         object.extend(fields);
     }
     object
+}
+
+/// `cuda:0 NVIDIA H200`; a CPU slot, whose name only repeats its kind, is `cpu:0`.
+fn device_label(d: &pb::Device) -> String {
+    if d.name.is_empty() || d.name == d.kind {
+        format!("{}:{}", d.kind, d.index)
+    } else {
+        format!("{}:{} {}", d.kind, d.index, d.name)
+    }
 }

@@ -10,6 +10,18 @@ pub fn run() -> anyhow::Result<()> {
     data::fashion_mnist()?;
     shell::run(shell::cargo().args(["fmt", "--all", "--check"]))?;
     shell::run(shell::cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    // The NCCL backend and the GPU tests cannot run without a GPU, but they must
+    // keep compiling: lint them too (only scop-worker and cudarc are checked again).
+    shell::run(shell::cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--features",
+        "scop-worker/cuda-tests",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     let nextest = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["nextest", "--version"])
         .output()
