@@ -8,7 +8,7 @@ use super::context::StageContext;
 use super::error::{Result, io};
 use super::export::StageMetrics;
 use super::supervised::{Supervised, apply_amp};
-use super::trainer::{LoopConfig, evaluate, run_epochs, to_device};
+use super::trainer::{LoopConfig, evaluate, run_epochs, sync_bn_statistics, to_device};
 use super::weights;
 use crate::data::Loader;
 use crate::events::Event;
@@ -48,6 +48,7 @@ pub fn run(ctx: &mut StageContext<'_>, plan: &Plan) -> Result<FinetuneReport> {
     if !ctx.resume || crate::checkpoint::latest(&ctx.layout.checkpoints(STAGE))?.is_none() {
         recalibrate_bn(ctx, &model, &train, spec.bn_recalibration_batches)?;
     }
+    sync_bn_statistics(ctx, STAGE, &vs)?;
     let before = evaluate(ctx, STAGE, &model, &test)?;
     ctx.sink.emit(&Event::Evaluated {
         stage: STAGE.to_owned(),
@@ -83,6 +84,7 @@ pub fn recalibrate_bn(
         }
         Ok(())
     })?;
-    // Each rank recalibrates on its own shard and keeps its own statistics, as in training.
+    // Each rank recalibrates on its own shard; the caller then gives every rank
+    // rank 0's statistics, as after every epoch.
     Ok(())
 }

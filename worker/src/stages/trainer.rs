@@ -106,9 +106,8 @@ pub fn run_epochs(
         let everything: Vec<Tensor> = sorted_variables(vs).into_iter().map(|(_, t)| t).collect();
         ctx.replicas.broadcast_from_root(&everything).in_stage(stage)?;
     }
-    // BN running statistics stay per rank (as in PyTorch DDP), so only parameters are compared.
-    let params: Vec<Tensor> =
-        sorted_variables(vs).into_iter().filter(|(n, _)| !is_bn_buffer(n)).map(|(_, t)| t).collect();
+    // Compared once per epoch, after the BN statistics are synchronised: every variable.
+    let everything: Vec<Tensor> = sorted_variables(vs).into_iter().map(|(_, t)| t).collect();
     ctx.sink.emit(&Event::StageStarted { stage: stage.to_owned(), epochs: cfg.epochs, steps_per_epoch });
 
     let total_steps = steps_per_epoch * u64::from(cfg.epochs);
@@ -187,7 +186,8 @@ pub fn run_epochs(
         }
         pos.epoch += 1;
         pos.batch = 0;
-        ctx.replicas.check_in_sync(&params).in_stage(stage)?;
+        sync_bn_statistics(ctx, stage, vs)?;
+        ctx.replicas.check_in_sync(&everything).in_stage(stage)?;
         hooks.epoch_end(ctx, pos.epoch)?;
         last = evaluate(ctx, stage, hooks.model(), test)?;
         ctx.sink.emit(&Event::Evaluated {
@@ -223,6 +223,22 @@ pub fn evaluate(ctx: &mut StageContext<'_>, stage: &str, model: &ResNet, loader:
     ctx.replicas.sum_scalars(&mut sums).in_stage(stage)?;
     let n = sums[0].max(1.0);
     Ok(Summary { samples: sums[0] as u64, loss: sums[1] / n, top1: sums[2] / n, top5: sums[3] / n })
+}
+
+/// Gives every rank rank 0's BN running statistics.
+///
+/// Training normalises with each rank's own batch statistics; the running ones
+/// serve only evaluation and the saved model, which is rank 0's. PyTorch DDP
+/// keeps them as rank 0's too (`broadcast_buffers`, at every forward). Doing it
+/// before each evaluation is enough for the same result, and makes the accuracy
+/// a group reports, over all its shards, that of the model it saves.
+pub fn sync_bn_statistics(ctx: &mut StageContext<'_>, stage: &str, vs: &VarStore) -> Result<()> {
+    if ctx.replicas.world() == 1 {
+        return Ok(());
+    }
+    let buffers: Vec<Tensor> =
+        sorted_variables(vs).into_iter().filter(|(n, _)| is_bn_buffer(n)).map(|(_, t)| t).collect();
+    ctx.replicas.broadcast_from_root(&buffers).in_stage(stage)
 }
 
 /// Whether a variable is a BN running statistic rather than a parameter.

@@ -11,6 +11,7 @@ use scop_core::spec::{DeviceKind, JobSpec};
 use scop_worker::events::Recorder;
 use scop_worker::launch::Launcher;
 use scop_worker::stages::parallel::Single;
+use scop_worker::stages::trainer::evaluate;
 use scop_worker::stages::{StageContext, decide, weights};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_scop-worker");
@@ -176,6 +177,36 @@ fn run_job_and_check_export(world: usize) {
     let finished = log.lines().filter(|l| l.contains(r#""type":"stage_finished""#)).count();
     assert_eq!(finished, 4, "{log}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("artifacts:"));
+
+    // What the ranks reported, each on its shard, is the model they saved: evaluated
+    // here in one process on the whole test set, it has the same top-1 and loss.
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(export.join("model-card.json")).unwrap()).unwrap();
+    let reported = card["metrics"]["top1_pruned"].as_f64().expect("metrics.top1_pruned");
+    let last_eval: serde_json::Value = log
+        .lines()
+        .filter(|l| l.contains(r#""type":"evaluated""#) && l.contains(r#""stage":"finetune""#))
+        .next_back()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .expect("a finetune evaluation in metrics.jsonl");
+    let reported_loss = last_eval["loss"].as_f64().unwrap();
+    let job = JobSpec::from_file(&spec).unwrap();
+    let desc = weights::read_arch(&export.join("arch.json")).unwrap();
+    let (model, _vs) = weights::load(&desc, &export.join("model.safetensors"), tch::Device::Cpu).unwrap();
+    let (mut single, mut quiet) = (Single, Recorder::default());
+    let mut ctx = StageContext::new(&job, tch::Device::Cpu, &mut single, &mut quiet, false);
+    let test = ctx.test_loader(256).unwrap();
+    let here = evaluate(&mut ctx, "check", &model, &test).unwrap();
+    assert_eq!(here.samples, 64);
+    assert_eq!(
+        here.top1, reported,
+        "the exported model scores {} here, the job reported {reported}",
+        here.top1
+    );
+    // Summed in another order over other batches: equal up to rounding. Ranks that
+    // evaluated with their own BN statistics would be off by far more.
+    let gap = (here.loss - reported_loss).abs();
+    assert!(gap < 1e-5 * reported_loss.max(1.0), "loss {} here, {reported_loss} reported", here.loss);
 }
 
 #[test]
