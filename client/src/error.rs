@@ -116,8 +116,10 @@ impl Error {
                 None => Error::InvalidArgument(message),
             },
             // A transport failure surfaces as UNAVAILABLE (or UNKNOWN with a
-            // transport source) before any answer arrives.
-            Code::Unavailable | Code::Unknown if is_transport(&status) => {
+            // transport source) before any answer arrives. A connection that breaks
+            // at the HTTP/2 level (plain text to a TLS port, say) is INTERNAL
+            // "h2 protocol error": no server answered that either.
+            Code::Unavailable | Code::Unknown | Code::Internal if is_transport(&status) => {
                 Error::Unreachable { server: server.to_owned(), reason: transport_reason(&status) }
             }
             code => Error::Rpc { server: server.to_owned(), code, message },
@@ -151,7 +153,8 @@ fn is_transport(status: &tonic::Status) -> bool {
     // tonic says "tcp connect error" / "transport error" in the message of
     // statuses it made itself from a failed connection.
     let message = status.message();
-    message.contains("transport error")
+    message.starts_with("h2 protocol error")
+        || message.contains("transport error")
         || message.contains("connect error")
         || message.contains("Connection refused")
 }
@@ -196,6 +199,7 @@ mod tests {
         check(tonic::Status::unavailable("tcp connect error: Connection refused"), ExitCode::Unreachable);
         check(tonic::Status::unknown("transport error"), ExitCode::Unreachable);
         check(tonic::Status::unknown("the handler panicked"), ExitCode::Other);
+        check(tonic::Status::internal("h2 protocol error: http2 error"), ExitCode::Unreachable);
         // The coordinator saying it shuts down is an answer, not an unreachable server.
         check(tonic::Status::unavailable("the coordinator is shutting down"), ExitCode::Other);
     }
