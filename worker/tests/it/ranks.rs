@@ -185,8 +185,7 @@ fn run_job_and_check_export(world: usize) {
     let reported = card["metrics"]["top1_pruned"].as_f64().expect("metrics.top1_pruned");
     let last_eval: serde_json::Value = log
         .lines()
-        .filter(|l| l.contains(r#""type":"evaluated""#) && l.contains(r#""stage":"finetune""#))
-        .next_back()
+        .rfind(|l| l.contains(r#""type":"evaluated""#) && l.contains(r#""stage":"finetune""#))
         .map(|l| serde_json::from_str(l).unwrap())
         .expect("a finetune evaluation in metrics.jsonl");
     let reported_loss = last_eval["loss"].as_f64().unwrap();
