@@ -10,7 +10,7 @@ use scop_core::arch::UnitDesc;
 use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
 
-use super::conv_bn::{ConvBn, ConvShape, Weights, sub_path};
+use super::conv_bn::{ConvBn, ConvShape, Weights, in_kind_of, sub_path};
 use super::error::{Error, Result, TorchContext};
 
 /// Name of the β variable under the unit's path.
@@ -115,7 +115,7 @@ impl Unit {
                 let real = y.f_narrow(0, 0, n / 2).ctx(&self.name)?;
                 let knockoff = y.f_narrow(0, n / 2, n / 2).ctx(&self.name)?;
                 // β·real + (1−β)·knockoff in one fused kernel: knockoff + β·(real − knockoff).
-                let beta = super::conv_bn::in_kind_of(beta, &y).ctx(&self.name)?;
+                let beta = in_kind_of(beta, &y).ctx(&self.name)?;
                 let mixed = knockoff.f_lerp_tensor(&real, &beta).ctx(&self.name)?;
                 Tensor::f_cat(&[mixed, knockoff], 0).ctx(&self.name)?
             }

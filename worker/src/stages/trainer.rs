@@ -102,12 +102,12 @@ pub fn run_epochs(
     let stage = cfg.stage;
     let steps_per_epoch = train.batches_per_epoch() as u64;
     let mut pos = resume(ctx, stage, vs, hooks.optimizer())?;
+    // Broadcast from rank 0 at the start; compared once per epoch, after the BN
+    // statistics are synchronised.
+    let everything: Vec<Tensor> = sorted_variables(vs).into_iter().map(|(_, t)| t).collect();
     if pos.global_step == 0 {
-        let everything: Vec<Tensor> = sorted_variables(vs).into_iter().map(|(_, t)| t).collect();
         ctx.replicas.broadcast_from_root(&everything).in_stage(stage)?;
     }
-    // Compared once per epoch, after the BN statistics are synchronised: every variable.
-    let everything: Vec<Tensor> = sorted_variables(vs).into_iter().map(|(_, t)| t).collect();
     ctx.sink.emit(&Event::StageStarted { stage: stage.to_owned(), epochs: cfg.epochs, steps_per_epoch });
 
     let total_steps = steps_per_epoch * u64::from(cfg.epochs);
