@@ -14,7 +14,6 @@ use crate::launch::Launcher;
 use crate::models::count_params;
 use crate::rank::run_stage;
 use crate::report::{ModelFigures, RunSummary};
-use crate::stages::Error as StageError;
 use crate::stages::context::device_for;
 use crate::stages::export::StageMetrics;
 use crate::stages::parallel::Single;
@@ -144,8 +143,10 @@ fn write_rank_spec(spec: &JobSpec) -> Result<PathBuf> {
 /// Builds, writes and prints the summary table from the stages' files.
 fn summarize(spec: &JobSpec, times: Vec<(String, f64)>) -> Result<RunSummary> {
     let layout = JobDir::new(spec.output.dir.clone());
-    let knockoff: StageMetrics = layout.read_stage_metrics(Stage::Knockoff).map_err(StageError::from)?;
-    let finetuned: StageMetrics = layout.read_stage_metrics(Stage::Finetune).map_err(StageError::from)?;
+    let knockoff: StageMetrics =
+        layout.read_stage_metrics(Stage::Knockoff).map_err(crate::stages::Error::from)?;
+    let finetuned: StageMetrics =
+        layout.read_stage_metrics(Stage::Finetune).map_err(crate::stages::Error::from)?;
     let dense_desc = weights::dense_desc(spec)?;
     let input = {
         let mut single = Single;
