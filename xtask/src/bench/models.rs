@@ -120,12 +120,15 @@ fn tch_times(variant: &Value, metric: Metric) -> BTreeMap<String, f64> {
         .unwrap_or_default()
 }
 
+/// Milliseconds of variant `i` at batch `b` from one source of figures.
+type Source<'a> = Box<dyn Fn(usize, &str) -> f64 + 'a>;
+
 fn render(tch: &Value, baselines: &[(&str, Value)], metric: Metric) -> anyhow::Result<String> {
     let variants = tch["variants"].as_array().context("no variants")?;
     let batches: Vec<String> = BATCHES.split(',').map(str::to_owned).collect();
     // Milliseconds of variant i at batch b, per source: tch first, then the baselines.
     let tch_ms: Vec<BTreeMap<String, f64>> = variants.iter().map(|v| tch_times(v, metric)).collect();
-    let mut sources: Vec<(String, Box<dyn Fn(usize, &str) -> f64 + '_>)> =
+    let mut sources: Vec<(String, Source<'_>)> =
         vec![("tch".to_owned(), Box::new(|i: usize, b: &str| tch_ms[i].get(b).copied().unwrap_or(f64::NAN)))];
     for (label, report) in baselines {
         sources.push((
