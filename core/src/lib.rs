@@ -8,6 +8,7 @@ pub mod client_config;
 pub mod error;
 pub mod plan;
 pub mod rendezvous;
+pub mod sandbox;
 pub mod score;
 pub mod spec;
 pub mod stats;
