@@ -191,7 +191,7 @@ impl pb::job_service_server::JobService for JobApi {
             ))
             .into());
         }
-        let job = self.store.cancel_job(job_id, format!("cancelled by {}", user.name)).await?;
+        let job = self.store.cancel_job(job_id, "cancelled by a client".into()).await?;
         tracing::info!(state = %job.state, "cancel requested");
         self.store.audit(&user.name, "cancel", job_id, format!("owner {owner:?}")).await?;
         // The scheduler stops the job's ranks and gives their slots to others.
