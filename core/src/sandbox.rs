@@ -95,7 +95,9 @@ mod tests {
     use super::*;
 
     fn spec(extra: &str) -> JobSpec {
-        JobSpec::from_yaml(&format!("model: {{ arch: resnet20, num_classes: 10 }}\n{extra}")).unwrap()
+        let model =
+            if extra.contains("model:") { "" } else { "model: { arch: resnet20, num_classes: 10 }\n" };
+        JobSpec::from_yaml(&format!("{model}{extra}")).unwrap()
     }
 
     #[test]
