@@ -40,6 +40,15 @@ pub struct AgentArgs {
     /// Where task specs are written (default: a directory under the temp dir).
     #[arg(long, env = "SCOP_SCRATCH_DIR")]
     pub scratch_dir: Option<PathBuf>,
+    /// A directory specs may read datasets from (repeatable; the variable
+    /// separates them with `:`). With a root given, a task whose spec paths
+    /// resolve (after symbolic links) outside the roots fails before any file is opened.
+    #[arg(long = "data-root", env = "SCOP_DATA_ROOTS", value_delimiter = ':')]
+    pub data_roots: Vec<PathBuf>,
+    /// A directory of models: checkpoints and the only place knockoff
+    /// generators load from (repeatable).
+    #[arg(long = "models-root", env = "SCOP_MODELS_ROOTS", value_delimiter = ':')]
+    pub models_roots: Vec<PathBuf>,
 }
 
 impl AgentArgs {
@@ -118,6 +127,9 @@ impl AgentArgs {
             worker_bin,
             scratch_dir,
             advertise_host: self.advertise_host.clone(),
+            roots: (!self.data_roots.is_empty() || !self.models_roots.is_empty()).then(|| {
+                scop_core::sandbox::Roots { data: self.data_roots.clone(), models: self.models_roots.clone() }
+            }),
         })
     }
 }

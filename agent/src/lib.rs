@@ -44,6 +44,8 @@ pub struct AgentConfig {
     pub scratch_dir: PathBuf,
     /// The host other ranks reach this worker's ring listeners at.
     pub advertise_host: String,
+    /// Where spec paths must stay; `None` (no root given): not checked.
+    pub roots: Option<scop_core::sandbox::Roots>,
 }
 
 /// What can stop the agent.
@@ -290,6 +292,7 @@ impl Agent {
             threads: self.config.rank_threads,
             rendezvous_json,
             task,
+            roots: self.config.roots.clone(),
         };
         tracing::info!(task_id = %launch.task.task_id, rank = launch.task.rank, stage = launch.task.stage, "starting rank");
         self.running.insert(launch.task.task_id.clone(), (launch.task.rank, cancel));

@@ -10,6 +10,7 @@ pub mod event;
 pub mod job_dir;
 pub mod plan;
 pub mod rendezvous;
+pub mod sandbox;
 pub mod score;
 pub mod spec;
 mod spec_defaults;
