@@ -4,6 +4,8 @@
 //! the coordinator and the client stay small and never load it.
 
 pub mod agent;
+pub mod bench_gpu;
+pub mod bench_loader;
 pub mod bench_train;
 pub mod checkpoint;
 pub mod collective;
@@ -15,6 +17,8 @@ pub mod interrupt;
 pub mod latency;
 pub mod launch;
 pub mod models;
+#[cfg(feature = "nccl")]
+pub mod nccl_check;
 pub mod prune;
 pub mod rank;
 pub mod report;

@@ -91,6 +91,7 @@ impl NcclComm {
         ensure_nccl_loadable()?;
         let (rank, world, device, timeout) =
             (rendezvous.rank as usize, rendezvous.world as usize, *device as usize, rendezvous.timeout());
+        let connect_timeout = rendezvous.connect_timeout();
         let ctx = CudaContext::new(device).map_err(|e| cuda_error(&format!("opening cuda:{device}"), e))?;
         let id = sys::ncclUniqueId { internal: id_bytes.map(|b| b as _) };
         let (tx, rx) = mpsc::channel();
@@ -106,11 +107,11 @@ impl NcclComm {
                 });
             let _ = tx.send(created);
         });
-        let comm = match rx.recv_timeout(timeout) {
+        let comm = match rx.recv_timeout(connect_timeout) {
             Ok(created) => created?,
             Err(_) => {
                 return Err(Error::Nccl(format!(
-                    "rank {rank}: not all {world} ranks joined the NCCL communicator within {timeout:?}"
+                    "rank {rank}: not all {world} ranks joined the NCCL communicator within {connect_timeout:?}"
                 )));
             }
         };

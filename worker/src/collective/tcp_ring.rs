@@ -71,7 +71,13 @@ impl TcpRing {
         if world == 1 {
             return Ok(Self::alone());
         }
-        let me = Identity { rank, world, token: &rendezvous.job_token, timeout: rendezvous.timeout() };
+        let me = Identity {
+            rank,
+            world,
+            token: &rendezvous.job_token,
+            connect_timeout: rendezvous.connect_timeout(),
+            timeout: rendezvous.timeout(),
+        };
         let (left, right) = build_links(&me, listener, &peers[(rank + 1) % world])?;
         let left_waker =
             left.stream.try_clone().map_err(|e| Error::Setup(format!("cannot clone a socket: {e}")))?;

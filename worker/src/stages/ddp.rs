@@ -6,8 +6,8 @@ use tch::{Device, Kind, Tensor};
 
 use super::parallel::{ParallelError, Replicas};
 use crate::collective::{
-    Collective, DEFAULT_BUCKET_BYTES, Error, GradBucketer, ReduceOp, check_replicas_agree,
-    parameter_fingerprint,
+    Checked, Collective, DEFAULT_BUCKET_BYTES, Error, GradBucketer, ReduceOp, check_replicas_agree,
+    parameter_fingerprint, strict_checks_requested,
 };
 
 /// Data-parallel replicas that synchronise through a collective group.
@@ -40,7 +40,13 @@ impl GroupReplicas {
     }
 
     /// As [`GroupReplicas::new`] with another bucket size (tests use small ones).
+    ///
+    /// The group is wrapped in [`Checked`] when strict checks are requested
+    /// ([`strict_checks_requested`]: debug builds, `cargo xtask test`), so that
+    /// every data-parallel run on the CPU obeys NCCL's preconditions.
     pub fn with_bucket_bytes(group: Box<dyn Collective>, bucket_bytes: usize) -> Self {
+        let group: Box<dyn Collective> =
+            if strict_checks_requested() { Box::new(Checked::new(group)) } else { group };
         Self { group, bucket_bytes, plan: None, last_fingerprint: None, allreduce: std::time::Duration::ZERO }
     }
 

@@ -16,7 +16,7 @@ const CHUNK_BYTES: usize = 64;
 const CHUNK_F32: usize = CHUNK_BYTES / 4;
 
 /// Rendezvous records for `world` ranks on fresh 127.0.0.1 ports, with their listeners.
-fn group(world: usize, timeout_ms: u64) -> Vec<(Rendezvous, TcpListener)> {
+pub(crate) fn group(world: usize, timeout_ms: u64) -> Vec<(Rendezvous, TcpListener)> {
     let listeners: Vec<TcpListener> = (0..world).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
     let peers: Vec<String> = listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
     listeners
@@ -28,6 +28,7 @@ fn group(world: usize, timeout_ms: u64) -> Vec<(Rendezvous, TcpListener)> {
                 world: world as u32,
                 job_token: "job-42".into(),
                 timeout_ms,
+                connect_timeout_ms: timeout_ms,
                 backend: BackendRendezvous::Tcp { peers: peers.clone(), listen: None },
             };
             (record, listener)
@@ -324,6 +325,7 @@ fn a_world_of_one_needs_no_sockets() {
         world: 1,
         job_token: "solo".into(),
         timeout_ms: 100,
+        connect_timeout_ms: 100,
         backend: BackendRendezvous::Tcp { peers: vec!["127.0.0.1:1".into()], listen: None },
     };
     let mut group = scop_worker::collective::connect(&record).unwrap();
