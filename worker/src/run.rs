@@ -37,9 +37,6 @@ pub enum Error {
     Stage(#[from] crate::stages::Error),
     #[error(transparent)]
     Launch(#[from] crate::launch::Error),
-    /// Reading the stages' files (metrics) from the job directory.
-    #[error(transparent)]
-    Core(#[from] scop_core::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
