@@ -11,5 +11,6 @@ mod restart;
 mod scheduling;
 mod spec_validation;
 mod standalone;
+mod tenancy;
 mod watch;
 mod workers;
