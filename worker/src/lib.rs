@@ -21,4 +21,5 @@ pub mod report;
 pub mod run;
 pub mod runtime;
 pub mod stages;
+pub mod torchscript;
 pub mod train;
