@@ -215,5 +215,7 @@ def load_model(export_dir: Union[str, "os.PathLike[str]"], device: Union[str, to
                 f"{export_dir / WEIGHTS_FILE}: {name}: shape {list(tensor.shape)}, "
                 f"{arch_path} says {list(expected[name].shape)}"
             )
-    model.load_state_dict(weights, strict=True)
+    # Names and shapes were checked above. Not strict because BatchNorm2d adds a
+    # `num_batches_tracked` of its own to what it loads, which these modules lack.
+    model.load_state_dict(weights, strict=False)
     return model.to(device).eval()
