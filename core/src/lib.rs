@@ -6,6 +6,7 @@
 pub mod arch;
 pub mod client_config;
 pub mod error;
+pub mod event;
 pub mod job_dir;
 pub mod plan;
 pub mod rendezvous;

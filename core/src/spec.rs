@@ -253,6 +253,12 @@ pub enum ResidualMode {
     Scatter,
     /// Keep all its outputs.
     Keep,
+    /// Prune each residual stream as one group: the stem or downsample that writes
+    /// it, every last unit that adds into it, and every layer that reads it (the
+    /// next blocks' first units and shortcuts, the classifier) keep the same
+    /// channels, so the residual width itself shrinks. A group's score per channel
+    /// is the mean over its member units of their scores normalised per unit.
+    Group,
 }
 
 /// The pruning decision.
@@ -264,9 +270,15 @@ pub struct PruneSpec {
     pub policy: PolicyKind,
     pub target: GlobalTarget,
     pub min_channels: u32,
+    /// Kept counts are rounded up to a multiple of this. A spec that does not set
+    /// it gets 8 when `resources.device` is `cuda` or `resources.memory_format` is
+    /// `channels_last` (the fast kernels want multiples of 8), 1 otherwise.
     pub round_to: u32,
     pub residual: ResidualMode,
 }
+
+/// `prune.round_to` when a spec leaves it out and runs where odd widths are slow.
+pub const HARDWARE_ROUND_TO: u32 = 8;
 
 impl Default for PruneSpec {
     fn default() -> Self {
@@ -362,6 +374,10 @@ impl JobSpec {
             };
             Error::Parse(FieldError::new(path, message))
         })?;
+        let mut spec = spec;
+        if !round_to_given(text) && spec.resources.prefers_round_widths() {
+            spec.prune.round_to = HARDWARE_ROUND_TO;
+        }
         spec.validate()?;
         Ok(spec)
     }
@@ -467,6 +483,29 @@ impl JobSpec {
     }
 }
 
+impl ResourcesSpec {
+    /// Whether the job runs where channel counts that are not multiples of 8 fall
+    /// off the fast kernels: on CUDA, or channels-last by request.
+    pub fn prefers_round_widths(&self) -> bool {
+        self.device == DeviceKind::Cuda || self.memory_format == MemoryFormat::ChannelsLast
+    }
+}
+
+/// Whether the YAML sets `prune.round_to` itself (called after it parsed as a spec).
+fn round_to_given(text: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        prune: Option<PruneProbe>,
+    }
+    #[derive(Deserialize)]
+    struct PruneProbe {
+        #[serde(default)]
+        round_to: Option<serde_norway::Value>,
+    }
+    serde_norway::from_str::<Probe>(text).ok().and_then(|p| p.prune).is_some_and(|p| p.round_to.is_some())
+}
+
 /// Removes `.` and resolvable `..` components without touching the file system.
 fn normalise(path: &std::path::Path) -> PathBuf {
     use std::path::Component;
@@ -558,6 +597,17 @@ data: { format: idx, root: data/fashion-mnist }
         );
         check("pretrain: { batch_size: 0 }", &["pretrain.batch_size: must be >= 1, got 0"]);
         check("knockoff: { betas: [0.5, 1.0] }", &["knockoff.betas[1]: must be in [0, 1), got 1"]);
+    }
+
+    #[test]
+    fn round_to_defaults_to_8_on_cuda_and_channels_last_unless_set() {
+        let with = |extra: &str| JobSpec::from_yaml(&format!("{MINIMAL}{extra}")).unwrap().prune.round_to;
+        assert_eq!(with(""), 1);
+        assert_eq!(with("resources: { device: cuda }"), 8);
+        assert_eq!(with("resources: { memory_format: channels_last }"), 8);
+        assert_eq!(with("resources: { memory_format: contiguous }"), 1);
+        assert_eq!(with("resources: { device: cuda }\nprune: { round_to: 1 }"), 1);
+        assert_eq!(with("resources: { device: cpu }\nprune: { round_to: 4 }"), 4);
     }
 
     #[test]

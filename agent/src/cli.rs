@@ -1,5 +1,5 @@
-//! `scop-worker agent` flags, and the agent's configuration derived from them
-//! and from this machine (devices, host name, token).
+//! The agent's flags (`scop-agent`, `scop-worker agent`), and its configuration
+//! derived from them and from this machine (devices, host name, token).
 
 use std::path::PathBuf;
 
@@ -7,7 +7,7 @@ use scop_proto::v1 as pb;
 
 use super::{AgentConfig, AgentError};
 
-/// Flags of `scop-worker agent`.
+/// Flags of `scop-agent` and `scop-worker agent`.
 #[derive(Debug, clap::Args)]
 pub struct AgentArgs {
     /// The coordinator's worker port, `host:port` or `http://host:port`.
@@ -33,7 +33,8 @@ pub struct AgentArgs {
     /// (on Kubernetes, the pod IP).
     #[arg(long, env = "SCOP_ADVERTISE_HOST", default_value = "127.0.0.1")]
     pub advertise_host: String,
-    /// The executable run for each rank as `<bin> rank …` (default: this one).
+    /// The executable run for each rank as `<bin> rank …` (default: `scop-worker agent`
+    /// runs itself; `scop-agent` runs the `scop-worker` beside it).
     #[arg(long)]
     pub worker_bin: Option<PathBuf>,
     /// Where task specs are written (default: a directory under the temp dir).
