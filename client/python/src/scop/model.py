@@ -93,7 +93,12 @@ class Block(nn.Module):
                 nn.Conv2d(shortcut["in_channels"], shortcut["out_channels"], 1, stride=shortcut["stride"], bias=False),
                 _bn(shortcut["out_channels"]),
             )
-        kept = desc["units"][-1].get("kept") if desc["units"] else None
+        # The last unit's pruned outputs are scattered back into the residual
+        # only when the residual stream kept its width (`residual: scatter`);
+        # a stream pruned as a group is narrower everywhere and adds plainly.
+        last = desc["units"][-1] if desc["units"] else None
+        scattered = last is not None and last["out_channels"] != desc["out_channels"]
+        kept = last.get("kept") if scattered else None
         # Not part of the state dict (the export has no such tensor), but moves with `.to()`.
         self.register_buffer(
             "scatter", torch.tensor(kept, dtype=torch.int64) if kept is not None else None, persistent=False
