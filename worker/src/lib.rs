@@ -24,4 +24,5 @@ pub mod report;
 pub mod run;
 pub mod runtime;
 pub mod stages;
+pub mod torchscript;
 pub mod train;

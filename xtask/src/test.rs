@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::{data, deploy, invariants, links, setup, shell};
+use crate::{data, deploy, invariants, links, python, setup, shell};
 
 pub fn run() -> anyhow::Result<()> {
     setup::run()?;
@@ -40,6 +40,8 @@ pub fn run() -> anyhow::Result<()> {
     } else {
         shell::run(strict(shell::cargo()).args(["test", "--workspace", "--no-fail-fast"]))?;
     }
+    // The Python client's tests drive the binaries the test build just made.
+    python::run()?;
     links::run()?;
     // After the test build, so the binaries whose --help it reads are there.
     deploy::run()?;
