@@ -15,7 +15,16 @@ pub fn run() -> anyhow::Result<()> {
     let package = root.join("client/python");
     shell::run(Command::new(&python).arg(package.join("generate_stubs.py")).arg("--check"))?;
     // The tests start these; a no-op when the test build already made them.
-    shell::run(shell::cargo().args(["build", "-p", "scop-server", "-p", "scop-worker", "--bins"]))?;
+    shell::run(shell::cargo().args([
+        "build",
+        "-p",
+        "scop-server",
+        "-p",
+        "scop-worker",
+        "-p",
+        "scop-agent",
+        "--bins",
+    ]))?;
     shell::run(
         Command::new(&python)
             .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps"])
