@@ -48,15 +48,16 @@ impl Roots {
 /// `path` (relative to `base`) resolved through every symbolic link that
 /// exists, if it lies inside one of `roots` (also resolved); otherwise why not.
 pub fn confine(path: &Path, roots: &[PathBuf], base: &Path) -> std::result::Result<PathBuf, String> {
-    if path.components().any(|c| c == Component::ParentDir) {
-        return Err(format!("{} must not contain \"..\"", path.display()));
-    }
     let joined = if path.is_absolute() { path.to_owned() } else { base.join(path) };
-    let resolved = resolve(&joined);
+    // A `..` below a folder that exists is resolved by the file system like any
+    // link; below one that does not, nothing can say where it leads, so it is refused.
+    let resolved = resolve(&joined).ok_or_else(|| {
+        format!("{} must not contain \"..\" below a folder that does not exist", path.display())
+    })?;
     if roots.is_empty() {
         return Err(format!("{} is outside every allowed root: none is configured", path.display()));
     }
-    if roots.iter().any(|root| resolved.starts_with(resolve(&absolute(root, base)))) {
+    if roots.iter().filter_map(|root| resolve(&absolute(root, base))).any(|root| resolved.starts_with(root)) {
         Ok(resolved)
     } else {
         let shown = if resolved == joined {
@@ -72,21 +73,22 @@ fn absolute(path: &Path, base: &Path) -> PathBuf {
     if path.is_absolute() { path.to_owned() } else { base.join(path) }
 }
 
-/// The longest existing prefix canonicalised (following links), the rest appended.
-fn resolve(path: &Path) -> PathBuf {
+/// The longest existing prefix canonicalised (following links and `..`), the
+/// rest appended; `None` if a `..` lies in the part that does not exist.
+fn resolve(path: &Path) -> Option<PathBuf> {
     let mut existing = path.to_owned();
     let mut rest = Vec::new();
     loop {
         if let Ok(real) = existing.canonicalize() {
-            return rest.iter().rev().fold(real, |acc: PathBuf, part| acc.join(part));
+            return Some(rest.iter().rev().fold(real, |acc: PathBuf, part| acc.join(part)));
         }
-        match (existing.file_name().map(ToOwned::to_owned), existing.parent()) {
-            (Some(name), Some(parent)) => {
-                rest.push(name);
-                existing = parent.to_owned();
-            }
-            _ => return path.to_owned(),
+        match existing.components().next_back() {
+            Some(Component::Normal(name)) => rest.push(name.to_owned()),
+            Some(Component::CurDir) => {}
+            Some(Component::ParentDir) => return None,
+            Some(Component::RootDir | Component::Prefix(_)) | None => return Some(path.to_owned()),
         }
+        existing = existing.parent()?.to_owned();
     }
 }
 
@@ -127,7 +129,12 @@ mod tests {
         };
         check("data: { format: idx, root: data/fmnist }\n", &[]);
         check("data: { format: idx, root: data/not-yet-there }\n", &[]);
-        check("data: { format: idx, root: data/../outside }\n", &[("data.root", "must not contain \"..\"")]);
+        check("data: { format: idx, root: data/../outside }\n", &[("data.root", "resolved to")]);
+        check("data: { format: idx, root: data/fmnist/../fmnist }\n", &[]);
+        check(
+            "data: { format: idx, root: data/missing/../../outside }\n",
+            &[("data.root", "must not contain \"..\" below a folder that does not exist")],
+        );
         check("data: { format: idx, root: /etc }\n", &[("data.root", "/etc is outside the allowed roots")]);
         check("data: { format: idx, root: data/link-out }\n", &[("data.root", "resolved to")]);
         check(
