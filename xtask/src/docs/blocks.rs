@@ -124,6 +124,14 @@ fn words(part: &str) -> Vec<String> {
     if any {
         words.push(word);
     }
+    // `JOB=$(scopctl submit x.yaml)`: the command inside the substitution.
+    if let Some(inner) = words.first().and_then(|w| w.split_once("$(")).map(|(_, inner)| inner.to_owned()) {
+        words[0] = inner;
+        if let Some(last) = words.last_mut() {
+            *last = last.trim_end_matches(')').to_owned();
+        }
+        words.retain(|w| !w.is_empty());
+    }
     let mut kept = Vec::new();
     let mut skip_next = false;
     for word in words {
@@ -164,5 +172,6 @@ mod tests {
         check("scopctl completion bash > /etc/x\n", &[&["scopctl", "completion", "bash"]]);
         check("echo 'a # b' | wc -l\n", &[&["echo", "a # b"], &["wc", "-l"]]);
         check("scopd standalone &\n", &[&["scopd", "standalone"]]);
+        check("JOB=$(scopctl submit x.yaml)\n", &[&["scopctl", "submit", "x.yaml"]]);
     }
 }

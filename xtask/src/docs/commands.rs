@@ -34,8 +34,8 @@ impl Programs {
         let mut positional_seen = false;
         let mut args = args.iter();
         while let Some(word) = args.next() {
-            if word == "--" {
-                break;
+            if word == "--" || word == "…" || word == "..." {
+                break; // the rest is the program's own, or left out of the doc
             }
             if let Some(flag) = word.strip_prefix("--") {
                 let (long, inline_value) = match flag.split_once('=') {
@@ -62,7 +62,7 @@ impl Programs {
                 } else if helps.get(&path[..]).is_some_and(|h| !h.subcommands.is_empty()) {
                     problems.push(format!(
                         "`{program}` has no subcommand `{}`",
-                        [&path[..], &[word.clone()]].concat().join(" ")
+                        [&path[..], std::slice::from_ref(word)].concat().join(" ")
                     ));
                     positional_seen = true;
                 } else {
@@ -110,10 +110,10 @@ impl<'a> Paths<'a> {
     pub fn note_created(&mut self, script: &str) {
         let mut words = script.split_whitespace().peekable();
         while let Some(word) = words.next() {
-            if matches!(word, ">" | ">>") {
-                if let Some(target) = words.peek() {
-                    self.created.push(self.cwd.join(target));
-                }
+            if matches!(word, ">" | ">>")
+                && let Some(target) = words.peek()
+            {
+                self.created.push(self.cwd.join(target));
             }
         }
     }
@@ -136,7 +136,7 @@ impl<'a> Paths<'a> {
         let mut problems = Vec::new();
         for word in words.iter().skip(1) {
             let word = word.split_once('=').map_or(word.as_str(), |(_, v)| v);
-            let repo_path = ["examples/", "deploy/", "docs/", "scripts/", "xtask/", "./"]
+            let repo_path = ["examples/", "deploy/", "docs/", "scripts/", "xtask/"]
                 .iter()
                 .any(|prefix| word.starts_with(prefix) || word.starts_with(&format!("../{prefix}")));
             let path = self.cwd.join(word);

@@ -66,7 +66,11 @@ pub fn run(write: bool) -> anyhow::Result<()> {
         let name = doc.strip_prefix(&root).unwrap_or(doc).display().to_string();
         let text = std::fs::read_to_string(doc)?;
         let mut paths = commands::Paths::new(&root);
-        for block in blocks::parse(&text) {
+        let parsed = blocks::parse(&text);
+        // Lines inside fenced blocks are not prose (docs/cli.md's help texts among them).
+        let in_blocks: Vec<std::ops::RangeInclusive<usize>> =
+            parsed.iter().map(|b| b.line..=b.line + b.text.lines().count() + 1).collect();
+        for block in parsed {
             let at = format!("{name}:{}", block.line);
             match block.kind {
                 blocks::Kind::Run | blocks::Kind::Shell => {
@@ -87,6 +91,9 @@ pub fn run(write: bool) -> anyhow::Result<()> {
             }
         }
         for (number, line) in text.lines().enumerate() {
+            if in_blocks.iter().any(|r| r.contains(&(number + 1))) {
+                continue;
+            }
             for span in code_spans(line) {
                 let words: Vec<String> = span.split_whitespace().map(str::to_owned).collect();
                 let at = format!("{name}:{}", number + 1);

@@ -18,6 +18,7 @@ pub fn check_tables(markdown: &str, example: &Path) -> anyhow::Result<Vec<String
         .with_context(|| format!("{}", example.display()))?;
     let mut problems = Vec::new();
     let mut sections: Vec<String> = Vec::new();
+    let mut in_field_table: Option<bool> = None;
     for line in markdown.lines() {
         if let Some(heading) = line.strip_prefix("## ") {
             sections = if heading.eq_ignore_ascii_case("top level") {
@@ -28,8 +29,14 @@ pub fn check_tables(markdown: &str, example: &Path) -> anyhow::Result<Vec<String
             continue;
         }
         let Some(first_cell) = line.strip_prefix('|').and_then(|rest| rest.split('|').next()) else {
+            in_field_table = None;
             continue;
         };
+        // A table's header row says whether its rows are fields (`| field | ...`).
+        let is_field_table = *in_field_table.get_or_insert_with(|| first_cell.trim() == "field");
+        if !is_field_table {
+            continue;
+        }
         for field in backticked(first_cell) {
             for section in &sections {
                 if let Some(problem) = try_field(&base, section, &field) {
@@ -92,8 +99,8 @@ mod tests {
     #[test]
     fn unknown_fields_in_tables_are_found() {
         let doc = "## Top level\n| field | type |\n|---|---|\n| `seed` | int |\n| `seeds` | int |\n\
-                   ## Training stages: `pretrain` and `finetune`\n| `lr` | x |\n| `learning_rate` | x |\n\
-                   ## `data`\n| `mean`, `std` | x |\n";
+                   ## Training stages: `pretrain` and `finetune`\n| field |\n| `lr` | x |\n| `learning_rate` | x |\n\
+                   ## `data`\n| field |\n| `mean`, `std` | x |\n\ntext\n| `format` | layout |\n| `idx` | files |\n";
         let problems = check_tables(doc, &example()).unwrap();
         assert_eq!(problems.len(), 3, "{problems:#?}");
         assert!(problems[0].contains("`seeds`"), "{problems:#?}");
