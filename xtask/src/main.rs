@@ -6,6 +6,7 @@ mod demo;
 mod deploy;
 mod docs;
 mod install;
+mod invariants;
 mod links;
 mod setup;
 mod shell;
@@ -37,6 +38,8 @@ enum Command {
     },
     /// Fail if scopd or scopctl link libtorch (and check that scop-worker does).
     CheckLinks,
+    /// Fail if a stage name or a job-directory file name is written outside scop-core.
+    CheckArchitecture,
     /// Check deploy/ (Dockerfiles, Kubernetes overlays, monitoring) against the repository and the binaries.
     CheckDeploy,
     /// Check that every command, flag, path and spec field in README.md and docs/*.md exists, that
@@ -69,6 +72,7 @@ fn main() {
         Command::Test => test::run(),
         Command::Demo { quick, keep_running } => demo::run(quick, keep_running),
         Command::CheckLinks => links::run(),
+        Command::CheckArchitecture => invariants::run(),
         Command::CheckDeploy => deploy::run(),
         Command::CheckDocs { write } => docs::run(write),
         Command::Install { root } => install::run(root.as_deref()),
