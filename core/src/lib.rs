@@ -6,9 +6,11 @@
 pub mod arch;
 pub mod client_config;
 pub mod error;
+pub mod event;
 pub mod job_dir;
 pub mod plan;
 pub mod rendezvous;
+pub mod sandbox;
 pub mod score;
 pub mod spec;
 mod spec_defaults;

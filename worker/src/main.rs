@@ -19,7 +19,7 @@ enum Command {
     Info,
     /// Serve a coordinator: register, heartbeat, and run each assigned rank as
     /// a child `scop-worker rank` process.
-    Agent(scop_worker::agent::cli::AgentArgs),
+    Agent(scop_agent::cli::AgentArgs),
     /// Run every stage of a job in this process: pretrain?, knockoff, decide, finetune, export.
     Run(RunArgs),
     /// Show what pruning does to a network: channels, params and FLOPs per unit.
@@ -44,6 +44,19 @@ enum Command {
     /// One rank of the data-parallel training-step benchmark (`cargo xtask bench collectives`).
     #[command(hide = true)]
     BenchTrainStep(BenchTrainStepArgs),
+    /// ImageFolder training-loader throughput, as JSON (run by `cargo xtask bench loader`).
+    #[command(hide = true)]
+    BenchLoader(scop_worker::bench_loader::LoaderBenchArgs),
+    /// Training-step throughput on one GPU, channels-last and bf16, as JSON (`scripts/gpu-check`).
+    #[command(hide = true)]
+    BenchGpuTrain(scop_worker::bench_gpu::GpuBenchArgs),
+    /// The NCCL path on one GPU as a one-rank group, one JSON line per check (`scripts/gpu-check`).
+    #[command(hide = true)]
+    CheckNccl {
+        /// CUDA device ordinal.
+        #[arg(long, default_value_t = 0)]
+        device: usize,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -141,7 +154,7 @@ fn main() -> anyhow::Result<()> {
             let cuda = if args.cpu { 0 } else { u32::try_from(tch::Cuda::device_count()).unwrap_or(0) };
             let config = args.config(cuda)?;
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(scop_worker::agent::run(config, stop_signal()))?;
+            runtime.block_on(scop_agent::run(config, scop_agent::stop_signal()))?;
         }
         Command::Info => {
             let info = scop_worker::runtime::RuntimeInfo::probe();
@@ -169,6 +182,15 @@ fn main() -> anyhow::Result<()> {
             let report = scop_worker::bench_train::measure(&args)?;
             println!("{}", serde_json::to_string(&report)?);
         }
+        Command::BenchLoader(args) => {
+            let report = scop_worker::bench_loader::measure(&args)?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::BenchGpuTrain(args) => {
+            let report = scop_worker::bench_gpu::measure(&args)?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::CheckNccl { device } => check_nccl(device)?,
         Command::BenchAllreduce(a) => {
             use scop_worker::collective::bench::{AllReduceBench, bench_all_reduce};
             let bench = AllReduceBench {
@@ -187,21 +209,23 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends before it kills a pod).
-async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut terminate) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
-            }
-        }
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the agent");
-            let _ = tokio::signal::ctrl_c().await;
-        }
+#[cfg(feature = "nccl")]
+fn check_nccl(device: usize) -> anyhow::Result<()> {
+    let lines = scop_worker::nccl_check::run(device);
+    for line in &lines {
+        println!("{}", serde_json::to_string(line)?);
     }
+    anyhow::ensure!(
+        lines.iter().all(|l| l.ok),
+        "{} NCCL check(s) failed",
+        lines.iter().filter(|l| !l.ok).count()
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "nccl"))]
+fn check_nccl(_device: usize) -> anyhow::Result<()> {
+    anyhow::bail!("check-nccl: this scop-worker was built without the `nccl` cargo feature")
 }
 
 /// Prints the reason and exits non-zero, without a backtrace: bad input is not a crash.

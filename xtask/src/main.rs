@@ -8,6 +8,7 @@ mod docs;
 mod install;
 mod invariants;
 mod links;
+mod python;
 mod setup;
 mod shell;
 mod test;
@@ -25,7 +26,8 @@ struct Args {
 enum Command {
     /// Create .venv with torch==2.11.0 and point tch at its libtorch (idempotent).
     Setup,
-    /// Setup, then fmt --check, clippy -D warnings, the whole test suite, the link, deploy and docs checks.
+    /// Setup, then fmt --check, clippy -D warnings, the whole test suite, the Python client's tests, the
+    /// link, architecture, deploy and docs checks.
     Test,
     /// Run the main job end to end.
     Demo {
@@ -36,7 +38,7 @@ enum Command {
         #[arg(long)]
         keep_running: bool,
     },
-    /// Fail if scopd or scopctl link libtorch (and check that scop-worker does).
+    /// Fail if scopd, scopctl or scop-agent link libtorch (and check that scop-worker does).
     CheckLinks,
     /// Fail if a stage name or a job-directory file name is written outside scop-core.
     CheckArchitecture,

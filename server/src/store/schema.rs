@@ -122,6 +122,23 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (job_id, path)
     ) WITHOUT ROWID;
     ",
+    // 2: who submitted each job and how many ranks it asks for (quotas), and
+    // the audit log of mutating calls.
+    "
+    ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    ALTER TABLE jobs ADD COLUMN world_size INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE jobs ADD COLUMN name TEXT NOT NULL DEFAULT '';
+    CREATE INDEX jobs_by_owner ON jobs (owner, state);
+
+    CREATE TABLE audit (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_ms  INTEGER NOT NULL,
+        user     TEXT NOT NULL,
+        action   TEXT NOT NULL,                           -- submit|cancel|user_add|...
+        target   TEXT NOT NULL,                           -- a job id, a user name
+        detail   TEXT NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.
@@ -164,7 +181,7 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 10);
+        assert_eq!(tables, 11);
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
         let err = migrate(&mut conn).unwrap_err().to_string();
         assert!(err.contains("newer than this scopd"), "{err}");

@@ -1,11 +1,11 @@
 //! Export round trips: safetensors + arch.json rebuild exactly, TorchScript gives
-//! the same outputs through tch, the model card has the figures; strict loading
-//! names every problem.
+//! the same outputs through tch and holds the weights as named parameters, the
+//! model card has the figures; strict loading names every problem.
 
 use scop_core::arch::ArchDesc;
 use scop_core::plan::Plan;
 use scop_core::score::random_scores;
-use scop_core::spec::{ARCHS, PruneSpec};
+use scop_core::spec::{ARCHS, PruneSpec, ResidualMode};
 use scop_worker::export::{ModelCard, export, load_export};
 use scop_worker::models::{ResNet, load_strict};
 use scop_worker::prune::apply_plan;
@@ -19,12 +19,16 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 fn check(arch: &str) {
+    check_with(arch, PruneSpec::default());
+}
+
+fn check_with(arch: &str, prune: PruneSpec) {
     tch::manual_seed(11);
     let desc = ArchDesc::new(arch, 4, 3).unwrap();
     let vs = VarStore::new(Device::Cpu);
     let dense = ResNet::new(&vs.root(), &desc).unwrap();
     randomise_bn(&vs);
-    let plan = Plan::decide(&desc, &random_scores(&desc, 3), &PruneSpec::default(), 32).unwrap();
+    let plan = Plan::decide(&desc, &random_scores(&desc, 3), &prune, 32).unwrap();
     let (pruned, pruned_vs) = apply_plan(&dense, &vs, &plan).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let paths = export(dir.path(), &pruned, &pruned_vs, Some(&plan), 32).unwrap();
@@ -41,6 +45,18 @@ fn check(arch: &str) {
     let script = tch::CModule::load(&paths.torchscript).unwrap();
     let traced = tch::no_grad(|| script.forward_ts(&[&x]).unwrap());
     assert!(max_diff(&traced, &want) < 1e-5, "{arch}: TorchScript");
+    // The weights are parameters under the names of model.safetensors, not constants.
+    let variables = pruned_vs.variables();
+    let mut expected: Vec<&String> =
+        variables.keys().filter(|n| !n.ends_with(".running_mean") && !n.ends_with(".running_var")).collect();
+    expected.sort();
+    let parameters = script.named_parameters().unwrap();
+    let mut names: Vec<&String> = parameters.iter().map(|(n, _)| n).collect();
+    names.sort();
+    assert_eq!(names, expected, "{arch}: TorchScript parameters");
+    for (name, value) in &parameters {
+        assert_eq!(max_diff(value, &variables[name]), 0.0, "{arch}: {name}");
+    }
 
     let card = ModelCard::read(&paths.card).unwrap();
     assert_eq!((card.params, card.flops), (plan.summary.params_after, plan.summary.flops_after));
@@ -70,6 +86,13 @@ fn small_imagenet_family_exports_round_trip() {
 fn large_imagenet_family_exports_round_trip() {
     for arch in ["resnet101", "resnet152"] {
         check(arch);
+    }
+}
+
+#[test]
+fn group_pruned_exports_round_trip() {
+    for arch in ["resnet20", "resnet18", "resnet50"] {
+        check_with(arch, PruneSpec { residual: ResidualMode::Group, ..PruneSpec::default() });
     }
 }
 
