@@ -69,6 +69,12 @@ impl ClientConfig {
     /// Writes the file, creating its directory; readable by its owner only,
     /// since it may hold a token.
     pub fn write(&self, path: &Path) -> Result<()> {
+        self.write_with_header(path, "")
+    }
+
+    /// [`ClientConfig::write`] with `header` (comment lines, each starting
+    /// with `#`) above the settings.
+    pub fn write_with_header(&self, path: &Path, header: &str) -> Result<()> {
         use std::io::Write;
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let io = |source| Error::Io { path: path.display().to_string(), source };
@@ -86,6 +92,7 @@ impl ClientConfig {
             .map_err(io)?;
         // An existing file keeps its old mode on open; tighten it as well.
         file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        file.write_all(header.as_bytes()).map_err(io)?;
         file.write_all(yaml.as_bytes()).map_err(io)
     }
 }

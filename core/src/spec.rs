@@ -183,9 +183,11 @@ impl Default for TrainSpec {
     }
 }
 
-/// Where knockoff samples come from.
+/// Where knockoff samples come from. In YAML `{kind: permute}`, or just
+/// `permute` (and `gaussian`) for the kinds that take no settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
+#[serde(remote = "Self")]
 pub enum KnockoffSource {
     /// A random permutation of the local batch.
     Permute,
@@ -193,6 +195,41 @@ pub enum KnockoffSource {
     Gaussian,
     /// A TorchScript generator mapping noise `[N, 128]` to images.
     Generator { path: PathBuf },
+}
+
+impl Serialize for KnockoffSource {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        KnockoffSource::serialize(self, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for KnockoffSource {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = KnockoffSource;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`permute`, `gaussian`, or a map such as `{kind: generator, path: FILE}`")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> std::result::Result<Self::Value, E> {
+                match name {
+                    "permute" => Ok(KnockoffSource::Permute),
+                    "gaussian" => Ok(KnockoffSource::Gaussian),
+                    "generator" => {
+                        Err(E::custom("`generator` needs a path: `{kind: generator, path: FILE}`"))
+                    }
+                    other => Err(E::unknown_variant(other, &["permute", "gaussian", "generator"])),
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
+                KnockoffSource::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// Which half of the `[real; knockoff]` batch the loss is computed on.
@@ -438,7 +475,11 @@ impl JobSpec {
         let mut spec = Self::from_yaml(&text)?;
         let dir = path.parent().unwrap_or(std::path::Path::new("."));
         let dir = if dir.as_os_str().is_empty() { std::path::Path::new(".") } else { dir };
-        spec.resolve_paths(dir);
+        // Absolute, since the spec is read elsewhere (a rank's scratch folder, another
+        // machine) than where a relative spec path such as `examples/x.yaml` meant it.
+        let dir = std::path::absolute(dir)
+            .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        spec.resolve_paths(&dir);
         Ok(spec)
     }
 
@@ -677,6 +718,7 @@ fn validate_train(section: &str, t: &TrainSpec, check: &mut impl FnMut(bool, &st
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     const MINIMAL: &str = "
 model: { arch: resnet20, num_classes: 10 }
@@ -715,6 +757,36 @@ data: { format: idx, root: data/fashion-mnist }
         );
         check("pretrain: { batch_size: 0 }", &["pretrain.batch_size: must be >= 1, got 0"]);
         check("knockoff: { betas: [0.5, 1.0] }", &["knockoff.betas[1]: must be in [0, 1), got 1"]);
+    }
+
+    #[test]
+    fn knockoff_sources_plain_or_as_maps() {
+        let source = |yaml: &str| {
+            JobSpec::from_yaml(&format!("{MINIMAL}knockoff: {{ source: {yaml} }}\n"))
+                .map(|s| s.knockoff.source)
+        };
+        assert_eq!(source("permute").unwrap(), KnockoffSource::Permute);
+        assert_eq!(source("gaussian").unwrap(), KnockoffSource::Gaussian);
+        assert_eq!(source("{ kind: permute }").unwrap(), KnockoffSource::Permute);
+        assert_eq!(
+            source("{ kind: generator, path: /g.pt }").unwrap(),
+            KnockoffSource::Generator { path: "/g.pt".into() }
+        );
+        let err = source("generator").unwrap_err().to_string();
+        assert!(err.contains("knockoff.source") && err.contains("needs a path"), "{err}");
+        let err = source("shuffle").unwrap_err().to_string();
+        assert!(err.contains("knockoff.source") && err.contains("shuffle"), "{err}");
+        let err = source("{ kind: generator }").unwrap_err().to_string();
+        assert!(err.contains("knockoff.source") && err.contains("path"), "{err}");
+    }
+
+    #[test]
+    fn a_relative_spec_path_still_gives_absolute_data_paths() {
+        // Tests run in the crate's folder: `../examples/...` is a relative spec path.
+        let spec = JobSpec::from_file(Path::new("../examples/fashion-mnist-resnet20.yaml")).unwrap();
+        assert!(spec.data.root.is_absolute(), "{}", spec.data.root.display());
+        assert!(spec.data.root.ends_with("data/fashion-mnist"), "{}", spec.data.root.display());
+        assert!(spec.output.dir.is_absolute(), "{}", spec.output.dir.display());
     }
 
     #[test]

@@ -69,8 +69,10 @@ struct StandaloneArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // Logs go to stderr; stdout carries what scopd says to people (standalone's addresses).
+    // Colour only for a person at a terminal: a log file or a pipe gets plain text.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,h2=warn,tower=warn,hyper=warn".into()),

@@ -80,13 +80,17 @@ pub async fn run(
     let metrics = local_addr(&listeners.metrics, "metrics")?;
 
     let client_config_path = options.client_config.clone().or_else(ClientConfig::default_path);
+    let client = ClientConfig {
+        server: Some(format!("http://{}", reachable(public))),
+        token_file: (!config.insecure_no_auth).then(|| client_tokens.clone()),
+        ..ClientConfig::default()
+    };
+    let mut client_config_kept = false;
     if let Some(path) = &client_config_path {
-        let client = ClientConfig {
-            server: Some(format!("http://{}", reachable(public))),
-            token_file: (!config.insecure_no_auth).then(|| client_tokens.clone()),
-            ..ClientConfig::default()
-        };
-        client.write(path).map_err(|e| Error::Config(format!("client config: {e}")))?;
+        // A path given with --client-config is written as asked; the default
+        // one may hold the user's own settings (a cluster's, say): keep those.
+        let overwrite = options.client_config.is_some();
+        client_config_kept = !write_client_config(path, &client, overwrite)?;
     }
 
     println!("scopd standalone");
@@ -98,6 +102,15 @@ pub async fn run(
         println!("  client token   {}", client_tokens.display());
     }
     match &client_config_path {
+        Some(path) if client_config_kept => {
+            println!("  client config  {} is not ours: left as it is", path.display());
+            println!(
+                "                 use scopctl --server {} --token-file {},",
+                client.server.as_deref().unwrap_or_default(),
+                client_tokens.display()
+            );
+            println!("                 or restart with --client-config PATH to write one elsewhere");
+        }
         Some(path) => println!("  client config  {} (scopctl reads it; no flags needed)", path.display()),
         None => println!("  client config  not written: neither $SCOPCTL_CONFIG nor $HOME is set"),
     }
@@ -146,6 +159,28 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 
 fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })
+}
+
+/// The first line of a client config `scopd standalone` wrote: the next start may rewrite it.
+const WRITTEN_BY_STANDALONE: &str = "# written by scopd standalone, which rewrites it on every start\n";
+
+/// Writes `client` to `path` unless the file is someone else's: one that
+/// exists, was not written by `scopd standalone` and says something else is
+/// kept unless `overwrite`. Returns whether `path` now holds `client`.
+pub fn write_client_config(path: &Path, client: &ClientConfig, overwrite: bool) -> Result<bool> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if !overwrite && !text.starts_with(WRITTEN_BY_STANDALONE) => {
+            return Ok(ClientConfig::read(path).ok().as_ref() == Some(client));
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::Io { path: path.display().to_string(), source: e });
+        }
+        _ => {}
+    }
+    client
+        .write_with_header(path, WRITTEN_BY_STANDALONE)
+        .map_err(|e| Error::Config(format!("client config: {e}")))?;
+    Ok(true)
 }
 
 /// The users file of a data dir.
@@ -238,6 +273,30 @@ mod tests {
         std::fs::write(&path, "# nothing here\n").unwrap();
         let err = ensure_token_file(&path).unwrap_err().to_string();
         assert!(err.contains("client.token") && err.contains("no tokens"), "{err}");
+    }
+
+    #[test]
+    fn a_users_client_config_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scopctl.yaml");
+        let ours = ClientConfig { server: Some("http://127.0.0.1:7070".into()), ..ClientConfig::default() };
+
+        // No file yet: written, and read back as it was meant.
+        assert!(write_client_config(&path, &ours, false).unwrap());
+        assert_eq!(ClientConfig::read(&path).unwrap(), ours);
+        // Our own file from an earlier start is rewritten with the new address.
+        let moved = ClientConfig { server: Some("http://127.0.0.1:9000".into()), ..ClientConfig::default() };
+        assert!(write_client_config(&path, &moved, false).unwrap());
+        assert_eq!(ClientConfig::read(&path).unwrap(), moved);
+
+        // A file the user wrote for a cluster stays byte for byte.
+        let users = "server: https://scop.example.org:7070\ntoken_file: cluster.token\n";
+        std::fs::write(&path, users).unwrap();
+        assert!(!write_client_config(&path, &ours, false).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), users);
+        // ...unless the user named the path with --client-config.
+        assert!(write_client_config(&path, &ours, true).unwrap());
+        assert_eq!(ClientConfig::read(&path).unwrap(), ours);
     }
 
     #[test]

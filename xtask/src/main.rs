@@ -4,6 +4,8 @@ mod bench;
 mod data;
 mod demo;
 mod deploy;
+mod docs;
+mod install;
 mod invariants;
 mod links;
 mod python;
@@ -24,7 +26,8 @@ struct Args {
 enum Command {
     /// Create .venv with torch==2.11.0 and point tch at its libtorch (idempotent).
     Setup,
-    /// Setup, then fmt --check, clippy -D warnings, the whole test suite, the Python client's tests and the link check.
+    /// Setup, then fmt --check, clippy -D warnings, the whole test suite, the Python client's tests, the
+    /// link, architecture, deploy and docs checks.
     Test,
     /// Run the main job end to end.
     Demo {
@@ -41,10 +44,27 @@ enum Command {
     CheckArchitecture,
     /// Check deploy/ (Dockerfiles, Kubernetes overlays, monitoring) against the repository and the binaries.
     CheckDeploy,
+    /// Check that every command, flag, path and spec field in README.md and docs/*.md exists, that
+    /// docs/cli.md matches the binaries, and run the shell blocks marked `sh run`.
+    CheckDocs {
+        /// Regenerate docs/cli.md from the binaries' --help instead of checking it.
+        #[arg(long)]
+        write: bool,
+    },
+    /// Build the release binaries and install scopd, scopctl and scop-worker into ~/.cargo/bin
+    /// (or --root DIR's bin/); scop-worker keeps finding libtorch through its rpath.
+    Install {
+        /// Install under DIR/bin instead of cargo's default root.
+        #[arg(long)]
+        root: Option<std::path::PathBuf>,
+    },
     /// Fetch Fashion-MNIST (Debian's dataset-fashion-mnist) into data/fashion-mnist.
     Data,
-    /// Run a benchmark and print its ratios measured side by side: `models`, `collectives`, `train`.
-    Bench { name: String },
+    /// Run a benchmark and print its ratios measured side by side.
+    Bench {
+        #[arg(value_parser = bench::names())]
+        name: String,
+    },
 }
 
 fn main() {
@@ -56,6 +76,8 @@ fn main() {
         Command::CheckLinks => links::run(),
         Command::CheckArchitecture => invariants::run(),
         Command::CheckDeploy => deploy::run(),
+        Command::CheckDocs { write } => docs::run(write),
+        Command::Install { root } => install::run(root.as_deref()),
         Command::Data => data::fashion_mnist().map(|_| ()),
         Command::Bench { name } => bench::run(&name),
     };

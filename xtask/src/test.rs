@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::{data, deploy, invariants, links, python, setup, shell};
+use crate::{data, deploy, docs, invariants, links, python, setup, shell};
 
 pub fn run() -> anyhow::Result<()> {
     setup::run()?;
@@ -45,6 +45,8 @@ pub fn run() -> anyhow::Result<()> {
     links::run()?;
     // After the test build, so the binaries whose --help it reads are there.
     deploy::run()?;
+    // Last: it reads the same binaries' --help and runs the docs' runnable blocks.
+    docs::run(false)?;
     eprintln!("xtask test: all checks passed");
     Ok(())
 }

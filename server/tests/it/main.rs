@@ -6,6 +6,7 @@ mod auth;
 mod dashboard;
 mod health;
 mod jobs;
+mod logs;
 mod metrics;
 mod restart;
 mod scheduling;

@@ -43,6 +43,13 @@ const BENCHES: &[Bench] = &[
     },
 ];
 
+/// The benchmarks' names with what each measures, for clap: `cargo xtask bench --help` lists them.
+pub fn names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        BENCHES.iter().map(|b| clap::builder::PossibleValue::new(b.name).help(b.about)),
+    )
+}
+
 pub fn run(name: &str) -> anyhow::Result<()> {
     match BENCHES.iter().find(|b| b.name == name) {
         Some(bench) => (bench.run)(),

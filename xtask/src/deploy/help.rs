@@ -77,7 +77,8 @@ pub fn parse(text: &str) -> Help {
             if let Some(name) = trimmed.split_whitespace().next().filter(|n| *n != "help") {
                 help.subcommands.push(name.to_owned());
             }
-        } else if section == "Options" {
+        } else if !matches!(section, "" | "Commands" | "Arguments") {
+            // "Options", and any heading of their own (scopctl's "Connection").
             if let Some(opt) = option_line(trimmed) {
                 help.options.push(opt);
             } else if let Some(last) = help.options.last_mut() {

@@ -9,7 +9,7 @@
 
 mod coordinator;
 mod dockerfile;
-mod help;
+pub mod help;
 mod mutations;
 mod pod;
 mod render;
