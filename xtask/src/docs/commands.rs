@@ -106,14 +106,17 @@ impl<'a> Paths<'a> {
         Self { root, cwd: root.to_path_buf(), created: Vec::new() }
     }
 
-    /// Notes the files a block's redirections write.
+    /// Notes the files a block writes: its redirections' targets, and the users
+    /// file that `scopd user add --users FILE` creates when it is missing.
     pub fn note_created(&mut self, script: &str) {
-        let mut words = script.split_whitespace().peekable();
-        while let Some(word) = words.next() {
-            if matches!(word, ">" | ">>")
-                && let Some(target) = words.peek()
-            {
-                self.created.push(self.cwd.join(target));
+        for line in script.lines() {
+            let adds_a_user = line.contains("scopd user add");
+            let mut words = line.split_whitespace().peekable();
+            while let Some(word) = words.next() {
+                let writes = matches!(word, ">" | ">>") || (adds_a_user && word == "--users");
+                if writes && let Some(target) = words.peek() {
+                    self.created.push(self.cwd.join(target));
+                }
             }
         }
     }

@@ -67,6 +67,9 @@ impl Scratch {
             .env("SCOP_PUBLIC_ADDR", "127.0.0.1:0")
             .env("SCOP_WORKER_ADDR", "127.0.0.1:0")
             .env("SCOP_METRICS_ADDR", "127.0.0.1:0")
+            // data/ links to the checkout's, outside this folder: name it as a data
+            // root, as a user whose data lives elsewhere does.
+            .env("SCOP_DATA_ROOTS", self.dir.path().join("data"))
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("SCOPCTL_CONFIG")
             .env_remove("SCOP_SERVER")
