@@ -32,6 +32,8 @@ pub struct JobSpec {
     pub resources: ResourcesSpec,
     #[serde(default)]
     pub output: OutputSpec,
+    #[serde(default)]
+    pub checkpoint: CheckpointSpec,
     /// Seed for initialisation, data order and augmentation.
     #[serde(default)]
     pub seed: u64,
@@ -311,11 +313,35 @@ pub struct ResourcesSpec {
     /// Intra-op threads per rank; 0 means the machine's cores split between ranks.
     pub threads: u32,
     pub memory_format: MemoryFormat,
+    /// Seconds a stage may go without any progress (no event from its ranks)
+    /// before its attempt is failed and retried; none by default.
+    pub stage_timeout: Option<u64>,
 }
 
 impl Default for ResourcesSpec {
     fn default() -> Self {
-        Self { device: DeviceKind::Cpu, world_size: 1, threads: 0, memory_format: MemoryFormat::Auto }
+        Self {
+            device: DeviceKind::Cpu,
+            world_size: 1,
+            threads: 0,
+            memory_format: MemoryFormat::Auto,
+            stage_timeout: None,
+        }
+    }
+}
+
+/// How checkpoints are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointSpec {
+    /// Complete checkpoints kept per stage, newest first; older ones are
+    /// deleted. At least 2 leaves one to fall back to when the latest is damaged.
+    pub keep: u32,
+}
+
+impl Default for CheckpointSpec {
+    fn default() -> Self {
+        Self { keep: 2 }
     }
 }
 
@@ -453,6 +479,14 @@ impl JobSpec {
         check(p.rate >= 0.0 && p.rate < 1.0, "prune.rate", format!("must be in [0, 1), got {}", p.rate));
         check(p.min_channels >= 1, "prune.min_channels", format!("must be >= 1, got {}", p.min_channels));
         check(p.round_to >= 1, "prune.round_to", format!("must be >= 1, got {}", p.round_to));
+        if let Some(timeout) = self.resources.stage_timeout {
+            check(timeout >= 1, "resources.stage_timeout", format!("must be >= 1 (seconds), got {timeout}"));
+        }
+        check(
+            self.checkpoint.keep >= 1,
+            "checkpoint.keep",
+            format!("must be >= 1, got {}", self.checkpoint.keep),
+        );
         check(
             self.resources.world_size >= 1,
             "resources.world_size",
