@@ -59,6 +59,12 @@ pub enum Event {
         stage: String,
         path: PathBuf,
     },
+    /// Resuming skipped damaged checkpoints (each `path: reason`) and restored an older one.
+    CheckpointFallback {
+        stage: String,
+        restored: PathBuf,
+        skipped: Vec<String>,
+    },
     StageFinished {
         stage: String,
         seconds: f64,
@@ -178,6 +184,9 @@ pub fn human_line(event: &Event) -> Option<String> {
             reduction(*flops_before, *flops_after)
         ),
         Event::CheckpointWritten { .. } => return None,
+        Event::CheckpointFallback { stage, restored, skipped } => {
+            format!("[{stage}] resuming from {}; skipped damaged: {}", restored.display(), skipped.join("; "))
+        }
         Event::StageFinished { stage, seconds } => {
             format!("[{stage}] finished in {}", format_duration(*seconds))
         }

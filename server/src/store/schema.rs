@@ -122,6 +122,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (job_id, path)
     ) WITHOUT ROWID;
     ",
+    // 2: the highest sequence number of each rank's task events applied, so a
+    // resent event is applied once.
+    "
+    ALTER TABLE attempt_ranks ADD COLUMN events_applied INTEGER NOT NULL DEFAULT 0;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -7,6 +7,7 @@ mod dashboard;
 mod health;
 mod jobs;
 mod metrics;
+mod reliability;
 mod restart;
 mod scheduling;
 mod spec_validation;

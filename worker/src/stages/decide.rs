@@ -5,7 +5,7 @@
 use scop_core::plan::Plan;
 
 use super::context::StageContext;
-use super::error::{Result, io};
+use super::error::Result;
 use super::knockoff::read_last_statistics;
 use super::weights;
 
@@ -15,6 +15,6 @@ pub fn run(ctx: &StageContext<'_>) -> Result<Plan> {
     let desc = weights::dense_desc(ctx.spec)?;
     let plan = Plan::decide(&desc, &stats.scores(), &ctx.spec.prune, ctx.input_size() as u32)?;
     let path = ctx.layout.plan();
-    std::fs::write(&path, plan.to_json()).map_err(io(&path))?;
+    super::error::write_atomic(&path, plan.to_json().as_bytes())?;
     Ok(plan)
 }
