@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use scop_core::stage::Stage;
 use scop_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 
@@ -19,16 +20,21 @@ pub fn state_name(state: pb::JobState) -> &'static str {
     }
 }
 
-/// The name of a stage; `None` for no stage.
-pub fn stage_name(stage: pb::Stage) -> Option<&'static str> {
+/// The domain stage of a `scop.v1.Stage`; `None` for no stage.
+pub fn stage_of(stage: pb::Stage) -> Option<Stage> {
     match stage {
         pb::Stage::Unspecified => None,
-        pb::Stage::Pretrain => Some("pretrain"),
-        pb::Stage::Knockoff => Some("knockoff"),
-        pb::Stage::Decide => Some("decide"),
-        pb::Stage::Finetune => Some("finetune"),
-        pb::Stage::Export => Some("export"),
+        pb::Stage::Pretrain => Some(Stage::Pretrain),
+        pb::Stage::Knockoff => Some(Stage::Knockoff),
+        pb::Stage::Decide => Some(Stage::Decide),
+        pb::Stage::Finetune => Some(Stage::Finetune),
+        pb::Stage::Export => Some(Stage::Export),
     }
+}
+
+/// The name of a stage; `None` for no stage.
+pub fn stage_name(stage: pb::Stage) -> Option<&'static str> {
+    stage_of(stage).map(Stage::as_str)
 }
 
 /// A job.

@@ -7,10 +7,13 @@ pub mod arch;
 pub mod client_config;
 pub mod durable;
 pub mod error;
+pub mod job_dir;
 pub mod plan;
 pub mod rendezvous;
 pub mod score;
 pub mod spec;
+mod spec_defaults;
+pub mod stage;
 pub mod stats;
 
 pub use error::{Error, Result};

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::score::channel_score;
+
 /// One prunable unit's control coefficients and BN scales, one value per channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UnitStatistics {
@@ -28,8 +30,7 @@ impl ScoreStatistics {
         self.units
             .iter()
             .map(|u| {
-                let scores =
-                    u.gamma_abs.iter().zip(&u.beta).map(|(g, b)| g.abs() * (2.0 * b - 1.0)).collect();
+                let scores = u.gamma_abs.iter().zip(&u.beta).map(|(&g, &b)| channel_score(g, b)).collect();
                 (u.unit.clone(), scores)
             })
             .collect()

@@ -24,10 +24,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::models::{Error, ResNet, Result, TorchContext, is_kfscale, load_strict};
 
-pub const WEIGHTS_FILE: &str = "model.safetensors";
-pub const ARCH_FILE: &str = "arch.json";
-pub const TORCHSCRIPT_FILE: &str = "model.pt";
-pub const CARD_FILE: &str = "model-card.json";
+pub use scop_core::job_dir::{ARCH_FILE, CARD_FILE, TORCHSCRIPT_FILE, WEIGHTS_FILE};
 
 /// What a user wants to know about an exported model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

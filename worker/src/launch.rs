@@ -15,9 +15,9 @@ use std::time::Duration;
 use rand::Rng;
 use scop_core::rendezvous::{BackendRendezvous, DEFAULT_TIMEOUT_MS, Rendezvous};
 use scop_core::spec::DeviceKind;
+use scop_core::stage::Stage;
 
 use crate::events::{Event, EventSink};
-use crate::rank::RankStage;
 
 /// Why a launched stage failed.
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +120,7 @@ impl Launcher {
 
     /// Runs `stage` on every rank; relays rank 0's events into `sink`. Returns when
     /// all ranks have succeeded, or fails (after stopping every rank) when one fails.
-    pub fn run_stage(&self, stage: RankStage, sink: &mut dyn EventSink) -> Result<()> {
+    pub fn run_stage(&self, stage: Stage, sink: &mut dyn EventSink) -> Result<()> {
         crate::interrupt::install();
         let records = self.rendezvous()?;
         let (tx, rx) = mpsc::channel::<(usize, Line)>();
@@ -177,25 +177,25 @@ impl Launcher {
             Err(Failure::Rank(rank)) => {
                 let r = &ranks[rank];
                 Err(Error::RankFailed {
-                    stage: stage.name().to_owned(),
+                    stage: stage.as_str().to_owned(),
                     rank,
                     status: r.status.map_or_else(|| "unknown status".to_owned(), describe_status),
                     reason: r.last_error.clone().unwrap_or_else(|| "no message on stderr".to_owned()),
                 })
             }
             Err(Failure::Interrupted) => {
-                Err(Error::Interrupted { stage: stage.name().to_owned(), world: self.world })
+                Err(Error::Interrupted { stage: stage.as_str().to_owned(), world: self.world })
             }
             Ok(()) => Ok(()),
         }
     }
 
-    fn command(&self, stage: RankStage, record: &Rendezvous) -> Command {
+    fn command(&self, stage: Stage, record: &Rendezvous) -> Command {
         let mut cmd = Command::new(&self.program);
         cmd.arg("rank")
             .arg("--spec")
             .arg(&self.spec_file)
-            .args(["--stage", stage.name()])
+            .args(["--stage", stage.as_str()])
             .args(["--rank", &record.rank.to_string()])
             .args(["--world", &record.world.to_string()])
             // The record carries the job token: it goes through stdin, never argv.
@@ -215,7 +215,7 @@ impl Launcher {
     /// Waits for every rank; the first failure (or an interrupt) ends the wait.
     fn supervise(
         &self,
-        stage: RankStage,
+        stage: Stage,
         ranks: &mut [RankProcess],
         rx: &mpsc::Receiver<(usize, Line)>,
         sink: &mut dyn EventSink,
@@ -244,7 +244,7 @@ impl Launcher {
                             for (r, line) in rx.try_iter() {
                                 note(ranks, r, line, sink);
                             }
-                            tracing::debug!(stage = stage.name(), rank, "rank failed");
+                            tracing::debug!(stage = stage.as_str(), rank, "rank failed");
                             return Err(Failure::Rank(rank));
                         }
                     }

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use scop_core::rendezvous::{BackendRendezvous, Rendezvous};
 use scop_core::spec::JobSpec;
+use scop_core::stage::Stage;
 
 use crate::collective;
 use crate::events::{Event, EventSink, JsonLinesStdout};
@@ -18,23 +19,14 @@ use crate::stages::context::device_for;
 use crate::stages::ddp::GroupReplicas;
 use crate::stages::{StageContext, export, finetune, knockoff, pretrain};
 
-/// A stage a rank process can run (decide runs in the launcher or the coordinator).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RankStage {
-    Pretrain,
-    Knockoff,
-    Finetune,
-    Export,
-}
+const DECIDE_ON_A_RANK: &str = "decide runs in the coordinator or `scop-worker run`, not on a rank";
 
-impl RankStage {
-    pub fn name(self) -> &'static str {
-        match self {
-            RankStage::Pretrain => "pretrain",
-            RankStage::Knockoff => "knockoff",
-            RankStage::Finetune => "finetune",
-            RankStage::Export => "export",
-        }
+/// A stage a rank process can run: every stage but decide, which runs where the
+/// plan is decided (the launching process or the coordinator).
+pub fn rank_stage(name: &str) -> Result<Stage, String> {
+    match name.parse::<Stage>()? {
+        Stage::Decide => Err(DECIDE_ON_A_RANK.to_owned()),
+        stage => Ok(stage),
     }
 }
 
@@ -47,8 +39,8 @@ pub struct RankArgs {
     pub spec: PathBuf,
     /// The stage to run: pretrain, knockoff, finetune (reads <output>/plan.json) or
     /// export (rank 0 exports, other ranks only join and leave).
-    #[arg(long, value_enum)]
-    pub stage: RankStage,
+    #[arg(long, value_parser = rank_stage)]
+    pub stage: Stage,
     /// This process's rank, in 0..world; must match the rendezvous record.
     #[arg(long)]
     pub rank: u32,
@@ -186,14 +178,14 @@ pub fn run_rank(args: &RankArgs) -> Result<RankOutcome> {
     let started = Instant::now();
     run_stage(args.stage, &spec, device, &mut replicas, &mut sink, args.resume).map_err(in_stage)?;
     sink.emit(&Event::StageFinished {
-        stage: args.stage.name().to_owned(),
+        stage: args.stage.as_str().to_owned(),
         seconds: started.elapsed().as_secs_f64(),
     });
     let outcome = RankOutcome { fingerprint: replicas.last_fingerprint() };
     if let Some(path) = &args.fingerprint_file {
         let record = serde_json::json!({
             "rank": args.rank,
-            "stage": args.stage.name(),
+            "stage": args.stage.as_str(),
             "fingerprint": outcome.fingerprint.map(|f| format!("{f:016x}")),
         });
         std::fs::write(path, record.to_string()).map_err(|e| in_stage(crate::stages::error::io(path)(e)))?;
@@ -203,7 +195,7 @@ pub fn run_rank(args: &RankArgs) -> Result<RankOutcome> {
 
 /// Runs one stage with the given replicas and sink.
 pub fn run_stage(
-    stage: RankStage,
+    stage: Stage,
     spec: &JobSpec,
     device: tch::Device,
     replicas: &mut dyn crate::stages::parallel::Replicas,
@@ -212,17 +204,20 @@ pub fn run_stage(
 ) -> crate::stages::Result<()> {
     let mut ctx = StageContext::new(spec, device, replicas, sink, resume);
     match stage {
-        RankStage::Pretrain => {
+        Stage::Pretrain => {
             pretrain::run(&mut ctx)?;
         }
-        RankStage::Knockoff => {
+        Stage::Knockoff => {
             knockoff::run(&mut ctx)?;
         }
-        RankStage::Finetune => {
-            let plan = finetune::read_plan(&ctx.layout.plan())?;
+        Stage::Decide => {
+            return Err(crate::stages::Error::Input(DECIDE_ON_A_RANK.to_owned()));
+        }
+        Stage::Finetune => {
+            let plan = ctx.layout.read_plan()?;
             finetune::run(&mut ctx, &plan)?;
         }
-        RankStage::Export => {
+        Stage::Export => {
             if ctx.replicas.rank() == 0 {
                 export::run(&mut ctx)?;
             }

@@ -7,16 +7,17 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use scop_core::spec::JobSpec;
+use scop_core::stage::Stage;
 
 use crate::events::{ConsoleAndJsonl, Event, EventSink, format_duration};
 use crate::launch::Launcher;
 use crate::models::count_params;
-use crate::rank::{RankStage, run_stage};
+use crate::rank::run_stage;
 use crate::report::{ModelFigures, RunSummary};
 use crate::stages::context::device_for;
 use crate::stages::export::StageMetrics;
 use crate::stages::parallel::Single;
-use crate::stages::{Layout, StageContext, decide, weights};
+use crate::stages::{JobDir, StageContext, decide, weights};
 
 /// How to run a job locally.
 #[derive(Debug, Clone, Default)]
@@ -49,13 +50,13 @@ enum Runner {
 }
 
 impl Runner {
-    fn run(&self, stage: RankStage, spec: &JobSpec, resume: bool, sink: &mut dyn EventSink) -> Result<()> {
+    fn run(&self, stage: Stage, spec: &JobSpec, resume: bool, sink: &mut dyn EventSink) -> Result<()> {
         match self {
             Runner::InProcess { device } => {
                 let started = Instant::now();
                 run_stage(stage, spec, *device, &mut Single, sink, resume)?;
                 sink.emit(&Event::StageFinished {
-                    stage: stage.name().to_owned(),
+                    stage: stage.as_str().to_owned(),
                     seconds: started.elapsed().as_secs_f64(),
                 });
                 Ok(())
@@ -78,7 +79,7 @@ pub fn run_job(spec: &JobSpec, options: &RunOptions) -> Result<RunSummary> {
     let world = spec.resources.world_size.max(1) as usize;
     let dir = spec.output.dir.clone();
     std::fs::create_dir_all(&dir).map_err(crate::stages::error::io(&dir))?;
-    let log = dir.join("metrics.jsonl");
+    let log = JobDir::new(&dir).metrics_log();
     let mut sink = ConsoleAndJsonl::new(&log).map_err(crate::stages::error::io(&log))?;
     let runner = if world == 1 {
         // Ctrl-C ends the running stage after a checkpoint, so --resume continues from it.
@@ -101,21 +102,15 @@ pub fn run_job(spec: &JobSpec, options: &RunOptions) -> Result<RunSummary> {
     };
 
     let mut times = Vec::new();
-    let stage = |name: RankStage, sink: &mut dyn EventSink, times: &mut Vec<(String, f64)>| {
+    for &stage in spec.stages().stages() {
         let started = Instant::now();
-        runner.run(name, &spec, options.resume, sink)?;
-        times.push((name.name().to_owned(), started.elapsed().as_secs_f64()));
-        Ok::<(), Error>(())
-    };
-    if spec.pretrain.is_some() {
-        stage(RankStage::Pretrain, &mut sink, &mut times)?;
+        if stage.runs_on_workers() {
+            runner.run(stage, &spec, options.resume, &mut sink)?;
+        } else {
+            decide_plan(&spec, &mut sink)?;
+        }
+        times.push((stage.as_str().to_owned(), started.elapsed().as_secs_f64()));
     }
-    stage(RankStage::Knockoff, &mut sink, &mut times)?;
-    let started = Instant::now();
-    decide_plan(&spec, &mut sink)?;
-    times.push(("decide".to_owned(), started.elapsed().as_secs_f64()));
-    stage(RankStage::Finetune, &mut sink, &mut times)?;
-    stage(RankStage::Export, &mut sink, &mut times)?;
     summarize(&spec, times)
 }
 
@@ -139,7 +134,7 @@ fn write_rank_spec(spec: &JobSpec) -> Result<PathBuf> {
     let mut spec = spec.clone();
     let cwd = std::env::current_dir().map_err(crate::stages::error::io(std::path::Path::new(".")))?;
     spec.resolve_paths(&cwd);
-    let path = spec.output.dir.join("job-spec.json");
+    let path = JobDir::new(&spec.output.dir).rank_spec();
     let text = serde_json::to_string_pretty(&spec).expect("the spec serialises");
     std::fs::write(&path, text).map_err(crate::stages::error::io(&path))?;
     Ok(path)
@@ -147,16 +142,18 @@ fn write_rank_spec(spec: &JobSpec) -> Result<PathBuf> {
 
 /// Builds, writes and prints the summary table from the stages' files.
 fn summarize(spec: &JobSpec, times: Vec<(String, f64)>) -> Result<RunSummary> {
-    let layout = Layout::new(spec.output.dir.clone());
-    let knockoff = StageMetrics::read(&layout.stage_metrics("knockoff"))?;
-    let finetuned = StageMetrics::read(&layout.stage_metrics("finetune"))?;
+    let layout = JobDir::new(spec.output.dir.clone());
+    let knockoff: StageMetrics =
+        layout.read_stage_metrics(Stage::Knockoff).map_err(crate::stages::Error::from)?;
+    let finetuned: StageMetrics =
+        layout.read_stage_metrics(Stage::Finetune).map_err(crate::stages::Error::from)?;
     let dense_desc = weights::dense_desc(spec)?;
     let input = {
         let mut single = Single;
         let mut quiet = crate::events::Recorder::default();
         StageContext::new(spec, tch::Device::Cpu, &mut single, &mut quiet, false).input_size() as u32
     };
-    let pruned_desc = weights::read_arch(&layout.arch("finetune"))?;
+    let pruned_desc = weights::read_arch(&layout.arch(Stage::Finetune))?;
     let (_, dense_vs) = weights::build(&dense_desc, tch::Device::Cpu, 0)?;
     let summary = RunSummary {
         network: spec.model.arch.clone(),
@@ -176,7 +173,7 @@ fn summarize(spec: &JobSpec, times: Vec<(String, f64)>) -> Result<RunSummary> {
         },
         stage_seconds: times,
     };
-    let path = layout.root().join("summary.json");
+    let path = layout.summary();
     std::fs::write(&path, serde_json::to_vec_pretty(&summary).expect("summary serialises"))
         .map_err(crate::stages::error::io(&path))?;
     println!("{}", summary.render());

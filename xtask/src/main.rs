@@ -4,6 +4,7 @@ mod bench;
 mod data;
 mod demo;
 mod deploy;
+mod invariants;
 mod links;
 mod setup;
 mod shell;
@@ -35,6 +36,8 @@ enum Command {
     },
     /// Fail if scopd or scopctl link libtorch (and check that scop-worker does).
     CheckLinks,
+    /// Fail if a stage name or a job-directory file name is written outside scop-core.
+    CheckArchitecture,
     /// Check deploy/ (Dockerfiles, Kubernetes overlays, monitoring) against the repository and the binaries.
     CheckDeploy,
     /// Fetch Fashion-MNIST (Debian's dataset-fashion-mnist) into data/fashion-mnist.
@@ -50,6 +53,7 @@ fn main() {
         Command::Test => test::run(),
         Command::Demo { quick, keep_running } => demo::run(quick, keep_running),
         Command::CheckLinks => links::run(),
+        Command::CheckArchitecture => invariants::run(),
         Command::CheckDeploy => deploy::run(),
         Command::Data => data::fashion_mnist().map(|_| ()),
         Command::Bench { name } => bench::run(&name),

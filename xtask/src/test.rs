@@ -2,13 +2,14 @@
 
 use std::process::Command;
 
-use crate::{data, deploy, links, setup, shell};
+use crate::{data, deploy, invariants, links, setup, shell};
 
 pub fn run() -> anyhow::Result<()> {
     setup::run()?;
     // Tests read the real Fashion-MNIST files (subsets of them).
     data::fashion_mnist()?;
     shell::run(shell::cargo().args(["fmt", "--all", "--check"]))?;
+    invariants::run()?;
     shell::run(shell::cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     // The NCCL backend and the GPU tests cannot run without a GPU, but they must
     // keep compiling: lint them too (only scop-worker and cudarc are checked again).

@@ -4,6 +4,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use scop_core::job_dir::PLAN_FILE;
 use scop_proto::v1 as pb;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
@@ -15,9 +16,6 @@ use crate::shutdown::Shutdown;
 
 /// Largest chunk of a download; well under the public port's message limit.
 pub const CHUNK_BYTES: usize = 1 << 20;
-
-/// The plan the decide stage writes into the job's directory.
-const PLAN_FILE: &str = "plan.json";
 
 /// What `ListArtifacts` shows: the files the stages reported (the export),
 /// with paths relative to the job's directory, plus `plan.json` once written.

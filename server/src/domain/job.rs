@@ -9,93 +9,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// One stage of a job, in running order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    Pretrain,
-    Knockoff,
-    Decide,
-    Finetune,
-    Export,
-}
-
-impl Stage {
-    /// The stage's name as stored and logged.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Pretrain => "pretrain",
-            Stage::Knockoff => "knockoff",
-            Stage::Decide => "decide",
-            Stage::Finetune => "finetune",
-            Stage::Export => "export",
-        }
-    }
-
-    /// The inverse of [`Stage::as_str`].
-    pub fn parse(name: &str) -> Option<Stage> {
-        [Stage::Pretrain, Stage::Knockoff, Stage::Decide, Stage::Finetune, Stage::Export]
-            .into_iter()
-            .find(|s| s.as_str() == name)
-    }
-
-    /// Stages that run on worker ranks; `decide` runs inside the coordinator.
-    pub fn runs_on_workers(self) -> bool {
-        self != Stage::Decide
-    }
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The stages one job runs, decided from its spec at submission.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StagePlan(Vec<Stage>);
-
-impl StagePlan {
-    /// `pretrain` only when the spec asks for it; the other four always.
-    pub fn for_spec(spec: &scop_core::spec::JobSpec) -> Self {
-        let mut stages = Vec::with_capacity(5);
-        if spec.pretrain.is_some() {
-            stages.push(Stage::Pretrain);
-        }
-        stages.extend([Stage::Knockoff, Stage::Decide, Stage::Finetune, Stage::Export]);
-        StagePlan(stages)
-    }
-
-    pub fn stages(&self) -> &[Stage] {
-        &self.0
-    }
-
-    pub fn first(&self) -> Stage {
-        self.0[0]
-    }
-
-    pub fn last(&self) -> Stage {
-        self.0[self.0.len() - 1]
-    }
-
-    /// The stage after `stage`, or `None` after the last one.
-    pub fn next(&self, stage: Stage) -> Option<Stage> {
-        let at = self.0.iter().position(|s| *s == stage)?;
-        self.0.get(at + 1).copied()
-    }
-
-    /// Stored form: the names joined by commas.
-    pub fn to_stored(&self) -> String {
-        let names: Vec<&str> = self.0.iter().map(|s| s.as_str()).collect();
-        names.join(",")
-    }
-
-    /// Parses [`StagePlan::to_stored`]; `None` for anything else.
-    pub fn from_stored(text: &str) -> Option<Self> {
-        let stages: Option<Vec<Stage>> = text.split(',').map(Stage::parse).collect();
-        stages.filter(|s| !s.is_empty()).map(StagePlan)
-    }
-}
+pub use scop_core::stage::{Stage, StagePlan};
 
 /// Where a job is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,12 +147,12 @@ mod tests {
     use super::*;
 
     fn plan(pretrain: bool) -> StagePlan {
-        let mut stages = vec![];
-        if pretrain {
-            stages.push(Stage::Pretrain);
-        }
-        stages.extend([Stage::Knockoff, Stage::Decide, Stage::Finetune, Stage::Export]);
-        StagePlan(stages)
+        let stored = if pretrain {
+            "pretrain,knockoff,decide,finetune,export"
+        } else {
+            "knockoff,decide,finetune,export"
+        };
+        StagePlan::from_stored(stored).unwrap()
     }
 
     fn check(from: JobState, to: JobState, pretrain: bool, allowed: bool) {

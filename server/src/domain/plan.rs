@@ -6,23 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 /// β and |γ| of one unit at one knockoff epoch, as rank 0 sent them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UnitStatistics {
-    pub unit: String,
-    pub beta: Vec<f32>,
-    pub gamma_abs: Vec<f32>,
-}
-
-impl UnitStatistics {
-    /// The SCOP score per channel: `|γ| · (2β − 1)`.
-    pub fn scores(&self) -> Vec<f64> {
-        self.beta
-            .iter()
-            .zip(&self.gamma_abs)
-            .map(|(b, g)| f64::from(*g) * (2.0 * f64::from(*b) - 1.0))
-            .collect()
-    }
-}
+pub use scop_core::stats::UnitStatistics;
 
 /// The decided plan of one job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,13 +89,6 @@ fn median(values: &[f64]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scores_follow_the_scop_formula() {
-        let stats =
-            UnitStatistics { unit: "u".into(), beta: vec![0.5, 1.0, 0.0], gamma_abs: vec![2.0, 0.5, 1.0] };
-        assert_eq!(stats.scores(), vec![0.0, 0.5, -1.0]);
-    }
 
     #[test]
     fn summary_separates_kept_from_pruned() {

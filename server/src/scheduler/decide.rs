@@ -4,24 +4,13 @@
 use std::path::Path;
 
 use scop_core::arch::ArchDesc;
+use scop_core::job_dir::JobDir;
 use scop_core::plan::Plan as CorePlan;
-use scop_core::spec::{DataFormat, JobSpec};
-use scop_core::stats::{ScoreStatistics, UnitStatistics as CoreUnit};
+use scop_core::spec::JobSpec;
+use scop_core::stats::ScoreStatistics;
 
 use crate::domain::{Attempt, Plan, PlanUnit, ScoreSummary, UnitStatistics};
 use crate::error::{Error, Result};
-
-/// Input side FLOPs are counted at, as the worker's stages use it: the spec's
-/// `model.input_size`, else 32 for the CIFAR ResNets and 224 otherwise.
-pub fn input_size(spec: &JobSpec) -> u32 {
-    let cifar = matches!(spec.model.arch.as_str(), "resnet20" | "resnet32" | "resnet56" | "resnet110");
-    spec.model.input_size.unwrap_or(if cifar { 32 } else { 224 })
-}
-
-/// Input channels: the spec's `model.in_channels`, else 1 for IDX data and 3 otherwise.
-pub fn in_channels(spec: &JobSpec) -> u32 {
-    spec.model.in_channels.unwrap_or(if spec.data.format == DataFormat::Idx { 1 } else { 3 })
-}
 
 /// Decides the plan of `job_id` from the statistics of knockoff epoch `epoch`.
 /// Returns the core plan (what `plan.json` holds) and the inspectable record.
@@ -32,20 +21,14 @@ pub fn decide(
     units: Vec<UnitStatistics>,
     now_ms: i64,
 ) -> Result<(CorePlan, Plan)> {
-    let stats = ScoreStatistics {
-        epoch,
-        units: units
-            .into_iter()
-            .map(|u| CoreUnit { unit: u.unit, beta: u.beta, gamma_abs: u.gamma_abs })
-            .collect(),
-    };
+    let stats = ScoreStatistics { epoch, units };
     if let Some(problem) = stats.check() {
         return Err(Error::Decide(format!("score statistics of epoch {epoch}: {problem}")));
     }
     let scores = stats.scores();
-    let desc = ArchDesc::new(&spec.model.arch, spec.model.num_classes, in_channels(spec))
+    let desc = ArchDesc::new(&spec.model.arch, spec.model.num_classes, spec.in_channels())
         .map_err(|e| Error::Decide(format!("model: {e}")))?;
-    let plan = CorePlan::decide(&desc, &scores, &spec.prune, input_size(spec))
+    let plan = CorePlan::decide(&desc, &scores, &spec.prune, spec.input_size())
         .map_err(|e| Error::Decide(e.to_string()))?;
     let units = plan
         .units
@@ -77,13 +60,13 @@ pub fn decide(
     Ok((plan, record))
 }
 
-/// Writes `plan.json` where the finetune stage reads it, `<output>/plan.json`,
-/// atomically and durably: finetune never reads half a plan.
+/// Writes the plan where the finetune stage reads it ([`JobDir::plan`]), atomically
+/// and durably: finetune never reads half a plan.
 pub fn write_plan(output: &Path, plan: &CorePlan) -> Result<()> {
-    std::fs::create_dir_all(output)
-        .map_err(|source| Error::Io { path: output.display().to_string(), source })?;
-    scop_core::durable::write_atomic(&output.join("plan.json"), plan.to_json().as_bytes())
-        .map_err(|e| Error::Io { path: e.path.display().to_string(), source: e.source })
+    JobDir::new(output).write_plan(plan).map_err(|e| match e {
+        scop_core::Error::Io { path, source } => Error::Io { path, source },
+        other => Error::Decide(other.to_string()),
+    })
 }
 
 /// The knockoff attempt whose statistics `decide` may use, and the checks on
@@ -141,15 +124,11 @@ mod tests {
     #[test]
     fn decides_the_same_plan_as_core_and_writes_it() {
         let spec = JobSpec::from_yaml(SPEC).unwrap();
-        assert_eq!((in_channels(&spec), input_size(&spec)), (1, 32));
+        assert_eq!((spec.in_channels(), spec.input_size()), (1, 32));
         let desc = ArchDesc::new("resnet20", 10, 1).unwrap();
         let units = statistics(&desc);
         let (plan, record) = decide("j1", &spec, 3, units.clone(), 7).unwrap();
-        let core_units = units
-            .into_iter()
-            .map(|u| CoreUnit { unit: u.unit, beta: u.beta, gamma_abs: u.gamma_abs })
-            .collect();
-        let scores = ScoreStatistics { epoch: 3, units: core_units }.scores();
+        let scores = ScoreStatistics { epoch: 3, units }.scores();
         assert_eq!(plan, CorePlan::decide(&desc, &scores, &spec.prune, 32).unwrap());
         assert_eq!(record.statistics_epoch, 3);
         assert_eq!(record.units.len(), plan.units.len());
@@ -159,8 +138,7 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         write_plan(&dir.path().join("job"), &plan).unwrap();
-        let text = std::fs::read_to_string(dir.path().join("job/plan.json")).unwrap();
-        assert_eq!(serde_json::from_str::<CorePlan>(&text).unwrap(), plan);
+        assert_eq!(JobDir::new(dir.path().join("job")).read_plan().unwrap(), plan);
     }
 
     #[test]

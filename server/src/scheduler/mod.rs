@@ -19,6 +19,7 @@ pub mod wake;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
+use scop_core::job_dir::JobDir;
 use scop_core::spec::{DeviceKind, JobSpec};
 use scop_proto::v1 as pb;
 use tokio::sync::mpsc;
@@ -251,7 +252,7 @@ impl Scheduler {
             .map_err(|source| Error::Io { path: "/dev/urandom".into(), source })?;
         let output = self.artifacts.job_dir(&job.id);
         let plan_json = if attempt.stage >= Stage::Finetune {
-            std::fs::read_to_string(output.join("plan.json")).unwrap_or_default()
+            std::fs::read_to_string(JobDir::new(&output).plan()).unwrap_or_default()
         } else {
             String::new()
         };

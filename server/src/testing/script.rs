@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use scop_core::job_dir::{ARCH_FILE, CARD_FILE, JobDir, TORCHSCRIPT_FILE, WEIGHTS_FILE};
+use scop_core::stage::Stage;
 use scop_proto::v1 as pb;
 
 use super::{FakeWorker, statistics};
@@ -99,7 +101,7 @@ fn evaluation(stage: pb::Stage, epoch: u32) -> pb::TaskEvaluated {
 /// Writes small stand-ins for the export's files into `<job_dir>/export` and
 /// returns the finish report a real export rank sends.
 fn write_export(job_dir: &Path) -> pb::TaskFinished {
-    let dir = job_dir.join("export");
+    let dir = JobDir::new(job_dir).export_dir();
     std::fs::create_dir_all(&dir).unwrap();
     let metrics: Vec<(&str, f64)> = vec![
         ("top1_dense", TOP1_DENSE),
@@ -117,17 +119,17 @@ fn write_export(job_dir: &Path) -> pb::TaskFinished {
     let card: serde_json::Map<String, serde_json::Value> =
         metrics.iter().map(|(k, v)| ((*k).to_owned(), serde_json::json!(v))).collect();
     let files: [(&str, &str, Vec<u8>); 4] = [
-        ("model.pt", "torchscript", vec![7; 3 << 19]),
-        ("model.safetensors", "safetensors", vec![1; 1000]),
-        ("arch.json", "arch", b"{\"arch\":\"resnet20\"}".to_vec()),
-        ("model-card.json", "model_card", serde_json::to_vec_pretty(&card).unwrap()),
+        (TORCHSCRIPT_FILE, "torchscript", vec![7; 3 << 19]),
+        (WEIGHTS_FILE, "safetensors", vec![1; 1000]),
+        (ARCH_FILE, "arch", b"{\"arch\":\"resnet20\"}".to_vec()),
+        (CARD_FILE, "model_card", serde_json::to_vec_pretty(&card).unwrap()),
     ];
     let mut artifacts = Vec::new();
     for (name, kind, bytes) in files {
         std::fs::write(dir.join(name), &bytes).unwrap();
         artifacts.push(pb::Artifact {
             kind: kind.into(),
-            path: format!("export/{name}"),
+            path: format!("{}/{name}", Stage::Export),
             size_bytes: bytes.len() as u64,
             stage: pb::Stage::Unspecified as i32,
         });

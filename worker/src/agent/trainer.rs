@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use scop_core::job_dir::JobDir;
+use scop_core::stage::Stage;
 use scop_proto::v1 as pb;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
@@ -38,14 +40,14 @@ pub struct RankLaunch {
     pub threads: u32,
 }
 
-/// The CLI name of a stage.
-pub fn stage_name(stage: pb::Stage) -> Option<&'static str> {
+/// The domain stage of a `scop.v1.Stage`; `None` for none.
+pub fn stage_of(stage: pb::Stage) -> Option<Stage> {
     match stage {
-        pb::Stage::Pretrain => Some("pretrain"),
-        pb::Stage::Knockoff => Some("knockoff"),
-        pb::Stage::Decide => Some("decide"),
-        pb::Stage::Finetune => Some("finetune"),
-        pb::Stage::Export => Some("export"),
+        pb::Stage::Pretrain => Some(Stage::Pretrain),
+        pb::Stage::Knockoff => Some(Stage::Knockoff),
+        pb::Stage::Decide => Some(Stage::Decide),
+        pb::Stage::Finetune => Some(Stage::Finetune),
+        pb::Stage::Export => Some(Stage::Export),
         pb::Stage::Unspecified => None,
     }
 }
@@ -59,13 +61,13 @@ pub fn command_line(
     rendezvous_path: &Path,
 ) -> Result<Vec<String>, String> {
     let task = &launch.task;
-    let stage = stage_name(task.stage()).ok_or_else(|| format!("task {}: no stage", task.task_id))?;
+    let stage = stage_of(task.stage()).ok_or_else(|| format!("task {}: no stage", task.task_id))?;
     let mut args = vec![
         "rank".to_owned(),
         "--spec".into(),
         spec_path.display().to_string(),
         "--stage".into(),
-        stage.into(),
+        stage.as_str().into(),
         "--rank".into(),
         task.rank.to_string(),
         "--world".into(),
@@ -175,7 +177,7 @@ where
     let stderr = stderr_task.await.unwrap_or_default();
     if status.success() {
         let export = (launch.task.stage() == pb::Stage::Export)
-            .then(|| Path::new(&launch.task.checkpoint_dir).join("export"));
+            .then(|| JobDir::new(&launch.task.checkpoint_dir).export_dir());
         Ok(relay.finished(export.as_deref()))
     } else {
         let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();

@@ -5,15 +5,15 @@ use scop_core::spec::{DeviceKind, JobSpec};
 use tch::Device;
 
 use super::error::{Error, Result};
-use super::layout::Layout;
 use super::parallel::Replicas;
 use crate::data::{Dataset, Loader, LoaderConfig, ModelInput, Shard, Split};
 use crate::events::EventSink;
+use scop_core::job_dir::JobDir;
 
 /// The environment of one stage on one rank.
 pub struct StageContext<'a> {
     pub spec: &'a JobSpec,
-    pub layout: Layout,
+    pub layout: JobDir,
     pub device: Device,
     pub replicas: &'a mut dyn Replicas,
     pub sink: &'a mut dyn EventSink,
@@ -29,15 +29,12 @@ impl<'a> StageContext<'a> {
         sink: &'a mut dyn EventSink,
         resume: bool,
     ) -> Self {
-        Self { layout: Layout::new(spec.output.dir.clone()), spec, device, replicas, sink, resume }
+        Self { layout: JobDir::new(spec.output.dir.clone()), spec, device, replicas, sink, resume }
     }
 
     /// The side of the square input the model sees: the spec's, or the family default.
     pub fn input_size(&self) -> usize {
-        let cifar =
-            matches!(self.spec.model.arch.as_str(), "resnet20" | "resnet32" | "resnet56" | "resnet110");
-        let default = if cifar { 32 } else { 224 };
-        self.spec.model.input_size.map_or(default, |s| s as usize)
+        self.spec.input_size() as usize
     }
 
     /// Switches `model` (with its VarStore `vs`) to the memory layout the spec's

@@ -6,15 +6,13 @@ use scop_core::plan::Plan;
 
 use super::context::StageContext;
 use super::error::Result;
-use super::knockoff::read_last_statistics;
 use super::weights;
 
 /// Decides the plan from the last knockoff epoch's statistics and writes `plan.json`.
 pub fn run(ctx: &StageContext<'_>) -> Result<Plan> {
-    let stats = read_last_statistics(&ctx.layout.statistics())?;
+    let stats = ctx.layout.read_last_statistics()?;
     let desc = weights::dense_desc(ctx.spec)?;
     let plan = Plan::decide(&desc, &stats.scores(), &ctx.spec.prune, ctx.input_size() as u32)?;
-    let path = ctx.layout.plan();
-    super::error::write_atomic(&path, plan.to_json().as_bytes())?;
+    ctx.layout.write_plan(&plan)?;
     Ok(plan)
 }

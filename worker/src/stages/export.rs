@@ -4,11 +4,11 @@
 
 use std::path::PathBuf;
 
+use scop_core::stage::Stage;
 use serde::{Deserialize, Serialize};
 
 use super::context::StageContext;
 use super::error::{Result, io};
-use super::finetune::read_plan;
 use super::weights;
 use crate::data::{Dataset, ModelInput, Split};
 use crate::export::{ExportPaths, ModelCard, export};
@@ -30,12 +30,6 @@ impl StageMetrics {
         }
         super::error::write_atomic(path, &serde_json::to_vec_pretty(self).expect("metrics serialise"))
     }
-
-    pub fn read(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(io(path))?;
-        serde_json::from_str(&text)
-            .map_err(|e| super::Error::Input(format!("{}: not stage metrics: {e}", path.display())))
-    }
 }
 
 /// Where the export went.
@@ -48,15 +42,15 @@ pub struct ExportReport {
 /// Exports `finetune/`'s network into `export/` and completes its model card.
 pub fn run(ctx: &mut StageContext<'_>) -> Result<ExportReport> {
     let layout = ctx.layout.clone();
-    let desc = weights::read_arch(&layout.arch("finetune"))?;
-    let (model, vs) = weights::load(&desc, &layout.model("finetune"), tch::Device::Cpu)?;
-    let plan = read_plan(&layout.plan())?;
+    let desc = weights::read_arch(&layout.arch(Stage::Finetune))?;
+    let (model, vs) = weights::load(&desc, &layout.model(Stage::Finetune), tch::Device::Cpu)?;
+    let plan = layout.read_plan()?;
     let input_size = ctx.input_size() as u32;
     let dir = layout.export_dir();
     let paths = export(&dir, &model, &vs, Some(&plan), input_size)?;
 
-    let knockoff = StageMetrics::read(&layout.stage_metrics("knockoff"))?;
-    let finetune = StageMetrics::read(&layout.stage_metrics("finetune"))?;
+    let knockoff: StageMetrics = layout.read_stage_metrics(Stage::Knockoff)?;
+    let finetune: StageMetrics = layout.read_stage_metrics(Stage::Finetune)?;
     let mut card = ModelCard::read(&paths.card)?;
     for (key, value) in [
         ("top1_dense", knockoff.before.top1),

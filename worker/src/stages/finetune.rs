@@ -3,9 +3,10 @@
 //! weight of the smaller network.
 
 use scop_core::plan::Plan;
+use scop_core::stage::Stage;
 
 use super::context::StageContext;
-use super::error::{Result, io};
+use super::error::Result;
 use super::export::StageMetrics;
 use super::supervised::{Supervised, apply_amp};
 use super::trainer::{LoopConfig, evaluate, run_epochs, sync_bn_statistics, to_device};
@@ -16,7 +17,7 @@ use crate::models::ResNet;
 use crate::prune::apply_plan;
 use crate::train::metrics::Summary;
 
-const STAGE: &str = "finetune";
+const STAGE: &str = Stage::Finetune.as_str();
 
 /// What finetuning measured.
 #[derive(Debug, Clone, Copy)]
@@ -26,18 +27,12 @@ pub struct FinetuneReport {
     pub after: Summary,
 }
 
-/// Reads the plan a decide step wrote.
-pub fn read_plan(path: &std::path::Path) -> Result<Plan> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    Ok(Plan::from_json(&text, &path.display().to_string())?)
-}
-
 /// Prunes the knockoff stage's weights by `plan` and finetunes them; leaves the
 /// result in `finetune/model.safetensors` with its (pruned) `arch.json`.
 pub fn run(ctx: &mut StageContext<'_>, plan: &Plan) -> Result<FinetuneReport> {
     let spec = ctx.spec.finetune.clone();
     let desc = weights::dense_desc(ctx.spec)?;
-    let (dense, dense_vs) = weights::load(&desc, &ctx.layout.model("knockoff"), ctx.device)?;
+    let (dense, dense_vs) = weights::load(&desc, &ctx.layout.model(Stage::Knockoff), ctx.device)?;
     let (mut model, vs) = apply_plan(&dense, &dense_vs, plan)?;
     drop((dense, dense_vs));
     ctx.set_memory_format(&mut model, &vs)?;

@@ -10,6 +10,7 @@
 use std::io::Write;
 
 use scop_core::spec::{KnockoffLoss, KnockoffSpec, Schedule};
+use scop_core::stage::Stage;
 use scop_core::stats::{ScoreStatistics, UnitStatistics};
 use tch::Tensor;
 use tch::nn::VarStore;
@@ -27,7 +28,7 @@ use crate::train::metrics::Summary;
 use crate::train::optim::{Optimizer, Rule};
 use crate::train::schedule::LrSchedule;
 
-const STAGE: &str = "knockoff";
+const STAGE: &str = Stage::Knockoff.as_str();
 
 /// What the knockoff stage measured.
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +45,7 @@ pub struct KnockoffReport {
 pub fn run(ctx: &mut StageContext<'_>) -> Result<KnockoffReport> {
     let desc = weights::dense_desc(ctx.spec)?;
     let source = if ctx.spec.pretrain.is_some() {
-        ctx.layout.model("pretrain")
+        ctx.layout.model(Stage::Pretrain)
     } else if let Some(path) = &ctx.spec.model.init_from {
         path.clone()
     } else {
@@ -197,16 +198,4 @@ pub fn statistics(model: &ResNet, epoch: u32) -> Result<ScoreStatistics> {
 }
 
 /// The last line of `statistics.jsonl`: the statistics the plan is decided from.
-pub fn read_last_statistics(path: &std::path::Path) -> Result<ScoreStatistics> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let last = text.lines().rev().find(|l| !l.trim().is_empty()).ok_or_else(|| {
-        super::Error::Input(format!("{}: no score statistics (did the knockoff stage run?)", path.display()))
-    })?;
-    let stats: ScoreStatistics = serde_json::from_str(last).map_err(|e| {
-        super::Error::Input(format!("{}: last line is not score statistics: {e}", path.display()))
-    })?;
-    if let Some(problem) = stats.check() {
-        return Err(super::Error::Input(format!("{}: {problem}", path.display())));
-    }
-    Ok(stats)
-}
+pub use scop_core::job_dir::read_last_statistics;

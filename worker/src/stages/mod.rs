@@ -2,7 +2,7 @@
 //! (model state, metrics): pretrain, knockoff, decide, finetune, export.
 //!
 //! Stages hand state to each other only through files in the job's output
-//! directory ([`layout`]), so each can run in its own process.
+//! directory ([`JobDir`], from `scop-core`), so each can run in its own process.
 
 pub mod context;
 pub mod ddp;
@@ -12,7 +12,6 @@ pub mod export;
 pub mod finetune;
 pub mod knockoff;
 pub mod knockoff_source;
-pub mod layout;
 pub mod parallel;
 pub mod pretrain;
 pub mod step_bench;
@@ -22,4 +21,4 @@ pub mod weights;
 
 pub use context::StageContext;
 pub use error::{Error, Result};
-pub use layout::Layout;
+pub use scop_core::job_dir::JobDir;

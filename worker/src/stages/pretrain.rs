@@ -1,6 +1,8 @@
 //! The optional pretrain stage: ordinary training of the dense network from
 //! scratch (or from `model.init_from`), so a job can start without a checkpoint.
 
+use scop_core::stage::Stage;
+
 use super::context::StageContext;
 use super::error::{Error, Result};
 use super::supervised::{Supervised, apply_amp};
@@ -8,7 +10,7 @@ use super::trainer::{LoopConfig, run_epochs};
 use super::weights;
 use crate::train::metrics::Summary;
 
-const STAGE: &str = "pretrain";
+const STAGE: &str = Stage::Pretrain.as_str();
 
 /// Trains the dense model and leaves it in `pretrain/model.safetensors`.
 pub fn run(ctx: &mut StageContext<'_>) -> Result<Summary> {

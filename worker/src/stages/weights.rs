@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use scop_core::arch::ArchDesc;
-use scop_core::spec::{DataFormat, JobSpec};
+use scop_core::spec::JobSpec;
 use tch::Device;
 use tch::nn::VarStore;
 
@@ -14,11 +14,7 @@ use crate::models::{ResNet, is_kfscale, load_strict};
 
 /// The dense architecture the spec describes.
 pub fn dense_desc(spec: &JobSpec) -> Result<ArchDesc> {
-    let in_channels = spec.model.in_channels.unwrap_or(match spec.data.format {
-        DataFormat::Idx => 1,
-        DataFormat::Cifar10 | DataFormat::ImageFolder => 3,
-    });
-    Ok(ArchDesc::new(&spec.model.arch, spec.model.num_classes, in_channels)?)
+    Ok(ArchDesc::new(&spec.model.arch, spec.model.num_classes, spec.in_channels())?)
 }
 
 /// A freshly initialised model of `desc` on `device`, seeded.

@@ -1,0 +1,174 @@
+//! The stages of a job and the order a spec implies:
+//! `pretrain? → knockoff → decide → finetune → export`.
+//!
+//! The one place stage names are written. The coordinator stores and schedules
+//! [`Stage`]s, the worker runs them and names their directories after them, and
+//! `scopctl` prints them; each converts to and from `scop.v1.Stage` at its edge.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::JobSpec;
+
+/// One stage of a job, in running order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Pretrain,
+    Knockoff,
+    Decide,
+    Finetune,
+    Export,
+}
+
+impl Stage {
+    /// Every stage, in running order.
+    pub const ALL: [Stage; 5] =
+        [Stage::Pretrain, Stage::Knockoff, Stage::Decide, Stage::Finetune, Stage::Export];
+
+    /// The stage's name as stored, logged, printed and used for its directory.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Stage::Pretrain => "pretrain",
+            Stage::Knockoff => "knockoff",
+            Stage::Decide => "decide",
+            Stage::Finetune => "finetune",
+            Stage::Export => "export",
+        }
+    }
+
+    /// The inverse of [`Stage::as_str`].
+    pub fn parse(name: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Stages that run on worker ranks; `decide` runs where the plan is decided
+    /// (inside the coordinator, or in `scop-worker run`'s own process).
+    pub fn runs_on_workers(self) -> bool {
+        self != Stage::Decide
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stage names its directory in the job directory; [`crate::job_dir::JobDir`]
+/// takes a `Stage` or its name.
+impl AsRef<str> for Stage {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::str::FromStr for Stage {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Stage::parse(name).ok_or_else(|| {
+            let names: Vec<&str> = Stage::ALL.iter().map(|s| s.as_str()).collect();
+            format!("unknown stage {name:?}; expected one of {}", names.join(", "))
+        })
+    }
+}
+
+/// The stages one job runs, decided from its spec: a line today, each stage
+/// depending on the one before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagePlan(Vec<Stage>);
+
+impl StagePlan {
+    /// `pretrain` only when the spec asks for it; the other four always.
+    pub fn for_spec(spec: &JobSpec) -> Self {
+        let mut stages = Vec::with_capacity(5);
+        if spec.pretrain.is_some() {
+            stages.push(Stage::Pretrain);
+        }
+        stages.extend([Stage::Knockoff, Stage::Decide, Stage::Finetune, Stage::Export]);
+        StagePlan(stages)
+    }
+
+    pub fn stages(&self) -> &[Stage] {
+        &self.0
+    }
+
+    pub fn first(&self) -> Stage {
+        self.0[0]
+    }
+
+    pub fn last(&self) -> Stage {
+        self.0[self.0.len() - 1]
+    }
+
+    /// The stage after `stage`, or `None` after the last one.
+    pub fn next(&self, stage: Stage) -> Option<Stage> {
+        let at = self.0.iter().position(|s| *s == stage)?;
+        self.0.get(at + 1).copied()
+    }
+
+    /// The stage whose output `stage` starts from: the one before it in the line.
+    pub fn previous(&self, stage: Stage) -> Option<Stage> {
+        let at = self.0.iter().position(|s| *s == stage)?;
+        at.checked_sub(1).map(|i| self.0[i])
+    }
+
+    /// Stored form: the names joined by commas.
+    pub fn to_stored(&self) -> String {
+        let names: Vec<&str> = self.0.iter().map(|s| s.as_str()).collect();
+        names.join(",")
+    }
+
+    /// Parses [`StagePlan::to_stored`]; `None` for anything else.
+    pub fn from_stored(text: &str) -> Option<Self> {
+        let stages: Option<Vec<Stage>> = text.split(',').map(Stage::parse).collect();
+        stages.filter(|s| !s.is_empty()).map(StagePlan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(pretrain: bool) -> JobSpec {
+        let pretrain = if pretrain { "pretrain: {epochs: 1, batch_size: 8}\n" } else { "" };
+        JobSpec::from_yaml(&format!(
+            "model: {{arch: resnet20, num_classes: 10}}\n\
+             data: {{format: idx, root: data}}\n{pretrain}\
+             knockoff: {{epochs: 1, batch_size: 8}}\n\
+             prune: {{rate: 0.5}}\n\
+             finetune: {{epochs: 1, batch_size: 8}}\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_listed() {
+        for stage in Stage::ALL {
+            assert_eq!(Stage::parse(stage.as_str()), Some(stage));
+            assert_eq!(stage.as_str().parse::<Stage>(), Ok(stage));
+        }
+        assert_eq!(
+            "prune".parse::<Stage>().unwrap_err(),
+            "unknown stage \"prune\"; expected one of pretrain, knockoff, decide, finetune, export"
+        );
+        assert!(!Stage::Decide.runs_on_workers() && Stage::Export.runs_on_workers());
+    }
+
+    #[test]
+    fn the_spec_decides_whether_pretrain_runs() {
+        let with = StagePlan::for_spec(&spec(true));
+        assert_eq!(with.to_stored(), "pretrain,knockoff,decide,finetune,export");
+        assert_eq!((with.first(), with.last()), (Stage::Pretrain, Stage::Export));
+        let without = StagePlan::for_spec(&spec(false));
+        assert_eq!(without.stages(), &Stage::ALL[1..]);
+        assert_eq!(without.next(Stage::Decide), Some(Stage::Finetune));
+        assert_eq!(without.next(Stage::Export), None);
+        assert_eq!(without.previous(Stage::Knockoff), None);
+        assert_eq!(with.previous(Stage::Knockoff), Some(Stage::Pretrain));
+        assert_eq!(StagePlan::from_stored(&with.to_stored()), Some(with));
+        assert_eq!(StagePlan::from_stored("knockoff,bogus"), None);
+    }
+}

@@ -1,0 +1,147 @@
+//! `cargo xtask check-architecture`: the invariants of ARCHITECTURE.md that a
+//! text scan can prove.
+//!
+//! - Stage names and job-directory file names are written only in `scop-core`
+//!   (`stage.rs`, `job_dir.rs`); everyone else uses `Stage` and `JobDir`.
+//!
+//! Only library and binary code is scanned: a file's `#[cfg(test)]` module (by
+//! convention its last item), `tests/` and `benches/` may spell names out, since
+//! there they are the expected values.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+/// The stage names, as `scop_core::stage::Stage::as_str` writes them.
+const STAGE_NAMES: [&str; 5] = ["pretrain", "knockoff", "decide", "finetune", "export"];
+
+/// The file names of a job's directory, as `scop_core::job_dir` writes them.
+const JOB_DIR_FILES: [&str; 11] = [
+    "metrics.jsonl",
+    "plan.json",
+    "statistics.jsonl",
+    "metrics.json",
+    "model.safetensors",
+    "arch.json",
+    "model.pt",
+    "model-card.json",
+    "checkpoints",
+    "summary.json",
+    "job-spec.json",
+];
+
+/// The crates that must take the vocabulary from `scop-core` (which writes it,
+/// and whose spec validation names the `pretrain` and `finetune` sections).
+const CRATES: [&str; 3] = ["server", "worker", "client"];
+
+pub fn run() -> anyhow::Result<()> {
+    let root = workspace_root();
+    let mut problems = Vec::new();
+    for krate in CRATES {
+        for file in rust_files(&root.join(krate).join("src"))? {
+            let relative = file.strip_prefix(&root).unwrap_or(&file).to_string_lossy().replace('\\', "/");
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            problems.extend(check_file(&relative, &text));
+        }
+    }
+    if !problems.is_empty() {
+        bail!("architecture check failed ({} findings):\n  {}", problems.len(), problems.join("\n  "));
+    }
+    eprintln!("check-architecture: stage and job-directory file names are written only in core");
+    Ok(())
+}
+
+/// The findings in one file, each as `path:line: what`.
+fn check_file(path: &str, text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with("#[cfg(test)]") {
+            break;
+        }
+        let code = line.split("//").next().unwrap_or("");
+        let at = |what: String| format!("{path}:{}: {what}", index + 1);
+        for literal in string_literals(code) {
+            if STAGE_NAMES.contains(&literal) {
+                found.push(at(format!("stage name \"{literal}\" (use scop_core::stage::Stage)")));
+            }
+            if JOB_DIR_FILES.contains(&literal) {
+                found.push(at(format!("job-directory file name \"{literal}\" (use scop_core::job_dir)")));
+            }
+        }
+    }
+    found
+}
+
+/// The contents of the plain string literals on one line (no raw strings, no escapes).
+fn string_literals(code: &str) -> Vec<&str> {
+    let mut literals = Vec::new();
+    let mut rest = code;
+    while let Some(start) = rest.find('"') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('"') else { break };
+        literals.push(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    literals
+}
+
+fn rust_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(path: &str, text: &str, expected: &[&str]) {
+        assert_eq!(check_file(path, text), expected, "{path}");
+    }
+
+    #[test]
+    fn names_outside_core_are_found_and_tests_are_skipped() {
+        check(
+            "worker/src/run.rs",
+            "let a = dir.join(\"plan.json\");\nlet s = \"knockoff\"; // \"export\" in a comment\n",
+            &[
+                "worker/src/run.rs:1: job-directory file name \"plan.json\" (use scop_core::job_dir)",
+                "worker/src/run.rs:2: stage name \"knockoff\" (use scop_core::stage::Stage)",
+            ],
+        );
+        check(
+            "worker/src/run.rs",
+            "let a = 1;\n#[cfg(test)]\nmod tests { const S: &str = \"export\"; }\n",
+            &[],
+        );
+        check("client/src/x.rs", "format!(\"{}/exported\", \"knock\")\n", &[]);
+    }
+
+    #[test]
+    fn the_lists_match_what_core_writes() {
+        let stage = std::fs::read_to_string(workspace_root().join("core/src/stage.rs")).unwrap();
+        for name in STAGE_NAMES {
+            assert!(stage.contains(&format!("=> \"{name}\"")), "{name} is not a stage name in core");
+        }
+        let job_dir = std::fs::read_to_string(workspace_root().join("core/src/job_dir.rs")).unwrap();
+        for name in JOB_DIR_FILES {
+            assert!(job_dir.contains(&format!(": &str = \"{name}\";")), "{name} is not a constant of JobDir");
+        }
+    }
+}
