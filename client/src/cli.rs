@@ -9,7 +9,9 @@ use scop_proto::v1 as pb;
 use crate::client::{Client, ServerStatus};
 use crate::error::{Error, ExitCode, Result};
 use crate::format::{OutputFormat, bytes, print};
-use crate::records::{ArtifactsRecord, JobRecord, PlanRecord, WorkerRecord, event_json, state_name};
+use crate::records::{
+    ArtifactsRecord, JobRecord, PlanRecord, WhoamiRecord, WorkerRecord, event_json, state_name,
+};
 use crate::settings::{ConnectionFlags, Settings};
 use crate::submit::{SubmitOptions, parse_label};
 use crate::summary::JobSummary;
@@ -126,6 +128,11 @@ pub enum Command {
         #[arg(long, value_name = "FILE", default_value = "report.html")]
         out: PathBuf,
     },
+    /// The user this client's token names, its role and quotas.
+    Whoami {
+        #[arg(short, long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
     /// Print a shell completion script, e.g. `scopctl completion bash > /etc/bash_completion.d/scopctl`.
     Completion {
         #[arg(value_enum)]
@@ -140,6 +147,9 @@ pub enum GetCommand {
         /// Only jobs in this state.
         #[arg(long, value_enum)]
         state: Option<StateFilter>,
+        /// Only the jobs this client's user submitted.
+        #[arg(long)]
+        mine: bool,
         #[arg(short, long, value_enum, default_value_t)]
         output: OutputFormat,
     },
@@ -220,9 +230,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             if watch { watch_job(client, &job.id, output, plain).await } else { Ok(()) }
         }
-        Command::Get(GetCommand::Jobs { state, output }) => {
+        Command::Get(GetCommand::Jobs { state, mine, output }) => {
             let state = state.map_or(pb::JobState::Unspecified, pb::JobState::from);
-            let jobs: Vec<JobRecord> = client.list_jobs(state).await?.iter().map(JobRecord::from).collect();
+            let owner = if mine { Some(client.whoami().await?.user) } else { None };
+            let jobs: Vec<JobRecord> =
+                client.list_jobs(state, owner.as_deref()).await?.iter().map(JobRecord::from).collect();
             print(output, &jobs, || tables::jobs(&jobs))
         }
         Command::Get(GetCommand::Job { id, output }) => {
@@ -273,6 +285,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                     })
                 }
             }
+        }
+        Command::Whoami { output } => {
+            let me = WhoamiRecord::from(&client.whoami().await?);
+            print(output, &me, || tables::whoami(&me))
         }
         Command::Report { id, out } => {
             report::write(&client, &id, &out).await?;

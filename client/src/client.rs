@@ -134,8 +134,9 @@ impl Client {
         self.call(jobs.get_job(pb::GetJobRequest { job_id: job_id.to_owned() })).await
     }
 
-    /// Every job in `state` (any state for `Unspecified`), newest first.
-    pub async fn list_jobs(&self, state: pb::JobState) -> Result<Vec<pb::Job>> {
+    /// Every job in `state` (any state for `Unspecified`), newest first, as
+    /// summaries (no spec); only `owner`'s when given.
+    pub async fn list_jobs(&self, state: pb::JobState, owner: Option<&str>) -> Result<Vec<pb::Job>> {
         let mut all = Vec::new();
         let mut page_token = String::new();
         for _ in 0..MAX_PAGES {
@@ -144,6 +145,7 @@ impl Client {
                 state: state as i32,
                 page_size: 1000,
                 page_token,
+                owner: owner.unwrap_or_default().to_owned(),
                 ..Default::default()
             };
             let page = self.call(jobs.list_jobs(request)).await?;
@@ -154,6 +156,12 @@ impl Client {
             page_token = page.next_page_token;
         }
         Ok(all)
+    }
+
+    /// Who the coordinator takes this client for.
+    pub async fn whoami(&self) -> Result<pb::WhoAmIResponse> {
+        let mut jobs = self.jobs.clone();
+        self.call(jobs.who_am_i(pb::WhoAmIRequest {})).await
     }
 
     pub async fn cancel(&self, job_id: &str) -> Result<pb::Job> {

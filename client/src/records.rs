@@ -55,12 +55,21 @@ pub struct JobRecord {
     pub error: Option<String>,
     pub request_id: Option<String>,
     pub last_sequence: u64,
+    /// The user who submitted it; empty for jobs from before users existed.
+    #[serde(default)]
+    pub owner: String,
+    /// Why a queued job waits, when no registered capacity can hold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_reason: Option<String>,
+    /// Empty in listings (summaries); `get job` has it.
     pub spec_yaml: String,
 }
 
 impl From<&pb::Job> for JobRecord {
     fn from(job: &pb::Job) -> Self {
-        let name = scop_core::spec::JobSpec::from_yaml(&job.spec_yaml).ok().and_then(|s| s.name);
+        let name = Some(job.name.clone())
+            .filter(|n| !n.is_empty())
+            .or_else(|| scop_core::spec::JobSpec::from_yaml(&job.spec_yaml).ok().and_then(|s| s.name));
         JobRecord {
             id: job.id.clone(),
             name,
@@ -74,7 +83,34 @@ impl From<&pb::Job> for JobRecord {
             error: Some(job.error.clone()).filter(|e| !e.is_empty()),
             request_id: Some(job.request_id.clone()).filter(|r| !r.is_empty()),
             last_sequence: job.last_sequence,
+            owner: job.owner.clone(),
+            queued_reason: Some(job.queued_reason.clone()).filter(|r| !r.is_empty()),
             spec_yaml: job.spec_yaml.clone(),
+        }
+    }
+}
+
+/// `scopctl whoami`: the caller and its limits (`None`: unlimited).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WhoamiRecord {
+    pub user: String,
+    pub role: String,
+    pub max_queued_jobs: Option<u32>,
+    pub max_running_jobs: Option<u32>,
+    pub max_rank_slots: Option<u32>,
+    pub max_priority: Option<i32>,
+}
+
+impl From<&pb::WhoAmIResponse> for WhoamiRecord {
+    fn from(me: &pb::WhoAmIResponse) -> Self {
+        let limit = |n: u32| Some(n).filter(|n| *n > 0);
+        WhoamiRecord {
+            user: me.user.clone(),
+            role: me.role.clone(),
+            max_queued_jobs: limit(me.max_queued_jobs),
+            max_running_jobs: limit(me.max_running_jobs),
+            max_rank_slots: limit(me.max_rank_slots),
+            max_priority: Some(me.max_priority).filter(|p| *p < i32::MAX),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! `artifacts`, made from the same records `-o json` prints.
 
 use crate::format::{age, bytes, millions, now_ms, percent, render, table};
-use crate::records::{ArtifactsRecord, JobRecord, PlanRecord, WorkerRecord};
+use crate::records::{ArtifactsRecord, JobRecord, PlanRecord, WhoamiRecord, WorkerRecord};
 
 /// `get jobs`: one row per job, newest first.
 pub fn jobs(jobs: &[JobRecord]) -> String {
@@ -10,12 +10,13 @@ pub fn jobs(jobs: &[JobRecord]) -> String {
         return "no jobs".to_owned();
     }
     let now = now_ms();
-    let mut t = table(["ID", "NAME", "STATE", "STAGE", "ATTEMPT", "PRIORITY", "AGE", "LABELS"]);
+    let mut t = table(["ID", "NAME", "OWNER", "STATE", "STAGE", "ATTEMPT", "PRIORITY", "AGE", "LABELS"]);
     for job in jobs {
         let labels: Vec<String> = job.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         t.add_row([
             job.id.clone(),
             job.name.clone().unwrap_or_else(|| "-".into()),
+            if job.owner.is_empty() { "-".into() } else { job.owner.clone() },
             job.state.clone(),
             job.stage.clone().unwrap_or_else(|| "-".into()),
             job.attempt.to_string(),
@@ -27,6 +28,20 @@ pub fn jobs(jobs: &[JobRecord]) -> String {
     render(&t)
 }
 
+/// `whoami`: the user, its role and its limits.
+pub fn whoami(me: &WhoamiRecord) -> String {
+    let limit = |n: Option<String>| n.unwrap_or_else(|| "unlimited".into());
+    [
+        format!("user:              {}", me.user),
+        format!("role:              {}", me.role),
+        format!("max queued jobs:   {}", limit(me.max_queued_jobs.map(|n| n.to_string()))),
+        format!("max running jobs:  {}", limit(me.max_running_jobs.map(|n| n.to_string()))),
+        format!("max rank slots:    {}", limit(me.max_rank_slots.map(|n| n.to_string()))),
+        format!("max priority:      {}", limit(me.max_priority.map(|n| n.to_string()))),
+    ]
+    .join("\n")
+}
+
 /// `get job ID`: the fields one per line, then the spec.
 pub fn job(job: &JobRecord) -> String {
     let now = now_ms();
@@ -34,6 +49,7 @@ pub fn job(job: &JobRecord) -> String {
     let mut lines = vec![
         format!("id:          {}", job.id),
         format!("name:        {}", job.name.as_deref().unwrap_or("-")),
+        format!("owner:       {}", if job.owner.is_empty() { "-" } else { &job.owner }),
         format!("state:       {}", job.state),
         format!("stage:       {}", job.stage.as_deref().unwrap_or("-")),
         format!("attempt:     {}", job.attempt),
@@ -48,6 +64,9 @@ pub fn job(job: &JobRecord) -> String {
     }
     if let Some(request_id) = &job.request_id {
         lines.push(format!("request id:  {request_id}"));
+    }
+    if let Some(reason) = &job.queued_reason {
+        lines.push(format!("waiting:     {reason}"));
     }
     lines.push("spec:".into());
     lines.extend(job.spec_yaml.lines().map(|l| format!("  {l}")));

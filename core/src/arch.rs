@@ -10,11 +10,14 @@
 
 mod cost;
 mod pruned;
+mod streams;
 mod zoo;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use cost::out_side;
 pub use cost::{Cost, UnitCost};
+pub use streams::ResidualStream;
 
 use crate::error::{Error, FieldError, Result};
 
@@ -47,6 +50,11 @@ pub struct StemDesc {
     pub stride: u32,
     pub padding: u32,
     pub max_pool: bool,
+    /// Under `residual: group`, which dense channels of the residual stream the
+    /// stem writes survive (ascending); only when the first block has no shortcut,
+    /// so that the stream continues into it and `blocks[0].kept` names the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<Vec<u32>>,
 }
 
 /// A prunable unit: one conv (no bias) followed by one BN, inside a residual block.
@@ -90,12 +98,19 @@ pub struct BlockDesc {
     pub kind: BlockKind,
     /// Width of the residual stream entering the block.
     pub in_channels: u32,
-    /// Width of the residual stream leaving the block (always the dense width).
+    /// Width of the residual stream leaving the block: the dense width, unless the
+    /// stream was pruned as a group (`kept`).
     pub out_channels: u32,
     pub stride: u32,
     pub units: Vec<UnitDesc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shortcut: Option<ShortcutDesc>,
+    /// Under `residual: group`, which dense channels of the residual stream leaving
+    /// the block survive (ascending). The last unit then keeps exactly these, so
+    /// nothing is scattered; a block without a shortcut continues the stream it
+    /// reads and must name the same channels as the block (or stem) before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<Vec<u32>>,
 }
 
 /// The classifier after global average pooling: `fc`, with bias.
@@ -129,9 +144,14 @@ impl UnitDesc {
 
 impl BlockDesc {
     /// The output channels of the last unit are scattered back into the residual
-    /// width when they were pruned (`residual: scatter`).
+    /// width when they were pruned and the stream was not (`residual: scatter`).
     pub fn scatter(&self) -> Option<&[u32]> {
-        self.units.last().and_then(|u| u.kept.as_deref())
+        self.units.last().filter(|u| u.out_channels != self.out_channels).and_then(|u| u.kept.as_deref())
+    }
+
+    /// The width of the residual stream leaving the block in the dense network.
+    pub fn dense_out_channels(&self) -> u32 {
+        self.units.last().map_or(self.out_channels, |u| u.dense_out_channels)
     }
 }
 
@@ -163,9 +183,9 @@ impl ArchDesc {
         self.blocks.iter().flat_map(|b| b.units.iter())
     }
 
-    /// Whether any unit was pruned.
+    /// Whether any unit or residual stream was pruned.
     pub fn is_pruned(&self) -> bool {
-        self.units().any(UnitDesc::is_pruned)
+        self.units().any(UnitDesc::is_pruned) || self.blocks.iter().any(|b| b.kept.is_some())
     }
 
     /// Whether `name` is the last unit of its block (the one whose output meets the residual).
@@ -212,6 +232,19 @@ impl ArchDesc {
         );
         check(self.in_channels >= 1, "in_channels".into(), format!("must be >= 1, got {}", self.in_channels));
         let mut width = self.stem.out_channels;
+        // The channels of the stream entering the next block, when pruned as a group.
+        let mut stream: Option<&[u32]> = self.stem.kept.as_deref();
+        if let Some(kept) = &self.stem.kept {
+            let continues = self.blocks.first().is_some_and(|b| b.shortcut.is_none());
+            check(
+                continues && kept.len() == self.stem.out_channels as usize,
+                "stem.kept".into(),
+                format!(
+                    "must list the stem's {} channels and continue into blocks[0], which has no shortcut",
+                    self.stem.out_channels
+                ),
+            );
+        }
         for (b, block) in self.blocks.iter().enumerate() {
             let at = |field: &str| format!("blocks[{b}].{field}");
             check(
@@ -260,7 +293,21 @@ impl ArchDesc {
                 }
                 inner = unit.out_channels;
             }
-            if let Some(last) = block.units.last() {
+            if block.shortcut.is_none() {
+                check(
+                    block.kept.as_deref() == stream,
+                    format!("blocks[{b}].kept"),
+                    "must equal the channels of the stream it continues (the previous block's or the stem's)"
+                        .into(),
+                );
+            }
+            if let (Some(kept), Some(last)) = (&block.kept, block.units.last()) {
+                check(
+                    last.kept.as_ref() == Some(kept) && last.out_channels == block.out_channels,
+                    format!("blocks[{b}].kept"),
+                    format!("must be what {} keeps, the whole stream being one group", last.name),
+                );
+            } else if let Some(last) = block.units.last() {
                 check(
                     last.dense_out_channels == block.out_channels,
                     format!("blocks[{b}].units[{}].dense_out_channels", block.units.len() - 1),
@@ -289,6 +336,7 @@ impl ArchDesc {
                 ),
             }
             width = block.out_channels;
+            stream = block.kept.as_deref();
         }
         check(
             self.classifier.in_features == width,

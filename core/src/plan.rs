@@ -5,8 +5,13 @@
 //! refer to the dense network and are sorted ascending. Ties between equal scores
 //! always break by channel index (the lower index is kept), so a plan is a pure
 //! function of its scores and its [`PruneSpec`].
+//!
+//! Under `residual: group` the plan also lists its [`GroupPlan`]s: each residual
+//! stream, the channels it keeps and the units that add into it (which keep
+//! exactly those channels); see [`group`] for how a stream is scored.
 
 mod global;
+mod group;
 mod layer;
 
 use serde::{Deserialize, Serialize};
@@ -14,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use crate::arch::ArchDesc;
 use crate::error::{Error, FieldError, Result};
 use crate::score::{ScoreMap, check_scores};
-use crate::spec::{PolicyKind, PruneSpec};
+use crate::spec::{PolicyKind, PruneSpec, ResidualMode};
+
+pub use group::GroupPlan;
 
 /// The decision for one unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +54,9 @@ pub struct Plan {
     /// The policy and options that made it.
     pub prune: PruneSpec,
     pub units: Vec<UnitPlan>,
+    /// The residual streams pruned as groups (`residual: group` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupPlan>,
     pub summary: PlanSummary,
 }
 
@@ -90,11 +100,14 @@ impl Plan {
         input_size: u32,
     ) -> Result<Plan> {
         let before = desc.cost(input_size);
-        let after = desc.apply_units(&units)?.cost(input_size);
+        let after = desc.apply_units(&units, prune.residual)?.cost(input_size);
+        let groups =
+            if prune.residual == ResidualMode::Group { group::groups_of(desc, &units) } else { Vec::new() };
         Ok(Plan {
             arch: desc.arch.clone(),
             prune,
             units,
+            groups,
             summary: PlanSummary {
                 input_size,
                 params_before: before.params,

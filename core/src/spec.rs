@@ -255,6 +255,12 @@ pub enum ResidualMode {
     Scatter,
     /// Keep all its outputs.
     Keep,
+    /// Prune each residual stream as one group: the stem or downsample that writes
+    /// it, every last unit that adds into it, and every layer that reads it (the
+    /// next blocks' first units and shortcuts, the classifier) keep the same
+    /// channels, so the residual width itself shrinks. A group's score per channel
+    /// is the mean over its member units of their scores normalised per unit.
+    Group,
 }
 
 /// The pruning decision.
@@ -266,9 +272,15 @@ pub struct PruneSpec {
     pub policy: PolicyKind,
     pub target: GlobalTarget,
     pub min_channels: u32,
+    /// Kept counts are rounded up to a multiple of this. A spec that does not set
+    /// it gets 8 when `resources.device` is `cuda` or `resources.memory_format` is
+    /// `channels_last` (the fast kernels want multiples of 8), 1 otherwise.
     pub round_to: u32,
     pub residual: ResidualMode,
 }
+
+/// `prune.round_to` when a spec leaves it out and runs where odd widths are slow.
+pub const HARDWARE_ROUND_TO: u32 = 8;
 
 impl Default for PruneSpec {
     fn default() -> Self {
@@ -388,6 +400,10 @@ impl JobSpec {
             };
             Error::Parse(FieldError::new(path, message))
         })?;
+        let mut spec = spec;
+        if !round_to_given(text) && spec.resources.prefers_round_widths() {
+            spec.prune.round_to = HARDWARE_ROUND_TO;
+        }
         spec.validate()?;
         Ok(spec)
     }
@@ -497,8 +513,89 @@ impl JobSpec {
             "output.log_every_steps",
             format!("must be >= 1, got {}", self.output.log_every_steps),
         );
+        self.check_upper_bounds(&mut check);
         if errors.is_empty() { Ok(()) } else { Err(Error::Invalid(errors)) }
     }
+
+    /// Caps on the numeric fields, so one spec cannot ask a shared cluster
+    /// for unbounded work (docs/job-spec.md lists them).
+    fn check_upper_bounds(&self, check: &mut impl FnMut(bool, &str, String)) {
+        if let Some(name) = &self.name {
+            let chars = name.chars().count();
+            check(
+                chars <= limits::NAME_CHARS,
+                "name",
+                format!("must be at most {} characters, got {chars}", limits::NAME_CHARS),
+            );
+        }
+        let mut at_most = |path: &str, value: u64, max: u64| {
+            check(value <= max, path, format!("must be <= {max}, got {value}"));
+        };
+        let m = &self.model;
+        at_most("model.num_classes", m.num_classes.into(), limits::NUM_CLASSES);
+        at_most("model.in_channels", m.in_channels.unwrap_or(1).into(), limits::IN_CHANNELS);
+        at_most("model.input_size", m.input_size.unwrap_or(8).into(), limits::INPUT_SIZE);
+        at_most("data.loader_workers", self.data.loader_workers.into(), limits::LOADER_WORKERS);
+        let mut train = |section: &str, t: &TrainSpec| {
+            at_most(&format!("{section}.epochs"), t.epochs.into(), limits::EPOCHS);
+            at_most(&format!("{section}.batch_size"), t.batch_size.into(), limits::BATCH_SIZE);
+            at_most(
+                &format!("{section}.bn_recalibration_batches"),
+                t.bn_recalibration_batches.into(),
+                limits::BN_RECALIBRATION_BATCHES,
+            );
+        };
+        if let Some(pretrain) = &self.pretrain {
+            train("pretrain", pretrain);
+        }
+        train("finetune", &self.finetune);
+        at_most("knockoff.epochs", self.knockoff.epochs.into(), limits::EPOCHS);
+        at_most("knockoff.batch_size", self.knockoff.batch_size.into(), limits::BATCH_SIZE);
+        at_most("prune.min_channels", self.prune.min_channels.into(), limits::CHANNELS);
+        at_most("prune.round_to", self.prune.round_to.into(), limits::CHANNELS);
+        at_most("resources.world_size", self.resources.world_size.into(), limits::WORLD_SIZE);
+        at_most("resources.threads", self.resources.threads.into(), limits::THREADS);
+        at_most("max_restarts", self.max_restarts.into(), limits::MAX_RESTARTS);
+    }
+}
+
+/// Upper bounds of the spec's numeric fields.
+pub mod limits {
+    pub const NAME_CHARS: usize = 128;
+    pub const NUM_CLASSES: u64 = 100_000;
+    pub const IN_CHANNELS: u64 = 64;
+    pub const INPUT_SIZE: u64 = 4096;
+    pub const LOADER_WORKERS: u64 = 64;
+    pub const EPOCHS: u64 = 10_000;
+    pub const BATCH_SIZE: u64 = 65_536;
+    pub const BN_RECALIBRATION_BATCHES: u64 = 100_000;
+    pub const CHANNELS: u64 = 4096;
+    pub const WORLD_SIZE: u64 = 1024;
+    pub const THREADS: u64 = 1024;
+    pub const MAX_RESTARTS: u64 = 100;
+}
+
+impl ResourcesSpec {
+    /// Whether the job runs where channel counts that are not multiples of 8 fall
+    /// off the fast kernels: on CUDA, or channels-last by request.
+    pub fn prefers_round_widths(&self) -> bool {
+        self.device == DeviceKind::Cuda || self.memory_format == MemoryFormat::ChannelsLast
+    }
+}
+
+/// Whether the YAML sets `prune.round_to` itself (called after it parsed as a spec).
+fn round_to_given(text: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        prune: Option<PruneProbe>,
+    }
+    #[derive(Deserialize)]
+    struct PruneProbe {
+        #[serde(default)]
+        round_to: Option<serde_norway::Value>,
+    }
+    serde_norway::from_str::<Probe>(text).ok().and_then(|p| p.prune).is_some_and(|p| p.round_to.is_some())
 }
 
 /// Removes `.` and resolvable `..` components without touching the file system.
@@ -592,6 +689,36 @@ data: { format: idx, root: data/fashion-mnist }
         );
         check("pretrain: { batch_size: 0 }", &["pretrain.batch_size: must be >= 1, got 0"]);
         check("knockoff: { betas: [0.5, 1.0] }", &["knockoff.betas[1]: must be in [0, 1), got 1"]);
+    }
+
+    #[test]
+    fn round_to_defaults_to_8_on_cuda_and_channels_last_unless_set() {
+        let with = |extra: &str| JobSpec::from_yaml(&format!("{MINIMAL}{extra}")).unwrap().prune.round_to;
+        assert_eq!(with(""), 1);
+        assert_eq!(with("resources: { device: cuda }"), 8);
+        assert_eq!(with("resources: { memory_format: channels_last }"), 8);
+        assert_eq!(with("resources: { memory_format: contiguous }"), 1);
+        assert_eq!(with("resources: { device: cuda }\nprune: { round_to: 1 }"), 1);
+        assert_eq!(with("resources: { device: cpu }\nprune: { round_to: 4 }"), 4);
+    }
+
+    #[test]
+    fn numeric_fields_have_upper_bounds() {
+        check("finetune: { epochs: 10001 }", &["finetune.epochs: must be <= 10000, got 10001"]);
+        check(
+            "knockoff: { batch_size: 70000 }\nmax_restarts: 101",
+            &["knockoff.batch_size: must be <= 65536, got 70000", "max_restarts: must be <= 100, got 101"],
+        );
+        check(
+            "resources: { world_size: 1025, threads: 2000 }",
+            &[
+                "resources.world_size: must be <= 1024, got 1025",
+                "resources.threads: must be <= 1024, got 2000",
+            ],
+        );
+        assert!(
+            JobSpec::from_yaml(&format!("{MINIMAL}finetune: {{ epochs: 10000 }}\nmax_restarts: 100")).is_ok()
+        );
     }
 
     #[test]

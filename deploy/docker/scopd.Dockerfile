@@ -27,6 +27,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY proto proto
 COPY core core
 COPY server server
+COPY agent agent
 COPY worker worker
 COPY client client
 COPY xtask xtask

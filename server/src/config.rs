@@ -26,7 +26,10 @@ pub struct Config {
     pub worker_addr: SocketAddr,
     /// Address of the HTTP `/metrics` endpoint.
     pub metrics_addr: SocketAddr,
-    /// File of client bearer tokens, one per line (`#` starts a comment).
+    /// The users file (names, roles, token hashes, quotas); reloaded on SIGHUP.
+    pub users_file: Option<PathBuf>,
+    /// Deprecated: file of shared client bearer tokens, one per line (`#`
+    /// starts a comment), each holder the admin "admin". Only without `users_file`.
     pub token_file: Option<PathBuf>,
     /// File of worker bearer tokens, same format.
     pub worker_token_file: Option<PathBuf>,
@@ -44,6 +47,11 @@ pub struct Config {
     pub heartbeat_interval_ms: u32,
     /// A worker silent for this long is declared lost.
     pub heartbeat_timeout_ms: u32,
+    /// Directories a spec's `data.root` (and `model.init_from`) must resolve
+    /// inside, checked at submission. Empty: not checked here (workers still check).
+    pub data_roots: Vec<PathBuf>,
+    /// Directories of models: `model.init_from` and knockoff generators.
+    pub models_roots: Vec<PathBuf>,
 }
 
 /// A PEM certificate chain and its private key.
@@ -62,6 +70,7 @@ impl Default for Config {
             public_addr: SocketAddr::from(([127, 0, 0, 1], 7070)),
             worker_addr: SocketAddr::from(([127, 0, 0, 1], 7071)),
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 7072)),
+            users_file: None,
             token_file: None,
             worker_token_file: None,
             insecure_no_auth: false,
@@ -71,6 +80,8 @@ impl Default for Config {
             worker_max_message_bytes: 64 << 20,
             heartbeat_interval_ms: 5_000,
             heartbeat_timeout_ms: 30_000,
+            data_roots: Vec::new(),
+            models_roots: Vec::new(),
         }
     }
 }
@@ -84,6 +95,7 @@ pub struct FileConfig {
     pub public_addr: Option<SocketAddr>,
     pub worker_addr: Option<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
+    pub users_file: Option<PathBuf>,
     pub token_file: Option<PathBuf>,
     pub worker_token_file: Option<PathBuf>,
     pub insecure_no_auth: Option<bool>,
@@ -93,6 +105,8 @@ pub struct FileConfig {
     pub worker_max_message_bytes: Option<usize>,
     pub heartbeat_interval_ms: Option<u32>,
     pub heartbeat_timeout_ms: Option<u32>,
+    pub data_roots: Option<Vec<PathBuf>>,
+    pub models_roots: Option<Vec<PathBuf>>,
 }
 
 /// Flags of `scopd`; each also reads its `SCOP_*` variable.
@@ -117,7 +131,11 @@ pub struct Flags {
     /// HTTP /metrics address [default: 127.0.0.1:7072].
     #[arg(long, env = "SCOP_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
-    /// File of client bearer tokens, one per line.
+    /// The users file: names, roles, token hashes and quotas (reloaded on SIGHUP).
+    #[arg(long = "users", env = "SCOP_USERS_FILE")]
+    pub users_file: Option<PathBuf>,
+    /// Deprecated: file of shared client tokens, one per line, each holder an
+    /// admin. Only without --users.
     #[arg(long, env = "SCOP_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// File of worker bearer tokens, one per line.
@@ -144,6 +162,13 @@ pub struct Flags {
     /// A worker silent for this many milliseconds is lost [default: 30000].
     #[arg(long, env = "SCOP_HEARTBEAT_TIMEOUT_MS")]
     pub heartbeat_timeout_ms: Option<u32>,
+    /// A directory specs may read datasets from (repeatable; the variable
+    /// separates them with `:`). Spec paths are checked at submission.
+    #[arg(long = "data-root", env = "SCOP_DATA_ROOTS", value_delimiter = ':')]
+    pub data_roots: Vec<PathBuf>,
+    /// A directory of models: checkpoints and knockoff generators (repeatable).
+    #[arg(long = "models-root", env = "SCOP_MODELS_ROOTS", value_delimiter = ':')]
+    pub models_roots: Vec<PathBuf>,
 }
 
 impl Config {
@@ -174,9 +199,12 @@ impl Config {
         set(&mut self.public_addr, f.public_addr);
         set(&mut self.worker_addr, f.worker_addr);
         set(&mut self.metrics_addr, f.metrics_addr);
+        set_some(&mut self.users_file, f.users_file);
         set_some(&mut self.token_file, f.token_file);
         set_some(&mut self.worker_token_file, f.worker_token_file);
         set(&mut self.insecure_no_auth, f.insecure_no_auth);
+        set(&mut self.data_roots, f.data_roots);
+        set(&mut self.models_roots, f.models_roots);
         set_some(&mut self.public_tls, f.public_tls);
         set_some(&mut self.worker_tls, f.worker_tls);
         set(&mut self.max_message_bytes, f.max_message_bytes);
@@ -193,9 +221,16 @@ impl Config {
         set(&mut self.public_addr, f.public_addr);
         set(&mut self.worker_addr, f.worker_addr);
         set(&mut self.metrics_addr, f.metrics_addr);
+        set_some(&mut self.users_file, f.users_file);
         set_some(&mut self.token_file, f.token_file);
         set_some(&mut self.worker_token_file, f.worker_token_file);
         self.insecure_no_auth |= f.insecure_no_auth;
+        if !f.data_roots.is_empty() {
+            self.data_roots = f.data_roots;
+        }
+        if !f.models_roots.is_empty() {
+            self.models_roots = f.models_roots;
+        }
         if let (Some(cert), Some(key)) = (f.tls_cert, f.tls_key) {
             self.public_tls = Some(TlsFiles { cert, key });
         }
@@ -208,9 +243,18 @@ impl Config {
 
     /// Rejects settings that cannot work together.
     pub fn check(&self) -> Result<()> {
-        if !self.insecure_no_auth && self.token_file.is_none() {
+        if !self.insecure_no_auth && self.token_file.is_none() && self.users_file.is_none() {
             return Err(Error::Config(
-                "the public API needs client tokens: set --token-file (or pass --insecure-no-auth)".into(),
+                "the public API needs users: set --users (or the deprecated --token-file, or pass \
+                 --insecure-no-auth)"
+                    .into(),
+            ));
+        }
+        if self.users_file.is_some() && self.token_file.is_some() {
+            return Err(Error::Config(
+                "--users and --token-file exclude each other: the shared token file is only for \
+                 clusters without a users file"
+                    .into(),
             ));
         }
         if !self.insecure_no_auth && self.worker_token_file.is_none() {
@@ -316,7 +360,15 @@ mod tests {
         assert!(err.contains("scopd.yaml") && err.contains("unknown field `data_dri`"), "{err}");
 
         let err = Config::load(&Flags::default()).unwrap_err().to_string();
-        assert!(err.contains("--token-file"), "{err}");
+        assert!(err.contains("--users"), "{err}");
+        let flags = Flags {
+            users_file: Some("users.yaml".into()),
+            token_file: Some("c.tok".into()),
+            worker_token_file: Some("w.tok".into()),
+            ..Flags::default()
+        };
+        let err = Config::load(&flags).unwrap_err().to_string();
+        assert!(err.contains("exclude each other"), "{err}");
         let flags = Flags { token_file: Some("c.tok".into()), ..Flags::default() };
         let err = Config::load(&flags).unwrap_err().to_string();
         assert!(err.contains("--worker-token-file"), "{err}");

@@ -70,6 +70,12 @@ pub enum Error {
     /// The configuration is inconsistent, e.g. auth on without a token file.
     #[error("configuration: {0}")]
     Config(String),
+    /// The caller's role does not allow the call, or the job is someone else's.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// A submission over one of the caller's quotas, or too many streams.
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
     /// The coordinator could not decide a job's plan (bad statistics or spec).
     #[error("decide: {0}")]
     Decide(String),
@@ -124,6 +130,8 @@ impl From<Error> for Status {
             | Error::AttemptEnded { .. }
             | Error::Decide(_) => Status::failed_precondition(message),
             Error::StoreClosed | Error::EventGap { .. } => Status::unavailable(message),
+            Error::PermissionDenied(_) => Status::permission_denied(message),
+            Error::QuotaExceeded(_) => Status::resource_exhausted(message),
             Error::Corrupt { .. }
             | Error::Sqlite(_)
             | Error::Io { .. }

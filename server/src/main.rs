@@ -20,6 +20,28 @@ enum Command {
     /// Binds to loopback, generates tokens in the data dir and writes the client
     /// config that scopctl reads.
     Standalone(StandaloneArgs),
+    /// Manage the users file.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user (or a further token to an existing one) and print its new
+    /// token once; only its hash is stored. A running scopd picks it up on SIGHUP.
+    Add {
+        /// User name: 1 to 64 characters of [A-Za-z0-9._@-].
+        name: String,
+        /// viewer, submitter or admin.
+        #[arg(long)]
+        role: String,
+        /// The users file [default: <data-dir>/users.yaml].
+        #[arg(long = "users", env = "SCOP_USERS_FILE")]
+        users_file: Option<std::path::PathBuf>,
+        /// The data dir whose users.yaml to change (that of `scopd standalone`).
+        #[arg(long, env = "SCOP_DATA_DIR", default_value = "scop-data")]
+        data_dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,6 +80,22 @@ async fn main() -> anyhow::Result<()> {
             let config = scop_server::Config::load(&args.flags).context("invalid configuration")?;
             let listeners = scop_server::Listeners::bind(&config).await.context("cannot bind the ports")?;
             scop_server::run(config, listeners, shutdown_signal()).await.context("scopd failed")
+        }
+        Some(Command::User(UserCommand::Add { name, role, users_file, data_dir })) => {
+            let role = scop_server::users::Role::parse(&role)
+                .with_context(|| format!("--role: must be viewer, submitter or admin, got {role:?}"))?;
+            let path = users_file.unwrap_or_else(|| scop_server::standalone::users_file(&data_dir));
+            let token = scop_server::users::add_to_file(&path, &name, role)
+                .with_context(|| format!("cannot add user {name:?}"))?;
+            tracing::info!(target: "audit", user = "scopd user add", action = "user_add", target_id = %name, role = role.name(), path = %path.display(), "audit");
+            eprintln!(
+                "added user {name:?} ({}) to {}; send SIGHUP to a running scopd to load it",
+                role.name(),
+                path.display()
+            );
+            eprintln!("its token (shown only now; keep it in a file for scopctl --token-file):");
+            println!("{token}");
+            Ok(())
         }
         Some(Command::Standalone(args)) => {
             let config = scop_server::Config::layered(&args.flags).context("invalid configuration")?;

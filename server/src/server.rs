@@ -15,9 +15,9 @@ use tokio::task::JoinSet;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
-use crate::api::auth::{BearerAuth, TokenSet};
+use crate::api::auth::{BearerAuth, ClientAuth, Credentials, TokenSet};
 use crate::api::grpc_metrics::GrpcMetricsLayer;
-use crate::api::job_service::JobApi;
+use crate::api::job_service::{JobApi, Tenancy};
 use crate::api::worker_service::{self, WorkerApi};
 use crate::config::{Config, TlsFiles};
 use crate::error::{Error, Result};
@@ -77,7 +77,7 @@ pub async fn run_with_store(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     config.check()?;
-    let client_tokens = load_tokens(&config, config.token_file.as_deref(), "public")?;
+    let credentials = client_credentials(&config)?;
     let worker_tokens = load_tokens(&config, config.worker_token_file.as_deref(), "worker")?;
     let metrics = Metrics::new()?;
     let (trigger, down) = shutdown::channel();
@@ -105,10 +105,21 @@ pub async fn run_with_store(
     let scheduling = tokio::spawn(scheduler.run(report_rx, down.clone()));
 
     let mut tasks = JoinSet::new();
-    let public_api =
-        JobApi::new(store.clone(), LocalArtifacts::new(config.artifacts_dir()), down.clone(), wake.clone());
+    let reloader = match &credentials {
+        Credentials::Users(directory) => {
+            Some(tokio::spawn(reload_on_sighup(directory.clone(), down.clone())?))
+        }
+        Credentials::Open | Credentials::Shared(_) => None,
+    };
+    let public_api = JobApi::new(
+        store.clone(),
+        LocalArtifacts::new(config.artifacts_dir()),
+        down.clone(),
+        wake.clone(),
+        Tenancy::from_config(&config)?,
+    );
     tasks.spawn(
-        serve_public(&config, listeners.public, public_api, metrics.clone(), client_tokens, down.clone())
+        serve_public(&config, listeners.public, public_api, metrics.clone(), credentials, down.clone())
             .await?,
     );
     tasks.spawn(
@@ -152,6 +163,9 @@ pub async fn run_with_store(
     }
     let _ = sweep.await;
     let _ = scheduling.await;
+    if let Some(reloader) = reloader {
+        let _ = reloader.await;
+    }
     drop(store);
     tracing::info!("stopped");
     failure.map_or(Ok(()), Err)
@@ -179,6 +193,53 @@ fn first_error(ended: std::result::Result<Result<()>, tokio::task::JoinError>) -
 
 fn io(what: &'static str) -> impl Fn(std::io::Error) -> Error {
     move |source| Error::Io { path: what.to_owned(), source }
+}
+
+/// Who may call the public port: the users file, else the deprecated shared
+/// token file, else (with --insecure-no-auth) anyone.
+fn client_credentials(config: &Config) -> Result<Credentials> {
+    if config.insecure_no_auth {
+        tracing::warn!(
+            port = "public",
+            "authentication is OFF (--insecure-no-auth): anyone who can reach the port is an admin"
+        );
+        return Ok(Credentials::Open);
+    }
+    if let Some(path) = &config.users_file {
+        let directory = crate::users::Directory::open(path)?;
+        tracing::info!(path = %path.display(), "users file loaded; send SIGHUP to reload it");
+        return Ok(Credentials::Users(directory));
+    }
+    let tokens = load_tokens(config, config.token_file.as_deref(), "public")?.map(Arc::new);
+    tracing::warn!(
+        "the shared client token file is deprecated: every holder is the admin \"admin\"; give --users instead"
+    );
+    Ok(tokens.map_or(Credentials::Open, Credentials::Shared))
+}
+
+/// Reloads the users file on every SIGHUP until shutdown. The handler is
+/// installed before this returns, so a SIGHUP sent once the port answers is
+/// never the default "terminate".
+fn reload_on_sighup(
+    directory: crate::users::Directory,
+    mut down: Shutdown,
+) -> Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).map_err(io("SIGHUP handler"))?;
+    Ok(async move {
+        loop {
+            tokio::select! {
+                received = hangups.recv() => if received.is_none() { return },
+                () = down.wait() => return,
+            }
+            match directory.reload() {
+                Ok(users) => tracing::info!(users, path = %directory.path().display(), "users file reloaded"),
+                Err(error) => {
+                    tracing::error!(%error, "users file not reloaded; the previous users stay in force")
+                }
+            }
+        }
+    })
 }
 
 fn load_tokens(config: &Config, file: Option<&std::path::Path>, port: &str) -> Result<Option<TokenSet>> {
@@ -224,7 +285,7 @@ async fn serve_public(
     listener: TcpListener,
     api: JobApi,
     metrics: Arc<Metrics>,
-    tokens: Option<TokenSet>,
+    credentials: Credentials,
     down: Shutdown,
 ) -> Result<impl Future<Output = Result<()>> + Send + 'static> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -240,7 +301,7 @@ async fn serve_public(
         .layer(GrpcMetricsLayer::new(metrics))
         .add_service(health_service)
         .add_service(reflection()?)
-        .add_service(InterceptedService::new(jobs, BearerAuth::new(tokens)));
+        .add_service(InterceptedService::new(jobs, ClientAuth::new(credentials)));
     Ok(async move {
         router.serve_with_incoming_shutdown(incoming(listener), wait(down)).await?;
         Ok(())

@@ -1,8 +1,11 @@
 //! `scopd standalone`: the coordinator plus local worker agents, the embedded
 //! default for one machine.
 //!
-//! It binds to loopback unless told otherwise, generates the client and worker
-//! tokens in the data dir (mode 0600) on first start and reuses them after,
+//! It binds to loopback unless told otherwise, keeps its users file in the data
+//! dir with one admin whose token it writes where scopctl's config points,
+//! generates the worker token (all mode 0600) on first start and reuses them
+//! after, allows spec paths under the working directory and the data dir
+//! unless given roots (and hands the roots to its agents),
 //! writes the client config `scopctl` finds by itself, starts one
 //! `scop-worker agent` process per local GPU (or the asked number of CPU
 //! agents, one rank slot each) and restarts an agent that dies. On shutdown
@@ -45,12 +48,25 @@ pub async fn run(
     let data_dir = absolute(&config.data_dir)?;
     create_dir(&data_dir)?;
     config.data_dir = data_dir.clone();
-    let client_tokens = config.token_file.get_or_insert_with(|| data_dir.join("client.token")).clone();
+    // The deprecated shared token file only when asked for by name; else the users file.
+    let client_tokens = config.token_file.clone().unwrap_or_else(|| data_dir.join("client.token"));
     let worker_tokens = config.worker_token_file.get_or_insert_with(|| data_dir.join("worker.token")).clone();
     if !config.insecure_no_auth {
-        ensure_token_file(&client_tokens)?;
+        if config.token_file.is_some() {
+            ensure_token_file(&client_tokens)?;
+        } else {
+            let users = config.users_file.get_or_insert_with(|| users_file(&data_dir)).clone();
+            ensure_admin(&users, &client_tokens)?;
+        }
         ensure_token_file(&worker_tokens)?;
     }
+    if config.data_roots.is_empty() && config.models_roots.is_empty() {
+        let here = std::env::current_dir().map_err(|source| Error::Io { path: ".".into(), source })?;
+        config.data_roots = vec![here.clone(), data_dir.clone()];
+        config.models_roots = vec![here, data_dir.clone()];
+    }
+    let roots =
+        scop_core::sandbox::Roots { data: config.data_roots.clone(), models: config.models_roots.clone() };
     config.check()?;
 
     let worker_bin = agents::find_worker_bin(options.worker_bin.as_deref())?;
@@ -93,7 +109,7 @@ pub async fn run(
         let _ = coordinator_stopped.await;
     }));
     let connect = format!("http://{}", reachable(worker));
-    let fleet = agents::Fleet::start(&worker_bin, &connect, &worker_tokens, &data_dir, &plan)?;
+    let fleet = agents::Fleet::start(&worker_bin, &connect, &worker_tokens, &data_dir, &plan, &roots)?;
 
     let ended_early = tokio::select! {
         () = shutdown => None,
@@ -130,6 +146,59 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 
 fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })
+}
+
+/// The users file of a data dir.
+pub fn users_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("users.yaml")
+}
+
+/// Makes sure the users file exists with an admin whose token is in
+/// `client_token`: a new data dir gets both; a data dir from before users
+/// existed keeps its client token, now the admin's; a users file without the
+/// token file gets the admin a new token.
+pub fn ensure_admin(users: &Path, client_token: &Path) -> Result<()> {
+    use crate::users::{Role, UsersFile, add_to_file, hash_token};
+    if client_token.exists() {
+        let token = crate::api::auth::TokenSet::load(client_token).map(drop).and_then(|()| {
+            let text = std::fs::read_to_string(client_token)
+                .map_err(|source| Error::Io { path: client_token.display().to_string(), source })?;
+            Ok(text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#'))
+                .unwrap_or_default()
+                .to_owned())
+        })?;
+        let mut file = if users.exists() { UsersFile::read(users)? } else { UsersFile::default() };
+        let hash = hash_token(&token);
+        if !file.users.iter().any(|u| u.tokens.contains(&hash)) {
+            match file.users.iter_mut().find(|u| u.name == "admin" && u.role == Role::Admin) {
+                Some(admin) => admin.tokens.push(hash),
+                None => file.users.push(crate::users::UserEntry {
+                    name: "admin".into(),
+                    role: Role::Admin,
+                    tokens: vec![hash],
+                    quotas: crate::users::Quotas::default(),
+                }),
+            }
+            crate::users::Users::from_file(&file)
+                .map_err(|e| Error::Config(format!("{}: {e}", users.display())))?;
+            file.write(users)?;
+        }
+        return crate::users::Users::load(users).map(drop);
+    }
+    let token = add_to_file(users, "admin", Role::Admin)?;
+    write_private(client_token, &format!("# generated by scopd standalone: the admin's token\n{token}\n"))
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| Error::Io { path: path.display().to_string(), source };
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)
 }
 
 /// Writes a new random token into `path` (mode 0600) unless it already holds one.
@@ -169,6 +238,31 @@ mod tests {
         std::fs::write(&path, "# nothing here\n").unwrap();
         let err = ensure_token_file(&path).unwrap_err().to_string();
         assert!(err.contains("client.token") && err.contains("no tokens"), "{err}");
+    }
+
+    #[test]
+    fn standalone_keeps_one_admin_whose_token_is_the_client_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let (users, token) = (dir.path().join("users.yaml"), dir.path().join("client.token"));
+        ensure_admin(&users, &token).unwrap();
+        let read = |path: &Path| std::fs::read_to_string(path).unwrap();
+        let first = read(&token).lines().last().unwrap().to_owned();
+        let loaded = crate::users::Users::load(&users).unwrap();
+        let admin = loaded.authenticate(first.as_bytes()).unwrap();
+        assert_eq!((admin.name.as_str(), admin.role), ("admin", crate::users::Role::Admin));
+        assert!(!read(&users).contains(&first));
+        // A second start changes nothing.
+        let before = read(&users);
+        ensure_admin(&users, &token).unwrap();
+        assert_eq!(read(&users), before);
+
+        // A data dir from before users existed: its client token becomes the admin's.
+        let old = tempfile::tempdir().unwrap();
+        let (users, token) = (old.path().join("users.yaml"), old.path().join("client.token"));
+        std::fs::write(&token, "# old\nold-shared-token\n").unwrap();
+        ensure_admin(&users, &token).unwrap();
+        let loaded = crate::users::Users::load(&users).unwrap();
+        assert_eq!(loaded.authenticate(b"old-shared-token").unwrap().name, "admin");
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Training-step throughput of the real stage code (the hidden `scop-worker
 //! bench-train` command that `cargo xtask bench train` runs in a release build).
 //!
-//! Three steps on the same random batch, timed side by side in one process: the
+//! Five steps on the same random batch, timed side by side in one process: the
 //! supervised step of the dense network (SGD with Nesterov momentum, as in
 //! pretrain and finetune), the knockoff step of the same network (`[real;
-//! knockoff]`, only β trained) and the supervised step of the network pruned
-//! layer-wise at `--prune-rate` from seeded random scores. Every round times
+//! knockoff]`, only β trained) and the supervised steps of the network pruned
+//! layer-wise at `--prune-rate` from seeded random scores with `residual:
+//! scatter`, `keep` and `group`. Every round times
 //! each step in turn, so a change in machine load affects all of them alike; the
 //! median round is reported. Optionally the data loader's throughput on a real
 //! dataset is measured too, to compare with the training throughput.
@@ -16,7 +17,7 @@ use std::time::Instant;
 
 use scop_core::plan::Plan;
 use scop_core::score::random_scores;
-use scop_core::spec::{JobSpec, PruneSpec};
+use scop_core::spec::{JobSpec, PruneSpec, ResidualMode};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
@@ -54,6 +55,9 @@ pub struct TrainBenchArgs {
     pub rounds: usize,
     #[arg(long, default_value_t = 0.45)]
     pub prune_rate: f64,
+    /// `prune.round_to` of the pruned networks.
+    #[arg(long, default_value_t = 1)]
+    pub round_to: u32,
     /// An IDX dataset directory (e.g. data/fashion-mnist) to measure the loader on.
     #[arg(long)]
     pub loader_data: Option<PathBuf>,
@@ -99,15 +103,27 @@ pub struct TrainBenchReport {
     pub input_size: i64,
     pub threads: i32,
     pub dense_params: u64,
-    pub pruned_params: u64,
+    pub dense_flops: u64,
     pub plain: StepTiming,
     pub knockoff: StepTiming,
-    pub pruned: StepTiming,
-    /// Whether the dense net (plain and knockoff steps) and the pruned net trained channels-last.
+    /// The plain step of each pruned network: scatter, keep, group.
+    pub pruned: Vec<PrunedTiming>,
+    /// Whether the dense net (plain and knockoff steps) trained channels-last.
     pub dense_channels_last: bool,
-    pub pruned_channels_last: bool,
     /// Images per second the loader delivers, if `--loader-data` was given.
     pub loader_images_per_second: Option<f64>,
+}
+
+/// The plain step of one pruned network.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrunedTiming {
+    /// `scatter`, `keep` or `group`.
+    pub residual: String,
+    pub params: u64,
+    pub flops: u64,
+    pub channels_last: bool,
+    #[serde(flatten)]
+    pub timing: StepTiming,
 }
 
 /// A spec carrying the step settings: SGD, Nesterov momentum 0.9, weight decay 1e-4 on everything.
@@ -142,18 +158,25 @@ pub fn measure(args: &TrainBenchArgs) -> Result<TrainBenchReport> {
     let desc = weights::dense_desc(&spec)?;
     let (mut dense, dense_vs) = weights::build(&desc, Device::Cpu, 0)?;
     let (mut scored, scored_vs) = weights::build(&desc, Device::Cpu, 0)?;
-    let prune = PruneSpec { rate: args.prune_rate, ..PruneSpec::default() };
-    let plan = Plan::decide(&desc, &random_scores(&desc, 0), &prune, args.input_size as u32)?;
-    let (mut pruned, pruned_vs) = apply_plan(&dense, &dense_vs, &plan)?;
     let format = args.memory_format.into();
+    let modes =
+        [("scatter", ResidualMode::Scatter), ("keep", ResidualMode::Keep), ("group", ResidualMode::Group)];
+    let mut pruned_nets = Vec::new();
+    for (name, residual) in modes {
+        let prune =
+            PruneSpec { rate: args.prune_rate, round_to: args.round_to, residual, ..PruneSpec::default() };
+        let plan = Plan::decide(&desc, &random_scores(&desc, 0), &prune, args.input_size as u32)?;
+        let (mut pruned, pruned_vs) = apply_plan(&dense, &dense_vs, &plan)?;
+        let channels_last = crate::models::layout::trains_channels_last(format, pruned.desc());
+        if channels_last {
+            pruned.use_channels_last(&pruned_vs)?;
+        }
+        pruned_nets.push((name, pruned, pruned_vs, channels_last));
+    }
     let dense_channels_last = crate::models::layout::trains_channels_last(format, dense.desc());
-    let pruned_channels_last = crate::models::layout::trains_channels_last(format, pruned.desc());
     if dense_channels_last {
         dense.use_channels_last(&dense_vs)?;
         scored.use_channels_last(&scored_vs)?;
-    }
-    if pruned_channels_last {
-        pruned.use_channels_last(&pruned_vs)?;
     }
 
     let side = args.input_size;
@@ -163,14 +186,17 @@ pub fn measure(args: &TrainBenchArgs) -> Result<TrainBenchReport> {
         labels: Tensor::randint(10, [args.batch], (Kind::Int64, Device::Cpu)),
     };
     let mut plain = Supervised::new("bench", &spec.finetune, &dense, &dense_vs);
-    let mut small = Supervised::new("bench", &spec.finetune, &pruned, &pruned_vs);
+    let mut small: Vec<Supervised> =
+        pruned_nets.iter().map(|(_, net, vs, _)| Supervised::new("bench", &spec.finetune, net, vs)).collect();
     let mut knockoff = KnockoffHooks::new(spec.knockoff.clone(), &mut scored, &scored_vs, Device::Cpu)?;
     let mut replicas = Single;
     let mut sink = Recorder::default();
     let mut ctx = StageContext::new(&spec, Device::Cpu, &mut replicas, &mut sink, false);
 
-    let mut hooks: [&mut dyn StageHooks; 3] = [&mut plain, &mut knockoff, &mut small];
-    let lrs = [0.1, spec.knockoff.lr, 0.1];
+    let mut hooks: Vec<&mut dyn StageHooks> = vec![&mut plain, &mut knockoff];
+    hooks.extend(small.iter_mut().map(|s| s as &mut dyn StageHooks));
+    let mut lrs = vec![0.1; hooks.len()];
+    lrs[1] = spec.knockoff.lr;
     let mut step_count = 0u64;
     let mut run =
         |hooks: &mut dyn StageHooks, ctx: &mut StageContext<'_>, lr: f64, n: usize| -> Result<f64> {
@@ -184,13 +210,13 @@ pub fn measure(args: &TrainBenchArgs) -> Result<TrainBenchReport> {
             }
             Ok(start.elapsed().as_secs_f64() / n.max(1) as f64)
         };
-    for (h, lr) in hooks.iter_mut().zip(lrs) {
-        run(&mut **h, &mut ctx, lr, args.warmup)?;
+    for (h, lr) in hooks.iter_mut().zip(&lrs) {
+        run(&mut **h, &mut ctx, *lr, args.warmup)?;
     }
-    let mut rounds: [Vec<f64>; 3] = Default::default();
+    let mut rounds: Vec<Vec<f64>> = vec![Vec::new(); hooks.len()];
     for _ in 0..args.rounds {
-        for ((h, lr), times) in hooks.iter_mut().zip(lrs).zip(&mut rounds) {
-            times.push(run(&mut **h, &mut ctx, lr, args.steps)?);
+        for ((h, lr), times) in hooks.iter_mut().zip(&lrs).zip(&mut rounds) {
+            times.push(run(&mut **h, &mut ctx, *lr, args.steps)?);
         }
     }
     let timing = |mut times: Vec<f64>| {
@@ -198,7 +224,21 @@ pub fn measure(args: &TrainBenchArgs) -> Result<TrainBenchReport> {
         let seconds_per_step = times[times.len() / 2];
         StepTiming { seconds_per_step, images_per_second: args.batch as f64 / seconds_per_step }
     };
-    let [plain_t, knockoff_t, pruned_t] = rounds.map(timing);
+    drop(hooks);
+    let mut timings = rounds.into_iter().map(timing);
+    let (plain_t, knockoff_t) = (timings.next().expect("plain"), timings.next().expect("knockoff"));
+    let input = args.input_size as u32;
+    let pruned = pruned_nets
+        .iter()
+        .zip(timings)
+        .map(|((name, net, vs, channels_last), timing)| PrunedTiming {
+            residual: (*name).to_owned(),
+            params: count_params(vs),
+            flops: net.desc().cost(input).flops,
+            channels_last: *channels_last,
+            timing,
+        })
+        .collect();
     let loader_images_per_second = match &args.loader_data {
         Some(_) => Some(loader_throughput(args, &spec)?),
         None => None,
@@ -209,12 +249,11 @@ pub fn measure(args: &TrainBenchArgs) -> Result<TrainBenchReport> {
         input_size: args.input_size,
         threads: tch::get_num_threads(),
         dense_params: count_params(&dense_vs),
-        pruned_params: count_params(&pruned_vs),
+        dense_flops: desc.cost(input).flops,
         plain: plain_t,
         knockoff: knockoff_t,
-        pruned: pruned_t,
+        pruned,
         dense_channels_last,
-        pruned_channels_last,
         loader_images_per_second,
     })
 }

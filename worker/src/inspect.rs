@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use scop_core::arch::ArchDesc;
 use scop_core::arch::Family;
-use scop_core::plan::Plan;
+use scop_core::plan::{GroupPlan, Plan};
 use scop_core::score::{random_scores, scores_from_json};
 use scop_core::spec::{GlobalTarget, PolicyKind, PruneSpec, ResidualMode};
 use serde::Serialize;
@@ -35,6 +35,7 @@ pub enum TargetArg {
 pub enum ResidualArg {
     Scatter,
     Keep,
+    Group,
 }
 
 /// The options of `scop-worker inspect`.
@@ -91,6 +92,7 @@ impl InspectArgs {
             residual: match self.residual {
                 ResidualArg::Scatter => ResidualMode::Scatter,
                 ResidualArg::Keep => ResidualMode::Keep,
+                ResidualArg::Group => ResidualMode::Group,
             },
         }
     }
@@ -127,6 +129,8 @@ pub struct InspectReport {
     pub params_ratio: f64,
     pub flops_ratio: f64,
     pub units: Vec<UnitRow>,
+    /// The residual streams pruned as groups (`--residual group`).
+    pub groups: Vec<GroupPlan>,
 }
 
 pub fn inspect(args: &InspectArgs) -> Result<InspectReport> {
@@ -177,6 +181,7 @@ pub fn inspect(args: &InspectArgs) -> Result<InspectReport> {
         params_ratio: s.params_after as f64 / s.params_before as f64,
         flops_ratio: s.flops_after as f64 / s.flops_before as f64,
         units,
+        groups: plan.groups,
     })
 }
 
@@ -205,7 +210,8 @@ impl InspectReport {
         .replace("Layer", "layer")
         .replace("Global", "global")
         .replace("Scatter", "scatter")
-        .replace("Keep", "keep");
+        .replace("Keep", "keep")
+        .replace("Group", "group");
         out.push_str(&format!(
             "{:<18} {:>11} {:>11} {:>12} {:>12} {:>15} {:>15}\n",
             "unit", "in", "out", "params", "pruned", "FLOPs", "pruned"
@@ -222,6 +228,18 @@ impl InspectReport {
                 grouped(u.params_pruned),
                 grouped(u.flops_dense),
                 grouped(u.flops_pruned)
+            ));
+        }
+        if !self.groups.is_empty() {
+            out.push_str("\nresidual stream    width       units adding into it\n");
+        }
+        for g in &self.groups {
+            out.push_str(&format!(
+                "{:<18} {:>5}→{:<5} {}\n",
+                g.writer,
+                g.channels,
+                g.kept.len(),
+                g.members.join(", ")
             ));
         }
         out.push_str(&format!(
@@ -290,6 +308,23 @@ mod tests {
         let global =
             inspect(&args("--arch resnet56 --policy global --target params --prune-rate 0.5")).unwrap();
         assert!((0.49..=0.5).contains(&global.params_ratio), "{}", global.params_ratio);
+    }
+
+    #[test]
+    fn group_shrinks_the_residual_streams_and_lists_them() {
+        let scatter = inspect(&args("--arch resnet20")).unwrap();
+        let group = inspect(&args("--arch resnet20 --residual group")).unwrap();
+        assert!(group.flops_pruned < scatter.flops_pruned);
+        assert_eq!(group.groups.len(), 3);
+        // The first unit of layer2 reads the pruned stem stream: 16 - floor(7.2) = 9.
+        let row = group.units.iter().find(|u| u.name == "layer2.0.conv1").unwrap();
+        assert_eq!((row.in_dense, row.in_pruned), (16, 9));
+        let table = group.render();
+        assert!(table.contains("residual group"), "{table}");
+        assert!(
+            table.contains("conv1                 16→9     layer1.0.conv2, layer1.1.conv2, layer1.2.conv2"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! side by side in one process (the hidden `scop-worker bench-models` command that
 //! `cargo xtask bench models` runs in a release build).
 //!
-//! Three variants of the same weights: dense, pruned with `residual: scatter` and
-//! pruned with `residual: keep`, both at the layer-wise rate from seeded random
-//! scores. Every repetition runs each variant once, in turn, so that a change in
+//! Four variants of the same weights: dense, and pruned with `residual: scatter`,
+//! `keep` and `group`, all by the global policy to the same FLOPs target (dense
+//! FLOPs divided by `--flops-factor`) from seeded random scores, so that their
+//! speed-ups compare at equal work. Every repetition runs each variant once, in turn, so that a change in
 //! machine load affects all of them alike; the best and the median time are
 //! reported (the best is the least disturbed by other processes). With one
 //! intra-op thread all the work runs on the calling thread, and its CPU time
@@ -18,11 +19,12 @@ use std::time::Instant;
 use scop_core::arch::ArchDesc;
 use scop_core::plan::Plan;
 use scop_core::score::random_scores;
-use scop_core::spec::{PruneSpec, ResidualMode};
+use scop_core::spec::{GlobalTarget, PolicyKind, PruneSpec, ResidualMode};
 use serde::Serialize;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
+use crate::export::save_torchscript;
 use crate::models::{Error, ResNet, Result};
 use crate::prune::apply_plan;
 
@@ -33,8 +35,12 @@ pub struct LatencyArgs {
     pub arch: String,
     #[arg(long, default_value_t = 10)]
     pub num_classes: u32,
-    #[arg(long, default_value_t = 0.45)]
-    pub prune_rate: f64,
+    /// The pruned variants have this many times fewer FLOPs than the dense one.
+    #[arg(long, default_value_t = 2.25)]
+    pub flops_factor: f64,
+    /// `prune.round_to` of the pruned variants.
+    #[arg(long, default_value_t = 8)]
+    pub round_to: u32,
     #[arg(long, value_delimiter = ',', default_value = "1,32")]
     pub batches: Vec<i64>,
     #[arg(long, default_value_t = 224)]
@@ -45,7 +51,8 @@ pub struct LatencyArgs {
     /// Intra-op threads; libtorch's default (one per core) when absent.
     #[arg(long)]
     pub threads: Option<i32>,
-    /// Writes `<variant>.json` (the architecture descriptions) here, for baselines.
+    /// Writes `<variant>.json` (the architecture descriptions) and `<variant>.pt`
+    /// (the exported TorchScript) here, for baselines.
     #[arg(long)]
     pub arch_dir: Option<PathBuf>,
 }
@@ -67,6 +74,8 @@ pub struct VariantLatency {
 pub struct LatencyReport {
     pub arch: String,
     pub input_size: u32,
+    pub flops_factor: f64,
+    pub round_to: u32,
     pub threads: i32,
     pub reps: usize,
     pub variants: Vec<VariantLatency>,
@@ -92,6 +101,12 @@ pub fn measure(args: &LatencyArgs) -> Result<LatencyReport> {
     if args.reps == 0 || args.batches.iter().any(|&b| b < 1) {
         return Err(Error::Input("--reps and every --batches value must be >= 1".to_owned()));
     }
+    if !(args.flops_factor >= 1.0 && args.flops_factor.is_finite()) || args.round_to < 1 {
+        return Err(Error::Input(format!(
+            "--flops-factor must be >= 1 and --round-to >= 1, got {} and {}",
+            args.flops_factor, args.round_to
+        )));
+    }
     if let Some(threads) = args.threads {
         if threads < 1 {
             return Err(Error::Input(format!("--threads must be >= 1, got {threads}")));
@@ -104,8 +119,17 @@ pub fn measure(args: &LatencyArgs) -> Result<LatencyReport> {
     let dense = ResNet::new(&vs.root(), &desc)?;
     let scores = random_scores(&desc, 0);
     let mut variants = vec![("dense".to_owned(), dense, vs)];
-    for (name, residual) in [("scatter", ResidualMode::Scatter), ("keep", ResidualMode::Keep)] {
-        let prune = PruneSpec { rate: args.prune_rate, residual, ..PruneSpec::default() };
+    let variants_pruned =
+        [("scatter", ResidualMode::Scatter), ("keep", ResidualMode::Keep), ("group", ResidualMode::Group)];
+    for (name, residual) in variants_pruned {
+        let prune = PruneSpec {
+            rate: 1.0 - 1.0 / args.flops_factor,
+            policy: PolicyKind::Global,
+            target: GlobalTarget::Flops,
+            round_to: args.round_to,
+            residual,
+            ..PruneSpec::default()
+        };
         let plan = Plan::decide(&desc, &scores, &prune, args.input_size)?;
         let (model, vs) = apply_plan(&variants[0].1, &variants[0].2, &plan)?;
         variants.push((name.to_owned(), model, vs));
@@ -117,6 +141,9 @@ pub fn measure(args: &LatencyArgs) -> Result<LatencyReport> {
             let path = dir.join(format!("{name}.json"));
             std::fs::write(&path, model.desc().to_json())
                 .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        }
+        for (name, model, vs) in &variants {
+            save_torchscript(model, vs, &dir.join(format!("{name}.pt")), args.input_size)?;
         }
     }
 
@@ -160,6 +187,8 @@ pub fn measure(args: &LatencyArgs) -> Result<LatencyReport> {
     Ok(LatencyReport {
         arch: args.arch.clone(),
         input_size: args.input_size,
+        flops_factor: args.flops_factor,
+        round_to: args.round_to,
         threads: tch::get_num_threads(),
         reps: args.reps,
         variants,

@@ -3,7 +3,6 @@
 //! This is the only crate of the workspace that links libtorch (through `tch`);
 //! the coordinator and the client stay small and never load it.
 
-pub mod agent;
 pub mod bench_train;
 pub mod checkpoint;
 pub mod collective;

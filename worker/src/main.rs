@@ -19,7 +19,7 @@ enum Command {
     Info,
     /// Serve a coordinator: register, heartbeat, and run each assigned rank as
     /// a child `scop-worker rank` process.
-    Agent(scop_worker::agent::cli::AgentArgs),
+    Agent(scop_agent::cli::AgentArgs),
     /// Run every stage of a job in this process: pretrain?, knockoff, decide, finetune, export.
     Run(RunArgs),
     /// Show what pruning does to a network: channels, params and FLOPs per unit.
@@ -139,7 +139,7 @@ fn main() -> anyhow::Result<()> {
             let cuda = if args.cpu { 0 } else { u32::try_from(tch::Cuda::device_count()).unwrap_or(0) };
             let config = args.config(cuda)?;
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(scop_worker::agent::run(config, stop_signal()))?;
+            runtime.block_on(scop_agent::run(config, scop_agent::stop_signal()))?;
         }
         Command::Info => {
             let info = scop_worker::runtime::RuntimeInfo::probe();
@@ -183,23 +183,6 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends before it kills a pod).
-async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut terminate) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
-            }
-        }
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the agent");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 /// Prints the reason and exits non-zero, without a backtrace: bad input is not a crash.

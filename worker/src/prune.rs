@@ -7,8 +7,12 @@
 //! outputs, conv2's inputs and outputs, and conv3's inputs and outputs, the latter
 //! scattered back to the full residual width at run time (`residual: scatter`, the
 //! reference); a BasicBlock does the same with conv1 and conv2. Under `residual:
-//! keep` the plan keeps every output of the last unit, so nothing is scattered.
-//! The stem, the shortcuts and the classifier are copied unchanged.
+//! keep` the plan keeps every output of the last unit, so nothing is scattered,
+//! and in both modes the stem, the shortcuts and the classifier are copied
+//! unchanged. Under `residual: group` each residual stream keeps its group's
+//! channels: the stem's or the shortcut's outputs that write it, the last units'
+//! outputs that add into it, and the inputs of every layer that reads it (the next
+//! blocks' first units and shortcuts, the classifier's columns).
 
 use std::collections::HashMap;
 
@@ -37,19 +41,32 @@ pub fn apply_plan(model: &ResNet, vs: &VarStore, plan: &Plan) -> Result<(ResNet,
     let desc = model.desc().pruned(plan)?;
     let device = vs.device();
     let mut selections: HashMap<String, Selection> = HashMap::new();
+    let mut select = |conv: &str, bn: &str, outputs: Option<&[u32]>, inputs: Option<&[u32]>| {
+        let outputs = outputs.map(|k| index(k, device));
+        for field in ["weight", "bias", "running_mean", "running_var"] {
+            let outputs = outputs.as_ref().map(Tensor::shallow_clone);
+            selections.insert(format!("{bn}.{field}"), Selection { outputs, inputs: None });
+        }
+        let inputs = inputs.map(|k| index(k, device));
+        selections.insert(format!("{conv}.weight"), Selection { outputs, inputs });
+    };
+    // The kept channels of the residual stream entering the next block, if pruned.
+    let mut stream = desc.stem.kept.as_deref();
+    select("conv1", "bn1", stream, None);
     for block in &desc.blocks {
-        let mut previous: Option<&[u32]> = None;
+        let mut previous = stream;
         for unit in &block.units {
-            let outputs = unit.kept.as_deref().map(|k| index(k, device));
-            let inputs = previous.map(|k| index(k, device));
-            for bn in ["weight", "bias", "running_mean", "running_var"] {
-                let outputs = outputs.as_ref().map(Tensor::shallow_clone);
-                selections.insert(format!("{}.{bn}", unit.bn), Selection { outputs, inputs: None });
-            }
-            selections.insert(format!("{}.weight", unit.name), Selection { outputs, inputs });
+            select(&unit.name, &unit.bn, unit.kept.as_deref(), previous);
             previous = unit.kept.as_deref();
         }
+        if block.shortcut.is_some() {
+            let path = format!("{}.downsample", block.name);
+            select(&format!("{path}.0"), &format!("{path}.1"), block.kept.as_deref(), stream);
+        }
+        stream = block.kept.as_deref();
     }
+    let fc_inputs = stream.map(|k| index(k, device));
+    selections.insert("fc.weight".into(), Selection { outputs: None, inputs: fc_inputs });
 
     let mut pruned_vs = VarStore::new(device);
     pruned_vs.set_kind(vs.kind());

@@ -1,7 +1,8 @@
 //! `cargo xtask check-links`: only scop-worker may link libtorch.
 //!
 //! The coordinator image and the CLI must stay small, so `scopd` and `scopctl`
-//! must not depend on any libtorch library; `ldd` on the built binaries tells.
+//! must not depend on any libtorch library, and the agent (`scop-agent`) must not
+//! either: it only supervises trainer processes. `ldd` on the built binaries tells.
 
 use anyhow::bail;
 
@@ -10,7 +11,9 @@ use crate::shell;
 pub fn run() -> anyhow::Result<()> {
     let target = shell::debug_binaries()?;
     let mut problems = Vec::new();
-    for (binary, may_link) in [("scopd", false), ("scopctl", false), ("scop-worker", true)] {
+    for (binary, may_link) in
+        [("scopd", false), ("scopctl", false), ("scop-agent", false), ("scop-worker", true)]
+    {
         let path = target.join(binary);
         let ldd = shell::output(std::process::Command::new("ldd").arg(&path))?;
         let torch: Vec<&str> =

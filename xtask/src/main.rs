@@ -34,7 +34,7 @@ enum Command {
         #[arg(long)]
         keep_running: bool,
     },
-    /// Fail if scopd or scopctl link libtorch (and check that scop-worker does).
+    /// Fail if scopd, scopctl or scop-agent link libtorch (and check that scop-worker does).
     CheckLinks,
     /// Fail if a stage name or a job-directory file name is written outside scop-core.
     CheckArchitecture,

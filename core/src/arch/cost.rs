@@ -42,7 +42,7 @@ pub struct UnitCost {
 }
 
 /// Output side of a convolution or pooling window.
-fn out_side(side: u64, kernel: u32, stride: u32, padding: u32) -> u64 {
+pub(crate) fn out_side(side: u64, kernel: u32, stride: u32, padding: u32) -> u64 {
     let padded = side + 2 * u64::from(padding);
     if padded < u64::from(kernel) { 0 } else { (padded - u64::from(kernel)) / u64::from(stride.max(1)) + 1 }
 }

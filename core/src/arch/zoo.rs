@@ -17,11 +17,12 @@ pub(super) fn build(arch: &str, num_classes: u32, in_channels: u32) -> Option<Ar
         _ => return None,
     };
     let (stem, widths): (StemDesc, &[u32]) = match family {
-        Family::Cifar => {
-            (StemDesc { out_channels: 16, kernel: 3, stride: 1, padding: 1, max_pool: false }, &[16, 32, 64])
-        }
+        Family::Cifar => (
+            StemDesc { out_channels: 16, kernel: 3, stride: 1, padding: 1, max_pool: false, kept: None },
+            &[16, 32, 64],
+        ),
         Family::Imagenet => (
-            StemDesc { out_channels: 64, kernel: 7, stride: 2, padding: 3, max_pool: true },
+            StemDesc { out_channels: 64, kernel: 7, stride: 2, padding: 3, max_pool: true, kept: None },
             &[64, 128, 256, 512],
         ),
     };
@@ -72,7 +73,7 @@ fn block(name: String, kind: BlockKind, in_channels: u32, stride: u32, units: Ve
         out_channels,
         stride,
     });
-    BlockDesc { name, kind, in_channels, out_channels, stride, units, shortcut }
+    BlockDesc { name, kind, in_channels, out_channels, stride, units, shortcut, kept: None }
 }
 
 fn basic(name: String, in_channels: u32, planes: u32, stride: u32) -> BlockDesc {

@@ -162,3 +162,84 @@ fn pruned_descriptions_chain_and_scatter() {
     let err = Plan::decide(&pruned, &random_scores(&desc, 2), &spec(PolicyKind::Layer, 0.5), 32).unwrap_err();
     assert_eq!(err.to_string(), "arch: resnet18 is already pruned; plans start from the dense network");
 }
+
+#[test]
+fn residual_groups_keep_one_set_of_channels_per_stream() {
+    for arch in ["resnet20", "resnet50"] {
+        let desc = ArchDesc::new(arch, 10, 3).unwrap();
+        let scores = random_scores(&desc, 4);
+        for policy in [PolicyKind::Layer, PolicyKind::Global] {
+            let prune = PruneSpec { residual: ResidualMode::Group, ..spec(policy, 0.45) };
+            let plan = Plan::decide(&desc, &scores, &prune, 32).unwrap();
+            let streams = desc.residual_streams();
+            let scored = streams.iter().filter(|s| !s.members.is_empty()).count();
+            assert_eq!(plan.groups.len(), scored, "{arch} {policy:?}");
+            for group in &plan.groups {
+                assert!(group.kept.len() < group.channels as usize, "{arch} {policy:?}: {}", group.writer);
+                for member in &group.members {
+                    assert_eq!(plan.unit(member).unwrap().kept, group.kept, "{member}");
+                }
+            }
+            let pruned = desc.pruned(&plan).unwrap();
+            pruned.validate().unwrap();
+            assert_eq!(ArchDesc::from_json(&pruned.to_json(), "arch.json").unwrap(), pruned);
+            assert!(pruned.blocks.iter().all(|b| b.scatter().is_none()));
+            let last = plan.groups.last().unwrap();
+            assert_eq!(pruned.classifier.in_features as usize, last.kept.len());
+            assert_eq!(pruned.cost(32).params, plan.summary.params_after);
+            // The stem writes the first stream of a BasicBlock network only.
+            assert_eq!(pruned.stem.kept.is_some(), arch == "resnet20");
+        }
+    }
+}
+
+#[test]
+fn a_group_drops_the_channels_its_members_score_low_together() {
+    let desc = ArchDesc::new("resnet20", 10, 3).unwrap();
+    let mut scores: ScoreMap =
+        desc.units().map(|u| (u.name.clone(), vec![1.0; u.dense_out_channels as usize])).collect();
+    // Channel 5 loses in every member; channel 9 loses badly in one member only,
+    // whose raw scale is 100× the others': normalised, it still counts once.
+    for (i, member) in ["layer1.0.conv2", "layer1.1.conv2", "layer1.2.conv2"].into_iter().enumerate() {
+        let values = scores.get_mut(member).unwrap();
+        values[5] = -0.5;
+        if i == 0 {
+            values.iter_mut().for_each(|v| *v *= 100.0);
+            values[9] = -20.0;
+        }
+    }
+    let prune = PruneSpec { residual: ResidualMode::Group, ..spec(PolicyKind::Layer, 1.0 / 16.0) };
+    let plan = Plan::decide(&desc, &scores, &prune, 32).unwrap();
+    let first = &plan.groups[0];
+    assert_eq!((first.writer.as_str(), first.kept.len()), ("conv1", 15));
+    assert!(!first.kept.contains(&5) && first.kept.contains(&9), "{:?}", first.kept);
+}
+
+#[test]
+fn group_plans_meet_a_flops_target_and_disagreeing_members_are_refused() {
+    let desc = ArchDesc::new("resnet56", 10, 3).unwrap();
+    let scores = random_scores(&desc, 12);
+    for round_to in [1, 8] {
+        let prune = PruneSpec { residual: ResidualMode::Group, round_to, ..spec(PolicyKind::Global, 0.5) };
+        let plan = Plan::decide(&desc, &scores, &prune, 32).unwrap();
+        let reduction = plan.summary.flops_reduction();
+        assert!((0.5..0.52).contains(&reduction), "round_to {round_to}: {reduction}");
+        for up in &plan.units {
+            let n = up.kept.len() as u32;
+            assert!(n == up.channels || n.is_multiple_of(round_to), "{}: {n}", up.name);
+        }
+    }
+    let prune = PruneSpec { residual: ResidualMode::Group, ..spec(PolicyKind::Layer, 0.45) };
+    let mut plan = Plan::decide(&desc, &scores, &prune, 32).unwrap();
+    plan.units[3].kept = (0..9).collect();
+    let err = desc.pruned(&plan).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "plan.units[3].kept: layer1.1.conv2: must keep the channels layer1.0.conv2 keeps: both add into \
+         the residual stream of conv1 (residual: group)"
+    );
+    let mut pruned = desc.pruned(&Plan::decide(&desc, &scores, &prune, 32).unwrap()).unwrap();
+    pruned.blocks[1].kept = None;
+    let err = ArchDesc::from_json(&pruned.to_json(), "arch.json").unwrap_err().to_string();
+    assert!(err.starts_with("arch.json: blocks[1].kept: must equal the channels of the stream"), "{err}");
+}

@@ -1,5 +1,6 @@
-//! Bearer-token authentication of a gRPC port: static tokens from a file,
-//! compared in constant time.
+//! Bearer-token authentication of a gRPC port: the users file (token hashes,
+//! each caller a user with a role) or static tokens from a file, compared in
+//! constant time; and the role check each public call makes.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use subtle::ConstantTimeEq;
 use tonic::{Request, Status, service::Interceptor};
 
 use crate::error::{Error, Result};
+use crate::users::{Directory, Role, User};
 
 /// The tokens a port accepts.
 #[derive(Clone)]
@@ -75,6 +77,86 @@ impl Interceptor for BearerAuth {
             .strip_prefix(b"Bearer ")
             .ok_or_else(|| Status::unauthenticated("authorization metadata must be `Bearer <token>`"))?;
         if tokens.accepts(token) { Ok(request) } else { Err(Status::unauthenticated("invalid token")) }
+    }
+}
+
+/// How the public port knows its callers.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// No authentication (`--insecure-no-auth`): every caller is the admin "anonymous".
+    Open,
+    /// The deprecated shared token file: every holder is the admin "admin".
+    Shared(Arc<TokenSet>),
+    /// The users file: each token names a user with a role.
+    Users(Directory),
+}
+
+/// The authenticated caller, put in each request's extensions by [`ClientAuth`].
+#[derive(Debug, Clone)]
+pub struct Caller(pub Arc<User>);
+
+/// Authenticates every public call and records who made it.
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    credentials: Credentials,
+}
+
+impl ClientAuth {
+    pub fn new(credentials: Credentials) -> Self {
+        Self { credentials }
+    }
+}
+
+impl Interceptor for ClientAuth {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let user = match &self.credentials {
+            Credentials::Open => Arc::new(User::implicit_admin("anonymous")),
+            Credentials::Shared(tokens) => {
+                if !tokens.accepts(bearer(&request)?) {
+                    return Err(Status::unauthenticated("invalid token"));
+                }
+                Arc::new(User::implicit_admin("admin"))
+            }
+            Credentials::Users(directory) => directory
+                .authenticate(bearer(&request)?)
+                .ok_or_else(|| Status::unauthenticated("unknown or revoked token"))?,
+        };
+        request.extensions_mut().insert(Caller(user));
+        Ok(request)
+    }
+}
+
+fn bearer(request: &Request<()>) -> Result<&[u8], Status> {
+    let header = request.metadata().get("authorization").ok_or_else(|| {
+        Status::unauthenticated("missing authorization metadata: send `authorization: Bearer <token>`")
+    })?;
+    header
+        .as_bytes()
+        .strip_prefix(b"Bearer ")
+        .ok_or_else(|| Status::unauthenticated("authorization metadata must be `Bearer <token>`"))
+}
+
+/// The caller of a request that went through [`ClientAuth`].
+pub fn caller<T>(request: &Request<T>) -> Result<Arc<User>, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .map(|caller| caller.0.clone())
+        .ok_or_else(|| Status::unauthenticated("the call carries no authenticated user"))
+}
+
+/// PERMISSION_DENIED unless `user`'s role is at least `needed`.
+pub fn require(user: &User, needed: Role, call: &str) -> Result<(), Status> {
+    if user.role >= needed {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(format!(
+            "user {:?} ({}) may not call {call}: it needs the {} role",
+            user.name,
+            user.role.name(),
+            needed.name()
+        ))
+        .into())
     }
 }
 

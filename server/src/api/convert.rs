@@ -58,6 +58,9 @@ pub fn job(job: Job) -> pb::Job {
         request_id: job.request_id.unwrap_or_default(),
         attempt: job.attempt,
         last_sequence: job.last_sequence,
+        owner: job.owner,
+        queued_reason: String::new(),
+        name: job.name,
     }
 }
 

@@ -1,17 +1,25 @@
-//! The public `JobService`: validate → (authorised by the interceptor) → store → convert.
+//! The public `JobService`: authenticate (the interceptor) → validate → authorise
+//! by role, owner and quota → store → audit → convert.
 
-use scop_core::spec::JobSpec;
+use std::path::PathBuf;
+
+use scop_core::sandbox::Roots;
+use scop_core::spec::{DeviceKind, JobSpec};
 use scop_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::auth::{caller, require};
+use super::stream_limits::{StreamKind, StreamLimits};
 use super::{artifact_files, convert, validation};
-use crate::domain::{NewJob, StagePlan};
+use crate::config::Config;
+use crate::domain::{Job, NewJob, StagePlan};
 use crate::error::Error;
 use crate::scheduler::{ArtifactStore, LocalArtifacts, Wake};
 use crate::shutdown::Shutdown;
 use crate::store::{JobFilter, Store};
+use crate::users::Role;
 
 /// Events buffered per `WatchJob` stream before the follower waits for the client.
 const WATCH_BUFFER: usize = 64;
@@ -26,11 +34,63 @@ pub struct JobApi {
     shutdown: Shutdown,
     /// Told about new and cancelled jobs.
     scheduler: Wake,
+    tenancy: Tenancy,
+}
+
+/// What a shared coordinator enforces beyond roles: the roots spec paths must
+/// stay inside, and open streams per user.
+#[derive(Debug, Clone)]
+pub struct Tenancy {
+    /// `None`: spec paths are not checked at submission (the workers still check them).
+    roots: Option<Roots>,
+    /// What relative spec paths are taken from: the coordinator's working directory.
+    base: PathBuf,
+    streams: StreamLimits,
+}
+
+impl Tenancy {
+    pub fn from_config(config: &Config) -> crate::error::Result<Tenancy> {
+        let roots = (!config.data_roots.is_empty() || !config.models_roots.is_empty())
+            .then(|| Roots { data: config.data_roots.clone(), models: config.models_roots.clone() });
+        let base = std::env::current_dir()
+            .map_err(|source| Error::Io { path: "the working directory".into(), source })?;
+        Ok(Tenancy { roots, base, streams: StreamLimits::default() })
+    }
 }
 
 impl JobApi {
-    pub fn new(store: Store, artifacts: LocalArtifacts, shutdown: Shutdown, scheduler: Wake) -> Self {
-        Self { store, artifacts, shutdown, scheduler }
+    pub fn new(
+        store: Store,
+        artifacts: LocalArtifacts,
+        shutdown: Shutdown,
+        scheduler: Wake,
+        tenancy: Tenancy,
+    ) -> Self {
+        Self { store, artifacts, shutdown, scheduler, tenancy }
+    }
+
+    /// Why a queued job cannot start even on idle workers, if so.
+    async fn queued_reason(&self, job: &Job) -> Result<String, Status> {
+        if !matches!(job.state, crate::domain::JobState::Queued) {
+            return Ok(String::new());
+        }
+        let Ok(spec) = JobSpec::from_yaml(&job.spec_yaml) else { return Ok(String::new()) };
+        let kind = match spec.resources.device {
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Cuda => "cuda",
+        };
+        let workers = self.store.list_workers(false).await?;
+        let capacity: usize =
+            workers.iter().map(|w| w.devices.iter().filter(|d| d.kind == kind).count()).sum();
+        let wanted = spec.resources.world_size as usize;
+        Ok(if capacity < wanted {
+            format!(
+                "needs {wanted} {kind} rank slots; the registered workers have {capacity} in all: \
+                 it starts once enough workers join"
+            )
+        } else {
+            String::new()
+        })
     }
 }
 
@@ -38,6 +98,8 @@ impl JobApi {
 impl pb::job_service_server::JobService for JobApi {
     #[tracing::instrument(skip_all, fields(request_id = %request.get_ref().request_id))]
     async fn submit_job(&self, request: Request<pb::SubmitJobRequest>) -> Result<Response<pb::Job>, Status> {
+        let user = caller(&request)?;
+        require(&user, Role::Submitter, "SubmitJob")?;
         let request = request.into_inner();
         if request.spec_yaml.trim().is_empty() {
             return Err(Error::InvalidArgument {
@@ -47,30 +109,47 @@ impl pb::job_service_server::JobService for JobApi {
             .into());
         }
         let spec = JobSpec::from_yaml(&request.spec_yaml).map_err(Error::InvalidSpec)?;
+        if let Some(roots) = &self.tenancy.roots {
+            roots.check_spec(&spec, &self.tenancy.base).map_err(Error::InvalidSpec)?;
+        }
+        let usage = self.store.usage_of(&user.name).await?;
+        if let Some(exceeded) = user.quotas.admit(usage, spec.resources.world_size, request.priority) {
+            return Err(Error::QuotaExceeded(format!("user {:?}: {exceeded}", user.name)).into());
+        }
         let new = NewJob {
             stages: StagePlan::for_spec(&spec),
             spec_yaml: request.spec_yaml,
             labels: validation::labels("labels", request.labels)?,
             priority: request.priority,
             request_id: validation::request_id(request.request_id)?,
+            owner: user.name.clone(),
+            world_size: spec.resources.world_size,
+            name: spec.name.clone().unwrap_or_default(),
         };
         let (job, created) = self.store.submit_job(new).await?;
         if created {
             tracing::info!(job_id = %job.id, "job submitted");
+            let detail = format!("priority {}, world_size {}", job.priority, spec.resources.world_size);
+            self.store.audit(&user.name, "submit", &job.id, detail).await?;
             self.scheduler.wake();
         }
-        Ok(Response::new(convert::job(job)))
+        let reason = self.queued_reason(&job).await?;
+        Ok(Response::new(pb::Job { queued_reason: reason, ..convert::job(job) }))
     }
 
     async fn get_job(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
+        require(&*caller(&request)?, Role::Viewer, "GetJob")?;
         let job_id = validation::id("job_id", &request.get_ref().job_id)?;
-        Ok(Response::new(convert::job(self.store.get_job(job_id).await?)))
+        let job = self.store.get_job(job_id).await?;
+        let reason = self.queued_reason(&job).await?;
+        Ok(Response::new(pb::Job { queued_reason: reason, ..convert::job(job) }))
     }
 
     async fn list_jobs(
         &self,
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        require(&*caller(&request)?, Role::Viewer, "ListJobs")?;
         let request = request.into_inner();
         let state = pb::JobState::try_from(request.state).map_err(|_| Error::InvalidArgument {
             field: "state".into(),
@@ -79,20 +158,42 @@ impl pb::job_service_server::JobService for JobApi {
         let filter = JobFilter {
             state: convert::state_filter(state),
             labels: validation::labels("labels", request.labels)?,
+            owner: Some(request.owner).filter(|owner| !owner.is_empty()),
         };
         let after = validation::page_token(&request.page_token)?;
         let page = self.store.list_jobs(filter, validation::page_size(request.page_size), after).await?;
+        // Summaries unless asked: a page of padded specs must not outgrow the message limit.
+        let full = request.full_view;
         Ok(Response::new(pb::ListJobsResponse {
-            jobs: page.jobs.into_iter().map(convert::job).collect(),
+            jobs: page
+                .jobs
+                .into_iter()
+                .map(|job| {
+                    let job = convert::job(job);
+                    if full { job } else { pb::Job { spec_yaml: String::new(), ..job } }
+                })
+                .collect(),
             next_page_token: page.next.map(|n| n.to_string()).unwrap_or_default(),
         }))
     }
 
     #[tracing::instrument(skip_all, fields(job_id = %request.get_ref().job_id))]
     async fn cancel_job(&self, request: Request<pb::CancelJobRequest>) -> Result<Response<pb::Job>, Status> {
+        let user = caller(&request)?;
+        require(&user, Role::Submitter, "CancelJob")?;
         let job_id = validation::id("job_id", &request.get_ref().job_id)?;
+        let owner = self.store.get_job(job_id).await?.owner;
+        if user.role < Role::Admin && owner != user.name {
+            return Err(Error::PermissionDenied(format!(
+                "job {job_id} belongs to {owner:?}; user {:?} ({}) cancels only its own jobs",
+                user.name,
+                user.role.name()
+            ))
+            .into());
+        }
         let job = self.store.cancel_job(job_id, "cancelled by a client".into()).await?;
         tracing::info!(state = %job.state, "cancel requested");
+        self.store.audit(&user.name, "cancel", job_id, format!("owner {owner:?}")).await?;
         // The scheduler stops the job's ranks and gives their slots to others.
         self.scheduler.wake();
         Ok(Response::new(convert::job(job)))
@@ -104,22 +205,26 @@ impl pb::job_service_server::JobService for JobApi {
         &self,
         request: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let user = caller(&request)?;
+        require(&user, Role::Viewer, "WatchJob")?;
         let request = request.into_inner();
         let job_id = validation::id("job_id", &request.job_id)?.to_owned();
         // Fail fast on an unknown job, before the stream starts.
         self.store.get_job(&job_id).await?;
+        let permit =
+            self.tenancy.streams.acquire(&user.name, StreamKind::Watch, user.quotas.max_watch_streams)?;
         let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
-        tokio::spawn(follow(
-            self.store.clone(),
-            job_id,
-            request.from_sequence.max(1),
-            sender,
-            self.shutdown.clone(),
-        ));
+        let (store, from, shutdown) =
+            (self.store.clone(), request.from_sequence.max(1), self.shutdown.clone());
+        tokio::spawn(async move {
+            follow(store, job_id, from, sender, shutdown).await;
+            drop(permit);
+        });
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
 
     async fn get_plan(&self, request: Request<pb::GetPlanRequest>) -> Result<Response<pb::Plan>, Status> {
+        require(&*caller(&request)?, Role::Viewer, "GetPlan")?;
         let job_id = validation::id("job_id", &request.get_ref().job_id)?;
         Ok(Response::new(convert::plan(self.store.get_plan(job_id).await?)))
     }
@@ -128,6 +233,7 @@ impl pb::job_service_server::JobService for JobApi {
         &self,
         request: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        require(&*caller(&request)?, Role::Viewer, "ListWorkers")?;
         let workers = self.store.list_workers(request.get_ref().include_lost).await?;
         Ok(Response::new(pb::ListWorkersResponse {
             workers: workers.into_iter().map(convert::worker).collect(),
@@ -138,6 +244,7 @@ impl pb::job_service_server::JobService for JobApi {
         &self,
         request: Request<pb::ListArtifactsRequest>,
     ) -> Result<Response<pb::ListArtifactsResponse>, Status> {
+        require(&*caller(&request)?, Role::Viewer, "ListArtifacts")?;
         let job_id = validation::id("job_id", &request.get_ref().job_id)?;
         let recorded = self.store.list_artifacts(job_id).await?;
         let job_dir = self.artifacts.job_dir(job_id);
@@ -155,13 +262,21 @@ impl pb::job_service_server::JobService for JobApi {
         &self,
         request: Request<pb::DownloadArtifactRequest>,
     ) -> Result<Response<Self::DownloadArtifactStream>, Status> {
+        let user = caller(&request)?;
+        require(&user, Role::Viewer, "DownloadArtifact")?;
         let request = request.into_inner();
         let job_id = validation::id("job_id", &request.job_id)?;
         // The job must exist before its id is used as a directory name.
         self.store.get_job(job_id).await?;
         let file = artifact_files::resolve(job_id, &self.artifacts.job_dir(job_id), &request.path)?;
+        let permit =
+            self.tenancy.streams.acquire(&user.name, StreamKind::Download, user.quotas.max_downloads)?;
         let (sender, receiver) = mpsc::channel(DOWNLOAD_BUFFER);
-        tokio::spawn(artifact_files::stream_file(file, sender, self.shutdown.clone()));
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            artifact_files::stream_file(file, sender, shutdown).await;
+            drop(permit);
+        });
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
 
@@ -169,6 +284,7 @@ impl pb::job_service_server::JobService for JobApi {
         &self,
         request: Request<pb::GetScoreStatisticsRequest>,
     ) -> Result<Response<pb::ScoreStatisticsResponse>, Status> {
+        require(&*caller(&request)?, Role::Viewer, "GetScoreStatistics")?;
         let request = request.into_inner();
         let job_id = validation::id("job_id", &request.job_id)?;
         let epoch = Some(request.epoch).filter(|e| *e > 0);
@@ -180,6 +296,22 @@ impl pb::job_service_server::JobService for JobApi {
             .await?
             .ok_or_else(|| Error::StatisticsNotFound { job_id: job_id.to_owned(), epoch })?;
         Ok(Response::new(convert::statistics(job_id.to_owned(), epoch, units)))
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let user = caller(&request)?;
+        let quotas = &user.quotas;
+        Ok(Response::new(pb::WhoAmIResponse {
+            user: user.name.clone(),
+            role: user.role.name().to_owned(),
+            max_queued_jobs: quotas.max_queued_jobs.unwrap_or(0),
+            max_running_jobs: quotas.max_running_jobs.unwrap_or(0),
+            max_rank_slots: quotas.max_rank_slots.unwrap_or(0),
+            max_priority: quotas.max_priority.unwrap_or(i32::MAX),
+        }))
     }
 }
 

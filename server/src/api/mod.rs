@@ -6,5 +6,6 @@ pub mod auth;
 pub mod convert;
 pub mod grpc_metrics;
 pub mod job_service;
+pub mod stream_limits;
 pub mod validation;
 pub mod worker_service;

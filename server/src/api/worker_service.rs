@@ -181,7 +181,14 @@ async fn session(
                         // The token is valid but the worker speaks for a rank it
                         // does not run: refuse, record who tried, and end the stream.
                         if let Error::NotPlacedHere { worker_id, task_id, placed_on } = &denied {
-                            tracing::warn!(target: "audit", %worker_id, %task_id, %placed_on, "report for a rank placed elsewhere refused");
+                            tracing::warn!(%worker_id, %task_id, %placed_on, "report for a rank placed elsewhere refused");
+                            let user = format!("worker {worker_id}");
+                            let detail = format!("report for a rank placed on {placed_on} refused");
+                            if let Err(error) =
+                                link.store.audit(&user, "report_refused", task_id, detail).await
+                            {
+                                tracing::warn!(%worker_id, %error, "refused report not written to the audit log");
+                            }
                         }
                         let _ = outbox.send(Err(denied.into())).await;
                         break;

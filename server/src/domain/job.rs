@@ -130,6 +130,10 @@ pub struct Job {
     pub attempt: u32,
     /// Sequence number of the latest event.
     pub last_sequence: u64,
+    /// The user who submitted it; empty for jobs from before users existed.
+    pub owner: String,
+    /// The spec's `name`; empty if it has none (or for jobs from before it was kept).
+    pub name: String,
 }
 
 /// What a submission asks the store to create.
@@ -140,6 +144,12 @@ pub struct NewJob {
     pub labels: BTreeMap<String, String>,
     pub priority: i32,
     pub request_id: Option<String>,
+    /// The submitting user.
+    pub owner: String,
+    /// `resources.world_size`, counted against the owner's rank slots.
+    pub world_size: u32,
+    /// The spec's `name`, for listings without the spec.
+    pub name: String,
 }
 
 #[cfg(test)]

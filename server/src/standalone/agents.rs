@@ -112,6 +112,7 @@ impl Fleet {
         token_file: &Path,
         data_dir: &Path,
         plan: &[AgentSpec],
+        roots: &scop_core::sandbox::Roots,
     ) -> Result<Fleet> {
         let logs = data_dir.join("logs");
         std::fs::create_dir_all(&logs)
@@ -119,9 +120,15 @@ impl Fleet {
         let (stop, stopping) = watch::channel(false);
         let mut supervisors = JoinSet::new();
         for spec in plan {
+            let mut args = agent_args(spec, coordinator, token_file, data_dir);
+            for (flag, dirs) in [("--data-root", &roots.data), ("--models-root", &roots.models)] {
+                for dir in dirs {
+                    args.extend([flag.to_owned(), dir.display().to_string()]);
+                }
+            }
             let launch = Launch {
                 bin: worker_bin.to_owned(),
-                args: agent_args(spec, coordinator, token_file, data_dir),
+                args,
                 gpu: spec.gpu,
                 log: logs.join(format!("agent-{}.log", spec.index)),
             };

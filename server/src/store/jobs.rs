@@ -11,7 +11,7 @@ use crate::domain::{EventKind, Job, JobEvent, JobState, NewJob, Stage, StagePlan
 use crate::error::{Error, Result};
 
 const JOB_COLUMNS: &str = "id, state, stage, stages, spec_yaml, labels_json, priority, request_id, \
-                           created_at_ms, updated_at_ms, error, attempt, last_sequence, seq";
+                           created_at_ms, updated_at_ms, error, attempt, last_sequence, seq, owner, name";
 
 /// Which jobs `list_jobs` returns.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -20,6 +20,8 @@ pub struct JobFilter {
     pub state: Option<StateKind>,
     /// Only jobs carrying every one of these labels.
     pub labels: BTreeMap<String, String>,
+    /// Only jobs submitted by this user.
+    pub owner: Option<String>,
 }
 
 /// One page of jobs, newest first.
@@ -56,7 +58,8 @@ impl Store {
                         let job = load_job(&tx, &id)?;
                         let same = job.spec_yaml == new.spec_yaml
                             && job.labels == new.labels
-                            && job.priority == new.priority;
+                            && job.priority == new.priority
+                            && job.owner == new.owner;
                         return if same {
                             Ok((job, false))
                         } else {
@@ -68,7 +71,7 @@ impl Store {
                 let now = now_ms();
                 let labels_json = serde_json::to_string(&new.labels).map_err(|e| Error::corrupt("jobs", &id, e))?;
                 tx.prepare_cached("INSERT INTO jobs (id, request_id, state, stage, stages, spec_yaml, labels_json, priority, \
-                     created_at_ms, updated_at_ms) VALUES (?1, ?2, 'queued', NULL, ?3, ?4, ?5, ?6, ?7, ?7)")?.execute(params![id, new.request_id, new.stages.to_stored(), new.spec_yaml, labels_json, new.priority, now],
+                     created_at_ms, updated_at_ms, owner, world_size, name) VALUES (?1, ?2, 'queued', NULL, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)")?.execute(params![id, new.request_id, new.stages.to_stored(), new.spec_yaml, labels_json, new.priority, now, new.owner, new.world_size, new.name],
                 )?;
                 for (key, value) in &new.labels {
                     tx.prepare_cached("INSERT INTO job_labels (job_id, key, value) VALUES (?1, ?2, ?3)")?.execute(params![id, key, value])?;
@@ -104,6 +107,10 @@ impl Store {
             if let Some(state) = filter.state {
                 values.push(state.name().to_owned().into());
                 sql.push_str(&format!(" AND j.state = ?{}", values.len()));
+            }
+            if let Some(owner) = &filter.owner {
+                values.push(owner.clone().into());
+                sql.push_str(&format!(" AND j.owner = ?{}", values.len()));
             }
             for (key, value) in &filter.labels {
                 values.push(key.clone().into());
@@ -210,6 +217,32 @@ impl Store {
         Ok(job)
     }
 
+    /// What `owner` has queued and running now, for quota admission.
+    pub async fn usage_of(&self, owner: &str) -> Result<crate::users::Usage> {
+        let owner = owner.to_owned();
+        self.read(move |conn| {
+            let mut usage = crate::users::Usage::default();
+            let mut statement = conn.prepare_cached(
+                "SELECT state, count(*), coalesce(sum(world_size), 0) FROM jobs \
+                 WHERE owner = ?1 AND state IN ('queued', 'running') GROUP BY state",
+            )?;
+            let rows = statement.query_map([&owner], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, u32>(2)?))
+            })?;
+            for row in rows {
+                let (state, count, slots) = row?;
+                if state == "queued" {
+                    usage.queued_jobs = count;
+                } else {
+                    usage.running_jobs = count;
+                }
+                usage.rank_slots += slots;
+            }
+            Ok(usage)
+        })
+        .await
+    }
+
     /// Jobs per state, for metrics.
     pub async fn job_counts(&self) -> Result<JobCounts> {
         self.read(|conn| {
@@ -310,6 +343,8 @@ struct RawJob {
     attempt: u32,
     last_sequence: u64,
     seq: i64,
+    owner: String,
+    name: String,
 }
 
 impl RawJob {
@@ -329,6 +364,8 @@ impl RawJob {
             attempt: row.get(11)?,
             last_sequence: row.get(12)?,
             seq: row.get(13)?,
+            owner: row.get(14)?,
+            name: row.get(15)?,
         })
     }
 
@@ -360,6 +397,8 @@ impl RawJob {
             error: self.error,
             attempt: self.attempt,
             last_sequence: self.last_sequence,
+            owner: self.owner,
+            name: self.name,
         })
     }
 }

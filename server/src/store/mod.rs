@@ -16,7 +16,9 @@
 //! commit, so `WatchJob` followers wake up without polling.
 
 mod attempts;
+mod audit;
 pub use attempts::AttemptOutcome;
+pub use audit::AuditEntry;
 mod events;
 mod hub;
 mod jobs;

@@ -106,6 +106,9 @@ mod tests {
             labels: Default::default(),
             priority: 0,
             request_id: None,
+            owner: "alice".into(),
+            world_size: 1,
+            name: String::new(),
         };
         let (job, _) = store.submit_job(new_job).await.unwrap();
         let hello = WorkerHello {

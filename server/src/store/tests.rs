@@ -20,6 +20,9 @@ fn new_job(request_id: Option<&str>, labels: &[(&str, &str)]) -> NewJob {
         labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         priority: 0,
         request_id: request_id.map(str::to_owned),
+        owner: "alice".into(),
+        world_size: 1,
+        name: String::new(),
     }
 }
 
@@ -112,10 +115,11 @@ async fn listing_filters_by_state_and_labels_and_pages_newest_first() {
     let even = JobFilter {
         state: Some(StateKind::Queued),
         labels: BTreeMap::from([("team".into(), "even".into())]),
+        owner: None,
     };
     let page = store.list_jobs(even, 10, None).await.unwrap();
     assert_eq!(page.jobs.iter().map(|j| &j.id).collect::<Vec<_>>(), vec![&ids[2], &ids[0]]);
-    let cancelled = JobFilter { state: Some(StateKind::Cancelled), labels: BTreeMap::new() };
+    let cancelled = JobFilter { state: Some(StateKind::Cancelled), ..JobFilter::default() };
     assert_eq!(store.list_jobs(cancelled, 10, None).await.unwrap().jobs[0].id, ids[4]);
     let counts = store.job_counts().await.unwrap();
     assert_eq!((counts.queued, counts.cancelled), (4, 1));
@@ -123,6 +127,34 @@ async fn listing_filters_by_state_and_labels_and_pages_newest_first() {
         store.queued_jobs().await.unwrap().iter().map(|j| &j.id).collect::<Vec<_>>(),
         ids[..4].iter().collect::<Vec<_>>()
     );
+}
+
+#[tokio::test]
+async fn jobs_record_their_owner_for_filters_quotas_and_the_audit_log() {
+    let (store, _dir) = temp_store().await;
+    let (mine, _) = store.submit_job(NewJob { world_size: 3, ..new_job(None, &[]) }).await.unwrap();
+    let theirs = NewJob { owner: "bob".into(), ..new_job(None, &[]) };
+    let (theirs, _) = store.submit_job(theirs).await.unwrap();
+    assert_eq!((mine.owner.as_str(), theirs.owner.as_str()), ("alice", "bob"));
+    let bobs = JobFilter { owner: Some("bob".into()), ..JobFilter::default() };
+    let page = store.list_jobs(bobs, 10, None).await.unwrap();
+    assert_eq!(page.jobs.iter().map(|j| &j.id).collect::<Vec<_>>(), vec![&theirs.id]);
+    store.transition_job(&mine.id, JobState::Running(Stage::Knockoff), None).await.unwrap();
+    store.submit_job(new_job(None, &[])).await.unwrap();
+    let usage = store.usage_of("alice").await.unwrap();
+    assert_eq!((usage.queued_jobs, usage.running_jobs, usage.rank_slots), (1, 1, 4));
+    store.cancel_job(&mine.id, "test".into()).await.unwrap();
+    assert_eq!(store.usage_of("alice").await.unwrap().running_jobs, 0);
+    assert_eq!(store.usage_of("nobody").await.unwrap(), crate::users::Usage::default());
+
+    store.audit("alice", "submit", &mine.id, "priority 0".into()).await.unwrap();
+    store.audit("root", "cancel", &mine.id, String::new()).await.unwrap();
+    let log = store.audit_log(10).await.unwrap();
+    assert_eq!(
+        log.iter().map(|e| (e.user.as_str(), e.action.as_str(), e.target.as_str())).collect::<Vec<_>>(),
+        vec![("alice", "submit", mine.id.as_str()), ("root", "cancel", mine.id.as_str())]
+    );
+    assert_eq!(store.audit_log(1).await.unwrap()[0].user, "root");
 }
 
 #[tokio::test]

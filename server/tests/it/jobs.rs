@@ -32,8 +32,13 @@ async fn submit_is_idempotent_by_request_id_and_get_returns_the_job() {
 
     let got = jobs.get_job(pb::GetJobRequest { job_id: job.id.clone() }).await.unwrap().into_inner();
     assert_eq!(got, job);
+    // Listings are summaries unless the full view is asked for.
     let listed = jobs.list_jobs(pb::ListJobsRequest::default()).await.unwrap().into_inner();
-    assert_eq!(listed.jobs, vec![job]);
+    let summary = pb::Job { spec_yaml: String::new(), queued_reason: String::new(), ..job.clone() };
+    assert_eq!(listed.jobs, vec![summary]);
+    let full = pb::ListJobsRequest { full_view: true, ..Default::default() };
+    let listed = jobs.list_jobs(full).await.unwrap().into_inner();
+    assert_eq!(listed.jobs, vec![pb::Job { queued_reason: String::new(), ..job }]);
     server.stop().await;
 }
 

@@ -12,5 +12,6 @@ mod restart;
 mod scheduling;
 mod spec_validation;
 mod standalone;
+mod tenancy;
 mod watch;
 mod workers;

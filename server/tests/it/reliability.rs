@@ -28,7 +28,7 @@ async fn first_error(server: &TestServer, job_id: &str) -> pb::JobError {
 
 /// A second agent with the (shared) worker token reports `Finished` for a rank
 /// placed on another worker: it is refused with PERMISSION_DENIED, its stream
-/// ends, and the forged report moves nothing.
+/// ends, the refusal is in the audit log, and the forged report moves nothing.
 #[tokio::test]
 async fn a_worker_may_report_only_for_ranks_placed_on_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -51,6 +51,13 @@ async fn a_worker_may_report_only_for_ranks_placed_on_it() {
             impostor.id, on_a.task_id, a.id
         )
     );
+    // The refusal is in the audit log, naming the impostor and the rank's worker.
+    let log = server.store.audit_log(100).await.unwrap();
+    let refused: Vec<_> = log.iter().filter(|e| e.action == "report_refused").collect();
+    assert_eq!(refused.len(), 1, "{log:?}");
+    assert_eq!(refused[0].user, format!("worker {}", impostor.id));
+    assert_eq!(refused[0].target, on_a.task_id);
+    assert_eq!(refused[0].detail, format!("report for a rank placed on {} refused", a.id));
     // The job still waits for its real ranks: b alone finishing is not enough.
     b.finish(&on_b).await;
     a.assert_idle(std::time::Duration::from_millis(600)).await;

@@ -18,11 +18,17 @@ async fn reopening_the_store_keeps_queued_jobs() {
     let server = TestServer::start(&dir).await;
     let mut jobs = server.jobs().await;
     let listed = jobs
-        .list_jobs(pb::ListJobsRequest { state: pb::JobState::Queued as i32, ..Default::default() })
+        .list_jobs(pb::ListJobsRequest {
+            state: pb::JobState::Queued as i32,
+            full_view: true,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(listed.jobs, vec![second.clone(), first.clone()]);
+    // Listings carry no queued_reason (only GetJob and SubmitJob do).
+    let listing = |job: &pb::Job| pb::Job { queued_reason: String::new(), ..job.clone() };
+    assert_eq!(listed.jobs, vec![listing(&second), listing(&first)]);
     // The idempotency keys survive too.
     assert_eq!(server.submit(&mut jobs, "keep-1", &[("run", "a")]).await, first);
     let mut events = jobs

@@ -64,6 +64,9 @@ fn start(dir: &Path) -> (Scopd, String, std::net::SocketAddr) {
         ])
         .arg("--data-dir")
         .arg(dir.join("data"))
+        // The dataset lives outside the test's directory: allow it (and only it) by name.
+        .arg("--data-root")
+        .arg(data_root())
         .arg("--client-config")
         .arg(dir.join("scopctl.yaml"))
         .env("RUST_LOG", "warn")

@@ -5,7 +5,7 @@
 use scop_core::arch::ArchDesc;
 use scop_core::plan::Plan;
 use scop_core::score::random_scores;
-use scop_core::spec::{ARCHS, PruneSpec};
+use scop_core::spec::{ARCHS, PruneSpec, ResidualMode};
 use scop_worker::export::{ModelCard, export, load_export};
 use scop_worker::models::{ResNet, load_strict};
 use scop_worker::prune::apply_plan;
@@ -19,12 +19,16 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 fn check(arch: &str) {
+    check_with(arch, PruneSpec::default());
+}
+
+fn check_with(arch: &str, prune: PruneSpec) {
     tch::manual_seed(11);
     let desc = ArchDesc::new(arch, 4, 3).unwrap();
     let vs = VarStore::new(Device::Cpu);
     let dense = ResNet::new(&vs.root(), &desc).unwrap();
     randomise_bn(&vs);
-    let plan = Plan::decide(&desc, &random_scores(&desc, 3), &PruneSpec::default(), 32).unwrap();
+    let plan = Plan::decide(&desc, &random_scores(&desc, 3), &prune, 32).unwrap();
     let (pruned, pruned_vs) = apply_plan(&dense, &vs, &plan).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let paths = export(dir.path(), &pruned, &pruned_vs, Some(&plan), 32).unwrap();
@@ -70,6 +74,13 @@ fn small_imagenet_family_exports_round_trip() {
 fn large_imagenet_family_exports_round_trip() {
     for arch in ["resnet101", "resnet152"] {
         check(arch);
+    }
+}
+
+#[test]
+fn group_pruned_exports_round_trip() {
+    for arch in ["resnet20", "resnet18", "resnet50"] {
+        check_with(arch, PruneSpec { residual: ResidualMode::Group, ..PruneSpec::default() });
     }
 }
 

@@ -1,5 +1,6 @@
 //! Integration tests of the worker, on real libtorch.
 
+mod agent_relay;
 mod cli;
 mod collective;
 #[cfg(feature = "cuda-tests")]

@@ -1,6 +1,8 @@
 //! Physical pruning equals masking: for random scores, the pruned network in eval
 //! mode computes what the dense network computes with the dropped channels zeroed
 //! after BN, for every architecture, and its parameter count is the analytic one.
+//! Under `residual: group` the masks also zero the dropped channels of every
+//! residual stream after the stem's and the shortcuts' BN.
 
 use scop_core::arch::ArchDesc;
 use scop_core::plan::Plan;
@@ -33,17 +35,27 @@ pub fn randomise_bn(vs: &VarStore) {
 }
 
 /// Masks the dense network in place: γ and the BN bias of every channel the plan
-/// drops set to 0, so those channels are exactly zero after their BN.
+/// drops set to 0, so those channels are exactly zero after their BN (and, for a
+/// residual stream, after every add and ReLU).
 fn mask_in_place(desc: &ArchDesc, vs: &VarStore, plan: &Plan) {
     let vars = vs.variables();
+    let mut masks: Vec<(String, u32, &[u32])> = desc
+        .units()
+        .zip(&plan.units)
+        .map(|(unit, up)| (unit.bn.clone(), up.channels, &up.kept[..]))
+        .collect();
+    for stream in desc.residual_streams() {
+        if let Some(group) = plan.groups.iter().find(|g| g.writer == stream.writer) {
+            masks.push((stream.writer_bn, group.channels, &group.kept[..]));
+        }
+    }
     tch::no_grad(|| {
-        for (unit, up) in desc.units().zip(&plan.units) {
-            let dropped: Vec<i64> = (0..i64::from(up.channels))
-                .filter(|c| up.kept.binary_search(&(*c as u32)).is_err())
-                .collect();
+        for (bn, channels, kept) in masks {
+            let dropped: Vec<i64> =
+                (0..i64::from(channels)).filter(|c| kept.binary_search(&(*c as u32)).is_err()).collect();
             let dropped = Tensor::from_slice(&dropped);
             for field in ["weight", "bias"] {
-                let _ = vars[&format!("{}.{field}", unit.bn)].shallow_clone().index_fill_(0, &dropped, 0.0);
+                let _ = vars[&format!("{bn}.{field}")].shallow_clone().index_fill_(0, &dropped, 0.0);
             }
         }
     });
@@ -67,6 +79,10 @@ fn check(arch: &str, residual: ResidualMode, policy: PolicyKind, seed: u64) {
     assert_eq!(count_params(&vs), desc.params(), "{arch} dense params");
     assert_eq!(count_params(&pruned_vs), plan.summary.params_after, "{arch} pruned params");
     assert_eq!(pruned.desc().params(), plan.summary.params_after);
+    if residual == ResidualMode::Group {
+        assert!(!plan.groups.is_empty(), "{arch}: a group plan without groups");
+        assert!(pruned.desc().classifier.in_features < desc.classifier.in_features, "{arch}");
+    }
 
     let x = Tensor::randn([2, i64::from(in_channels), 32, 32], (Kind::Float, Device::Cpu));
     let got = pruned.f_forward_t(&x, false).unwrap();
@@ -83,26 +99,35 @@ fn check(arch: &str, residual: ResidualMode, policy: PolicyKind, seed: u64) {
     assert!(max_abs(&(&unmasked - &got)) > 1e-3 * scale, "{arch}: pruning changed nothing");
 }
 
-/// One test per architecture, so that they run in parallel and fail separately.
-macro_rules! scatter_tests {
-    ($($name:ident: $arch:literal, $seed:literal;)*) => {$(
+/// One test per architecture and residual mode, so that they run in parallel and fail separately.
+macro_rules! equivalence_tests {
+    ($($name:ident: $arch:literal, $residual:ident, $seed:literal;)*) => {$(
         #[test]
         fn $name() {
-            check($arch, ResidualMode::Scatter, PolicyKind::Layer, $seed);
+            check($arch, ResidualMode::$residual, PolicyKind::Layer, $seed);
         }
     )*};
 }
 
-scatter_tests! {
-    resnet20_pruned_equals_masked: "resnet20", 1;
-    resnet32_pruned_equals_masked: "resnet32", 2;
-    resnet56_pruned_equals_masked: "resnet56", 3;
-    resnet110_pruned_equals_masked: "resnet110", 4;
-    resnet18_pruned_equals_masked: "resnet18", 5;
-    resnet34_pruned_equals_masked: "resnet34", 6;
-    resnet50_pruned_equals_masked: "resnet50", 7;
-    resnet101_pruned_equals_masked: "resnet101", 8;
-    resnet152_pruned_equals_masked: "resnet152", 9;
+equivalence_tests! {
+    resnet20_pruned_equals_masked: "resnet20", Scatter, 1;
+    resnet32_pruned_equals_masked: "resnet32", Scatter, 2;
+    resnet56_pruned_equals_masked: "resnet56", Scatter, 3;
+    resnet110_pruned_equals_masked: "resnet110", Scatter, 4;
+    resnet18_pruned_equals_masked: "resnet18", Scatter, 5;
+    resnet34_pruned_equals_masked: "resnet34", Scatter, 6;
+    resnet50_pruned_equals_masked: "resnet50", Scatter, 7;
+    resnet101_pruned_equals_masked: "resnet101", Scatter, 8;
+    resnet152_pruned_equals_masked: "resnet152", Scatter, 9;
+    resnet20_group_pruned_equals_masked: "resnet20", Group, 11;
+    resnet32_group_pruned_equals_masked: "resnet32", Group, 12;
+    resnet56_group_pruned_equals_masked: "resnet56", Group, 13;
+    resnet110_group_pruned_equals_masked: "resnet110", Group, 14;
+    resnet18_group_pruned_equals_masked: "resnet18", Group, 15;
+    resnet34_group_pruned_equals_masked: "resnet34", Group, 16;
+    resnet50_group_pruned_equals_masked: "resnet50", Group, 17;
+    resnet101_group_pruned_equals_masked: "resnet101", Group, 18;
+    resnet152_group_pruned_equals_masked: "resnet152", Group, 19;
 }
 
 #[test]
@@ -128,6 +153,7 @@ fn pruned_equals_masked_with_residual_keep_and_the_global_policy() {
     for arch in ["resnet20", "resnet18", "resnet50"] {
         check(arch, ResidualMode::Keep, PolicyKind::Layer, 7);
         check(arch, ResidualMode::Scatter, PolicyKind::Global, 8);
+        check(arch, ResidualMode::Group, PolicyKind::Global, 9);
     }
 }
 
@@ -138,6 +164,10 @@ fn a_plan_for_another_network_is_refused() {
     let dense = ResNet::new(&vs.root(), &desc).unwrap();
     let other = ArchDesc::new("resnet32", 10, 3).unwrap();
     let plan = Plan::decide(&other, &random_scores(&other, 1), &PruneSpec::default(), 32).unwrap();
+    let err = apply_plan(&dense, &vs, &plan).unwrap_err().to_string();
+    assert_eq!(err, "plan.arch: must be \"resnet20\" to prune this network, got \"resnet32\"");
+    let group = PruneSpec { residual: ResidualMode::Group, ..PruneSpec::default() };
+    let plan = Plan::decide(&other, &random_scores(&other, 1), &group, 32).unwrap();
     let err = apply_plan(&dense, &vs, &plan).unwrap_err().to_string();
     assert_eq!(err, "plan.arch: must be \"resnet20\" to prune this network, got \"resnet32\"");
     // Pruning twice starts from a pruned network: refused as well.

@@ -1,10 +1,12 @@
-//! `cargo xtask bench models`: inference latency of ResNet-50 dense vs pruned at
-//! 45 % layer-wise (`residual: scatter` and `keep`), batch 1 and 32, 224×224, CPU.
+//! `cargo xtask bench models`: inference latency of ResNet-50 dense vs pruned with
+//! `residual: scatter`, `keep` and `group`, all by the global policy to 2.25× fewer
+//! FLOPs, batch 1 and 32, 224×224, CPU.
 //!
-//! The worker measures the three variants side by side in one release-built
+//! The worker measures the four variants side by side in one release-built
 //! process (`scop-worker bench-models`) and writes their architecture
-//! descriptions; when the project's virtual environment exists, PyTorch eager
-//! runs the very same layouts (`resnet_eager.py`) as a baseline column.
+//! descriptions and exported TorchScript; when the project's virtual environment
+//! exists, PyTorch runs the very same layouts eagerly and the exported TorchScript
+//! (`resnet_eager.py`) as baseline columns.
 //!
 //! Both run with one intra-op thread unless `SCOP_BENCH_THREADS` says otherwise:
 //! on a shared machine a descheduled OpenMP thread stalls every barrier of a
@@ -25,6 +27,8 @@ use crate::shell;
 const REPS: &str = "3";
 const BATCHES: &str = "1,32";
 const SIZE: &str = "224";
+/// The pruned variants have this many times fewer FLOPs than the dense network.
+const FLOPS_FACTOR: &str = "2.25";
 
 fn threads() -> String {
     std::env::var("SCOP_BENCH_THREADS").unwrap_or_else(|_| "1".to_owned())
@@ -50,6 +54,8 @@ fn measure(worker: &Path, dir: &Path) -> anyhow::Result<()> {
         BATCHES,
         "--input-size",
         SIZE,
+        "--flops-factor",
+        FLOPS_FACTOR,
         "--arch-dir",
         dir_arg,
         "--threads",
@@ -59,24 +65,28 @@ fn measure(worker: &Path, dir: &Path) -> anyhow::Result<()> {
     let variants = tch["variants"].as_array().context("no variants in the worker's report")?;
 
     let python = shell::root().join(".venv/bin/python");
-    let torch: Option<Value> = if python.exists() {
-        eprintln!("measuring PyTorch eager on the same layouts…");
+    let mut baselines = Vec::new();
+    if python.exists() {
         let script = shell::root().join("xtask/src/bench/resnet_eager.py");
-        let mut cmd = Command::new(&python);
-        cmd.arg(script).arg("bench");
-        for v in variants {
-            cmd.arg(dir.join(format!("{}.json", v["name"].as_str().unwrap_or_default())));
+        for (mode, ext, label) in [("bench", "json", "eager"), ("script", "pt", "script")] {
+            eprintln!("measuring PyTorch ({label}) on the same layouts…");
+            let mut cmd = Command::new(&python);
+            cmd.arg(&script).arg(mode);
+            for v in variants {
+                cmd.arg(dir.join(format!("{}.{ext}", v["name"].as_str().unwrap_or_default())));
+            }
+            cmd.args(["--batches", BATCHES, "--size", SIZE, "--reps", REPS, "--threads", &threads]);
+            let report: Value = serde_json::from_str(&shell::output(&mut cmd)?)
+                .with_context(|| format!("resnet_eager.py {mode} printed no JSON"))?;
+            baselines.push((label, report));
         }
-        cmd.args(["--batches", BATCHES, "--size", SIZE, "--reps", REPS, "--threads", &threads]);
-        Some(serde_json::from_str(&shell::output(&mut cmd)?).context("resnet_eager.py printed no JSON")?)
     } else {
-        eprintln!("no .venv: skipping the PyTorch baseline (run `cargo xtask setup`)");
-        None
-    };
+        eprintln!("no .venv: skipping the PyTorch baselines (run `cargo xtask setup`)");
+    }
     // One thread does all the work: its CPU time is the measure least disturbed by load.
     let cpu = threads == "1" && tch["variants"][0]["best_cpu_ms"].as_object().is_some_and(|m| !m.is_empty());
     let metric = if cpu { Metric::ThreadCpu } else { Metric::Wall };
-    print!("{}", render(&tch, torch.as_ref(), metric)?);
+    print!("{}", render(&tch, &baselines, metric)?);
     Ok(())
 }
 
@@ -110,63 +120,61 @@ fn tch_times(variant: &Value, metric: Metric) -> BTreeMap<String, f64> {
         .unwrap_or_default()
 }
 
-fn render(tch: &Value, torch: Option<&Value>, metric: Metric) -> anyhow::Result<String> {
+/// Milliseconds of variant `i` at batch `b` from one source of figures.
+type Source<'a> = Box<dyn Fn(usize, &str) -> f64 + 'a>;
+
+fn render(tch: &Value, baselines: &[(&str, Value)], metric: Metric) -> anyhow::Result<String> {
     let variants = tch["variants"].as_array().context("no variants")?;
-    let dense = tch_times(&variants[0], metric);
     let batches: Vec<String> = BATCHES.split(',').map(str::to_owned).collect();
+    // Milliseconds of variant i at batch b, per source: tch first, then the baselines.
+    let tch_ms: Vec<BTreeMap<String, f64>> = variants.iter().map(|v| tch_times(v, metric)).collect();
+    let mut sources: Vec<(String, Source<'_>)> =
+        vec![("tch".to_owned(), Box::new(|i: usize, b: &str| tch_ms[i].get(b).copied().unwrap_or(f64::NAN)))];
+    for (label, report) in baselines {
+        sources.push((
+            (*label).to_owned(),
+            Box::new(move |i: usize, b: &str| report[metric.key()][b][i].as_f64().unwrap_or(f64::NAN)),
+        ));
+    }
     let mut out = format!(
-        "\n{} at {}×{}, CPU, {} thread(s) (tch) / {} (PyTorch), best of {} runs, {} milliseconds per forward pass\n\n",
+        "\n{} at {}×{}, CPU, {} thread(s), best of {} runs, {} milliseconds per forward pass;\n\
+         pruned variants: global policy to {}× fewer FLOPs, round_to {} (tch = scop's model in Rust, \
+         eager = the same layout in PyTorch, script = scop's exported TorchScript in PyTorch)\n\n",
         tch["arch"].as_str().unwrap_or("?"),
         SIZE,
         SIZE,
         tch["threads"],
-        torch.map_or("-".to_owned(), |t| t["threads"].to_string()),
         REPS,
-        metric.describe()
+        metric.describe(),
+        tch["flops_factor"],
+        tch["round_to"],
     );
-    out.push_str(&format!("{:<8} {:>12} {:>8}", "variant", "params", "GMACs"));
-    for b in &batches {
-        out.push_str(&format!(" {:>11} {:>8}", format!("tch b={b}"), "speed-up"));
-    }
-    if torch.is_some() {
+    out.push_str(&format!("{:<8} {:>11} {:>7} {:>7}", "variant", "params", "GMACs", "FLOPs÷"));
+    for (label, _) in &sources {
         for b in &batches {
-            out.push_str(&format!(" {:>11} {:>8}", format!("torch b={b}"), "speed-up"));
+            out.push_str(&format!(" {:>13} {:>7}", format!("{label} b={b}"), "×dense"));
         }
     }
-    out.push('\n');
+    out.push_str(&format!(" {:>14}\n", "tch ×/FLOPs÷"));
+    let dense_flops = variants[0]["flops"].as_f64().unwrap_or(f64::NAN);
+    let last = batches.last().context("no batch sizes")?;
     for (i, v) in variants.iter().enumerate() {
-        let times = tch_times(v, metric);
+        let flops = v["flops"].as_f64().unwrap_or(f64::NAN);
         out.push_str(&format!(
-            "{:<8} {:>12} {:>8.3}",
+            "{:<8} {:>11} {:>7.3} {:>6.2}×",
             v["name"].as_str().unwrap_or("?"),
             v["params"],
-            v["flops"].as_f64().unwrap_or(0.0) / 1e9
+            flops / 1e9,
+            dense_flops / flops
         ));
-        for b in &batches {
-            let (t, d) =
-                (times.get(b).copied().unwrap_or(f64::NAN), dense.get(b).copied().unwrap_or(f64::NAN));
-            out.push_str(&format!(" {t:>11.1} {:>7.2}×", d / t));
-        }
-        if let Some(torch) = torch {
+        for (_, ms) in &sources {
             for b in &batches {
-                let row = &torch[metric.key()][b];
-                let (t, d) = (row[i].as_f64().unwrap_or(f64::NAN), row[0].as_f64().unwrap_or(f64::NAN));
-                out.push_str(&format!(" {t:>11.1} {:>7.2}×", d / t));
+                let (t, d) = (ms(i, b), ms(0, b));
+                out.push_str(&format!(" {t:>13.1} {:>6.2}×", d / t));
             }
         }
-        out.push('\n');
-    }
-    if torch.is_some() {
-        out.push_str("\ntch vs PyTorch eager (PyTorch ms / tch ms):");
-        for (i, v) in variants.iter().enumerate() {
-            let times = tch_times(v, metric);
-            for b in &batches {
-                let t = times.get(b).copied().unwrap_or(f64::NAN);
-                let p = torch.and_then(|x| x[metric.key()][b][i].as_f64()).unwrap_or(f64::NAN);
-                out.push_str(&format!("  {} b={b}: {:.2}×", v["name"].as_str().unwrap_or("?"), p / t));
-            }
-        }
-        out.push('\n');
+        let speedup = sources[0].1(0, last) / sources[0].1(i, last);
+        out.push_str(&format!(" {:>9.2} b={last}\n", speedup / (dense_flops / flops)));
     }
     Ok(out)
 }

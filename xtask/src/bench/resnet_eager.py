@@ -1,12 +1,15 @@
 """PyTorch eager ResNet built from a scop arch.json (dense or pruned), for baselines.
 
 Usage: resnet_eager.py bench ARCH_JSON... --batches 1,32 --size 224 --reps 3 [--threads N]
+       resnet_eager.py script MODEL_PT... --batches 1,32 --size 224 --reps 3 [--threads N]
        resnet_eager.py count ARCH_JSON SIZE   (params and conv/linear MACs, via hooks)
 
-`cargo xtask bench models` runs the first; the second cross-checks scop's
+`cargo xtask bench models` runs the first two (`script` times the TorchScript
+files scop exported, loaded with torch.jit.load); the second cross-checks scop's
 analytic counts. Only torch is needed. Names and semantics mirror scop's tch
 models: units are conv+BN, a pruned last unit of a block is scattered back into
-the residual width. The forward is for inference only (it adds into its input
+the residual width unless the residual stream was pruned with it (`residual:
+group`, the last unit then as wide as the block's output). The forward is for inference only (it adds into its input
 in place)."""
 
 import json
@@ -31,7 +34,8 @@ class Block(nn.Module):
             self.downsample = nn.Sequential(
                 nn.Conv2d(s["in_channels"], s["out_channels"], 1, s["stride"], bias=False),
                 nn.BatchNorm2d(s["out_channels"]))
-        kept = desc["units"][-1].get("kept")
+        last = desc["units"][-1]
+        kept = last.get("kept") if last["out_channels"] != desc["out_channels"] else None
         self.register_buffer("scatter", None if kept is None else torch.tensor(kept, dtype=torch.long))
 
     def forward(self, x):
@@ -94,6 +98,15 @@ def bench(paths, batches, size, reps):
         models.append(ResNet(desc).eval())
     with open(paths[0]) as f:
         in_ch = json.load(f)["in_channels"]
+    time_models(models, in_ch, batches, size, reps)
+
+
+def script(paths, batches, size, reps):
+    models = [torch.jit.load(p).eval() for p in paths]
+    time_models(models, 3, batches, size, reps)
+
+
+def time_models(models, in_ch, batches, size, reps):
     results = {}
     cpu_results = {}
     with torch.inference_mode():
@@ -101,8 +114,9 @@ def bench(paths, batches, size, reps):
             x = torch.randn(b, in_ch, size, size)
             times = [[] for _ in models]
             cpu_times = [[] for _ in models]
-            for m in models:
-                m(x)  # warm-up
+            for _ in range(2):  # warm-up (TorchScript's profiling executor optimises on the 2nd call)
+                for m in models:
+                    m(x)
             for _ in range(reps):
                 for i, m in enumerate(models):  # interleaved: side by side in one run
                     t, c = time.perf_counter(), time.thread_time()
@@ -119,7 +133,7 @@ if __name__ == "__main__":
     if cmd == "count":
         with open(sys.argv[2]) as f:
             print(*count(json.load(f), int(sys.argv[3])))
-    elif cmd == "bench":
+    elif cmd in ("bench", "script"):
         args = sys.argv[2:]
         opts = {}
         paths = []
@@ -131,5 +145,6 @@ if __name__ == "__main__":
                 paths.append(a)
         if "threads" in opts:
             torch.set_num_threads(int(opts["threads"]))
-        bench(paths, [int(b) for b in opts.get("batches", "1,32").split(",")],
-              int(opts.get("size", "224")), int(opts.get("reps", "3")))
+        run = bench if cmd == "bench" else script
+        run(paths, [int(b) for b in opts.get("batches", "1,32").split(",")],
+            int(opts.get("size", "224")), int(opts.get("reps", "3")))

@@ -22,17 +22,20 @@ pub struct Coordinator<'a> {
     pub artifacts_dir: String,
     pub artifacts: Backing,
     pub worker_token: Backing,
+    /// The users file (a Secret key), which the workers must not see.
+    pub users: Backing,
     pub worker_tls: bool,
 }
 
 /// The settings the checks read, by config-file key. Each is also a flag
 /// (`-` for `_`) whose variable `--help` names; the file sits below both.
-const SETTINGS: [&str; 8] = [
+const SETTINGS: [&str; 9] = [
     "data_dir",
     "artifacts_dir",
     "public_addr",
     "worker_addr",
     "metrics_addr",
+    "users_file",
     "token_file",
     "worker_token_file",
     "insecure_no_auth",
@@ -59,7 +62,8 @@ pub fn check<'a>(rendered: &'a Rendered, help: &Help) -> anyhow::Result<Coordina
     }
     let file = config_file(rendered, &workload, help, &flags)?;
     let setting = |key: &str| -> anyhow::Result<Option<String>> {
-        let flag = key.replace('_', "-");
+        // The users file's flag is `--users`; every other key is its flag.
+        let flag = if key == "users_file" { "users".to_owned() } else { key.replace('_', "-") };
         let opt =
             help.option(&flag).with_context(|| format!("scopd has no --{flag}, which the check reads"))?;
         let env = opt.env.as_deref().and_then(|e| workload.env_literal(e));
@@ -108,7 +112,15 @@ pub fn check<'a>(rendered: &'a Rendered, help: &Help) -> anyhow::Result<Coordina
             "{what}: artifacts_dir and data_dir are on the same claim; the workers must not mount the database"
         );
     }
-    secret_key(rendered, &workload, &get("token_file"))?;
+    if settings["token_file"].is_some() {
+        bail!(
+            "{what}: token_file is the deprecated shared admin token; give users_file (each user its role)"
+        );
+    }
+    if get("users_file").is_empty() {
+        bail!("{what}: no users_file: the public API needs its users (names, roles, token hashes)");
+    }
+    let users = secret_key(rendered, &workload, &get("users_file"))?;
     let worker_token = secret_key(rendered, &workload, &get("worker_token_file"))?;
     Ok(Coordinator {
         workload,
@@ -117,6 +129,7 @@ pub fn check<'a>(rendered: &'a Rendered, help: &Help) -> anyhow::Result<Coordina
         artifacts_dir,
         artifacts,
         worker_token,
+        users,
         worker_tls: file.contains_key("worker_tls") || flags.contains_key("worker-tls-cert"),
     })
 }

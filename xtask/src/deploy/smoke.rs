@@ -1,5 +1,5 @@
 //! The rendered settings, run for real on 127.0.0.1: `scopd` with the
-//! rendered config file and token Secret, then `scop-worker agent` with the
+//! rendered config file and its users file and token Secret, then `scop-worker agent` with the
 //! worker container's variables and arguments, which must register (so the
 //! two token files pair up), and both must stop cleanly on SIGTERM within
 //! their pods' termination grace periods.
@@ -46,14 +46,13 @@ pub fn run(
             scopd.arg(arg);
         }
     }
-    let client_tokens = token_backing(scopd_pod, coordinator, "client.tokens")?;
     scopd
         .arg("--data-dir")
         .arg(dir.join("data"))
         .arg("--artifacts-dir")
         .arg(dir.join("shared/artifacts"))
-        .arg("--token-file")
-        .arg(file("client.tokens", &client_tokens)?)
+        .arg("--users")
+        .arg(file("users.yaml", &coordinator.users)?)
         .arg("--worker-token-file")
         .arg(file("worker.tokens", &coordinator.worker_token)?)
         .args([
@@ -109,14 +108,6 @@ pub fn run(
         agent_stop.as_secs_f64(),
         scopd_stop.as_secs_f64()
     ))
-}
-
-/// The coordinator's client token file, found next to its worker token file.
-fn token_backing(workload: &Workload, coordinator: &Coordinator, key: &str) -> anyhow::Result<Backing> {
-    match &coordinator.worker_token {
-        Backing::Secret { name, .. } => Ok(Backing::Secret { name: name.clone(), key: key.to_owned() }),
-        other => bail!("{}: worker tokens come from {other:?}", workload.what()),
-    }
 }
 
 fn grace(workload: &Workload) -> Duration {

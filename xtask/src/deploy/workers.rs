@@ -83,7 +83,7 @@ pub fn check<'a>(
         }
     }
 
-    // The same worker token the coordinator accepts, and not the client tokens.
+    // The same worker token the coordinator accepts, and not the users file.
     let Some(EnvValue::Literal(token)) = value("token-file") else {
         bail!("{what}: the worker token file must be a literal path");
     };
@@ -96,10 +96,8 @@ pub fn check<'a>(
     }
     for volume in workload.pod["volumes"].as_array().into_iter().flatten() {
         let keys = volume.pointer("/secret/items").and_then(Value::as_array);
-        if volume.get("secret").is_some()
-            && keys.is_none_or(|k| k.iter().any(|i| i["key"] == "client.tokens"))
-        {
-            bail!("{what}: volume {} exposes the client tokens to workers", volume["name"]);
+        if volume.get("secret").is_some() && keys.is_none_or(|k| k.iter().any(|i| i["key"] == "users.yaml")) {
+            bail!("{what}: volume {} exposes the users file to workers", volume["name"]);
         }
     }
 

@@ -1,10 +1,13 @@
-//! The worker agent, `scop-worker agent`: registers with the coordinator,
-//! heartbeats, reconnects with backoff, and runs each assigned rank as a child
-//! trainer process whose events it relays. The agent itself never touches
-//! libtorch; only its children do.
+//! The worker agent (`scop-agent`, and `scop-worker agent`): registers with the
+//! coordinator, heartbeats, reconnects with backoff, and runs each assigned rank
+//! as a child trainer process whose events it relays. This crate never links
+//! libtorch (`cargo xtask check-links` proves it on `scop-agent`); only the
+//! children, `scop-worker rank`, do.
 
 pub mod cli;
+mod nccl_id;
 pub mod outbox;
+pub mod probe;
 pub mod relay;
 pub mod trainer;
 
@@ -18,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::Interceptor;
 
+use self::nccl_id::nccl_unique_id;
 use self::trainer::{DRAIN, RankLaunch, Stop};
 
 /// Everything the agent needs, from its flags. Its `Debug` leaves the token out.
@@ -41,6 +45,8 @@ pub struct AgentConfig {
     pub scratch_dir: PathBuf,
     /// The host other ranks reach this worker's ring listeners at.
     pub advertise_host: String,
+    /// Where spec paths must stay; `None` (no root given): not checked.
+    pub roots: Option<scop_core::sandbox::Roots>,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -327,25 +333,13 @@ impl Agent {
             threads: self.config.rank_threads,
             rendezvous_json,
             task,
+            roots: self.config.roots.clone(),
         };
         tracing::info!(task_id = %launch.task.task_id, rank = launch.task.rank, stage = launch.task.stage, "starting rank");
         self.running.insert(launch.task.task_id.clone(), (launch.task.rank, cancel));
         while self.ranks.try_join_next().is_some() {}
         self.ranks.spawn(trainer::run_rank(launch, self.events_tx.clone(), cancelled));
     }
-}
-
-/// A new NCCL unique id, as the 256 hex digits a rendezvous record carries.
-#[cfg(feature = "nccl")]
-fn nccl_unique_id() -> Result<String, String> {
-    crate::collective::new_unique_id()
-        .map(|id| scop_core::rendezvous::encode_unique_id(&id))
-        .map_err(|e| format!("creating the NCCL unique id: {e}"))
-}
-
-#[cfg(not(feature = "nccl"))]
-fn nccl_unique_id() -> Result<String, String> {
-    Err("this scop-worker was built without the `nccl` cargo feature, which CUDA jobs need".to_owned())
 }
 
 fn failed(task: &pb::AssignTask, reason: String) -> pb::TaskEvent {
@@ -364,4 +358,21 @@ fn with_listen(json: &str, listen: &str) -> Result<String, String> {
         *slot = Some(listen.to_owned());
     }
     serde_json::to_string(&record).map_err(|e| format!("rendezvous record: {e}"))
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends before it kills a pod).
+pub async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the agent");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

@@ -38,6 +38,18 @@ pub struct RankLaunch {
     pub scratch: PathBuf,
     /// Intra-op threads for a CPU rank (0: libtorch's default).
     pub threads: u32,
+    /// The roots every spec path must resolve inside; `None`: not checked.
+    pub roots: Option<scop_core::sandbox::Roots>,
+}
+
+/// Refuses a task whose spec names a file outside the roots, before the rank
+/// opens anything (the coordinator checked at submission; files may have changed since).
+pub fn check_paths(launch: &RankLaunch) -> Result<(), String> {
+    let Some(roots) = &launch.roots else { return Ok(()) };
+    let spec = scop_core::spec::JobSpec::from_yaml(&launch.task.spec_yaml)
+        .map_err(|e| format!("task {}: {e}", launch.task.task_id))?;
+    let base = std::env::current_dir().map_err(|e| format!("the working directory: {e}"))?;
+    roots.check_spec(&spec, &base).map_err(|e| format!("refused before opening any file: {e}"))
 }
 
 /// The domain stage of a `scop.v1.Stage`; `None` for none.
@@ -121,6 +133,7 @@ where
     F: Fn(pb::task_event::Kind) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    check_paths(launch)?;
     let scratch = &launch.scratch;
     std::fs::create_dir_all(scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
     let spec_path = scratch.join("job.yaml");
@@ -230,7 +243,14 @@ mod tests {
             ..Default::default()
         };
         let scratch = std::env::temp_dir().join(format!("scop-agent-test-{}", std::process::id()));
-        RankLaunch { worker_bin: bin.into(), task, rendezvous_json: "{}".into(), scratch, threads: 2 }
+        RankLaunch {
+            worker_bin: bin.into(),
+            task,
+            rendezvous_json: "{}".into(),
+            scratch,
+            threads: 2,
+            roots: None,
+        }
     }
 
     #[test]
@@ -245,6 +265,36 @@ mod tests {
         gpu.task.device = Some(pb::Device { kind: "cuda".into(), index: 1, ..Default::default() });
         let args = command_line(&gpu, Path::new("s.yaml"), Path::new("r.json")).unwrap();
         assert!(args.join(" ").ends_with("--threads 2 --device 1"), "{args:?}");
+    }
+
+    #[tokio::test]
+    async fn a_spec_reaching_outside_the_roots_fails_before_the_trainer_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::os::unix::fs::symlink("/etc", data.join("escape")).unwrap();
+        let mut launch = launch("/bin/false", "");
+        launch.scratch = dir.path().join("scratch");
+        launch.roots = Some(scop_core::sandbox::Roots { data: vec![data.clone()], models: vec![] });
+        launch.task.spec_yaml = format!(
+            "model: {{ arch: resnet20, num_classes: 10 }}\ndata: {{ format: idx, root: {} }}\n",
+            data.join("escape").display()
+        );
+        let (events, mut received) = mpsc::channel(8);
+        let (_cancel, cancelled) = oneshot::channel();
+        run_rank(launch.clone(), events, cancelled).await;
+        match received.recv().await.unwrap().kind.unwrap() {
+            pb::task_event::Kind::Failed(reason) => {
+                assert!(reason.contains("data.root") && reason.contains("resolved to /etc"), "{reason}");
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+        assert!(!launch.scratch.join("job.yaml").exists(), "nothing is written for a refused task");
+        launch.task.spec_yaml = format!(
+            "model: {{ arch: resnet20, num_classes: 10 }}\ndata: {{ format: idx, root: {} }}\n",
+            data.join("fmnist").display()
+        );
+        assert_eq!(check_paths(&launch), Ok(()));
     }
 
     /// A shell script stands in for the trainer: its events are relayed and

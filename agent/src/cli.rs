@@ -1,5 +1,5 @@
-//! `scop-worker agent` flags, and the agent's configuration derived from them
-//! and from this machine (devices, host name, token).
+//! The agent's flags (`scop-agent`, `scop-worker agent`), and its configuration
+//! derived from them and from this machine (devices, host name, token).
 
 use std::path::PathBuf;
 
@@ -7,7 +7,7 @@ use scop_proto::v1 as pb;
 
 use super::{AgentConfig, AgentError};
 
-/// Flags of `scop-worker agent`.
+/// Flags of `scop-agent` and `scop-worker agent`.
 #[derive(Debug, clap::Args)]
 pub struct AgentArgs {
     /// The coordinator's worker port, `host:port` or `http://host:port`.
@@ -33,12 +33,22 @@ pub struct AgentArgs {
     /// (on Kubernetes, the pod IP).
     #[arg(long, env = "SCOP_ADVERTISE_HOST", default_value = "127.0.0.1")]
     pub advertise_host: String,
-    /// The executable run for each rank as `<bin> rank …` (default: this one).
+    /// The executable run for each rank as `<bin> rank …` (default: `scop-worker agent`
+    /// runs itself; `scop-agent` runs the `scop-worker` beside it).
     #[arg(long)]
     pub worker_bin: Option<PathBuf>,
     /// Where task specs are written (default: a directory under the temp dir).
     #[arg(long, env = "SCOP_SCRATCH_DIR")]
     pub scratch_dir: Option<PathBuf>,
+    /// A directory specs may read datasets from (repeatable; the variable
+    /// separates them with `:`). With a root given, a task whose spec paths
+    /// resolve (after symbolic links) outside the roots fails before any file is opened.
+    #[arg(long = "data-root", env = "SCOP_DATA_ROOTS", value_delimiter = ':')]
+    pub data_roots: Vec<PathBuf>,
+    /// A directory of models: checkpoints and the only place knockoff
+    /// generators load from (repeatable).
+    #[arg(long = "models-root", env = "SCOP_MODELS_ROOTS", value_delimiter = ':')]
+    pub models_roots: Vec<PathBuf>,
 }
 
 impl AgentArgs {
@@ -117,6 +127,9 @@ impl AgentArgs {
             worker_bin,
             scratch_dir,
             advertise_host: self.advertise_host.clone(),
+            roots: (!self.data_roots.is_empty() || !self.models_roots.is_empty()).then(|| {
+                scop_core::sandbox::Roots { data: self.data_roots.clone(), models: self.models_roots.clone() }
+            }),
         })
     }
 }
