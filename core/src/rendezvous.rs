@@ -13,9 +13,14 @@ use crate::error::{Error, FieldError, Result};
 /// Bytes in an NCCL unique id (`ncclUniqueId`, `NCCL_UNIQUE_ID_BYTES`).
 pub const NCCL_UNIQUE_ID_BYTES: usize = 128;
 
-/// Default for [`Rendezvous::timeout_ms`]: a collective that makes no progress for
-/// this long fails, so that a lost rank ends its peers well within 30 s.
-pub const DEFAULT_TIMEOUT_MS: u64 = 20_000;
+/// Default for [`Rendezvous::timeout_ms`]: a collective whose peer stays silent
+/// this long fails (the spec's `resources.collective_timeout`, 10 min as in
+/// PyTorch's NCCL default). A peer that crashes is noticed at once: its
+/// connections close.
+pub const DEFAULT_TIMEOUT_MS: u64 = 600_000;
+
+/// Default for [`Rendezvous::connect_timeout_ms`] (`resources.connect_timeout`).
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 120_000;
 
 /// One rank's view of its job's collective group. Its `Debug` leaves the job
 /// token out, so logging a record never leaks it.
@@ -28,10 +33,15 @@ pub struct Rendezvous {
     pub world: u32,
     /// A secret shared by the job's ranks; a connection that does not present it is refused.
     pub job_token: String,
-    /// Limit, in milliseconds, on connection setup and on each socket operation or
-    /// collective; past it the collective fails (and an NCCL communicator is aborted).
+    /// Limit, in milliseconds, on each socket operation or collective while a
+    /// peer is silent; past it the collective fails (and an NCCL communicator is
+    /// aborted).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Limit, in milliseconds, on joining the group (every neighbour connected,
+    /// or the NCCL communicator created).
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
     /// Which transport the ranks use, with its addressing.
     pub backend: BackendRendezvous,
 }
@@ -50,6 +60,10 @@ impl std::fmt::Debug for Rendezvous {
 
 fn default_timeout_ms() -> u64 {
     DEFAULT_TIMEOUT_MS
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    DEFAULT_CONNECT_TIMEOUT_MS
 }
 
 /// The transport of a collective group and how its ranks find each other.
@@ -75,9 +89,14 @@ pub enum BackendRendezvous {
 }
 
 impl Rendezvous {
-    /// The timeout as a [`Duration`].
+    /// The collective timeout as a [`Duration`].
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+
+    /// The connection timeout as a [`Duration`].
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
     }
 
     /// The NCCL unique id as bytes, if this is an NCCL record (validated length and digits).
@@ -107,6 +126,11 @@ impl Rendezvous {
             format!("must be at most {MAX_TOKEN_BYTES} bytes, got {}", self.job_token.len()),
         );
         check(self.timeout_ms >= 1, "timeout_ms", format!("must be >= 1, got {}", self.timeout_ms));
+        check(
+            self.connect_timeout_ms >= 1,
+            "connect_timeout_ms",
+            format!("must be >= 1, got {}", self.connect_timeout_ms),
+        );
         match &self.backend {
             BackendRendezvous::Tcp { peers, listen } => {
                 check(
@@ -177,6 +201,7 @@ mod tests {
             world,
             job_token: "t".into(),
             timeout_ms: 1000,
+            connect_timeout_ms: 1000,
             backend: BackendRendezvous::Tcp {
                 peers: peers.iter().map(|p| p.to_string()).collect(),
                 listen: None,
@@ -223,6 +248,7 @@ mod tests {
             world: 1,
             job_token: "job-1".into(),
             timeout_ms: DEFAULT_TIMEOUT_MS,
+            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
             backend: BackendRendezvous::Nccl { unique_id: encode_unique_id(&id), device: 0 },
         };
         let json = serde_json::to_string(&record).unwrap();
@@ -239,6 +265,7 @@ mod tests {
     fn timeout_defaults_when_absent() {
         let json = r#"{"rank":0,"world":1,"job_token":"x","backend":{"kind":"tcp","peers":["h:1"]}}"#;
         let record: Rendezvous = serde_json::from_str(json).unwrap();
-        assert_eq!(record.timeout(), Duration::from_millis(DEFAULT_TIMEOUT_MS));
+        assert_eq!(record.timeout(), Duration::from_secs(600));
+        assert_eq!(record.connect_timeout(), Duration::from_secs(120));
     }
 }

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, FieldError, Result};
 
+mod duration;
+pub use duration::SpecDuration;
+
 /// A whole pruning job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -316,6 +319,20 @@ pub enum MemoryFormat {
     Contiguous,
 }
 
+/// Which collective transport the ranks use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendChoice {
+    /// NCCL for a CUDA group of two or more ranks, otherwise the TCP ring (a
+    /// one-rank group then exchanges nothing).
+    Auto,
+    /// The TCP ring (CPU tensors; a CUDA job copies through the host).
+    Tcp,
+    /// NCCL, even for one rank (a one-rank communicator), so that a single GPU
+    /// exercises the whole NCCL path. Needs `device: cuda`.
+    Nccl,
+}
+
 /// Where and how wide the job runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -325,10 +342,22 @@ pub struct ResourcesSpec {
     /// Intra-op threads per rank; 0 means the machine's cores split between ranks.
     pub threads: u32,
     pub memory_format: MemoryFormat,
+    pub backend: BackendChoice,
+    /// How long a rank waits in one collective for a silent peer (one that
+    /// neither answers nor closes its connection) before the job fails. A peer
+    /// that crashes is noticed at once, whatever this says.
+    pub collective_timeout: SpecDuration,
+    /// How long a rank waits for its peers to join the group.
+    pub connect_timeout: SpecDuration,
     /// Seconds a stage may go without any progress (no event from its ranks)
     /// before its attempt is failed and retried; none by default.
     pub stage_timeout: Option<u64>,
 }
+
+/// Default of `resources.collective_timeout`: PyTorch's NCCL default.
+pub const DEFAULT_COLLECTIVE_TIMEOUT: SpecDuration = SpecDuration::from_secs(600);
+/// Default of `resources.connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: SpecDuration = SpecDuration::from_secs(120);
 
 impl Default for ResourcesSpec {
     fn default() -> Self {
@@ -337,7 +366,21 @@ impl Default for ResourcesSpec {
             world_size: 1,
             threads: 0,
             memory_format: MemoryFormat::Auto,
+            backend: BackendChoice::Auto,
+            collective_timeout: DEFAULT_COLLECTIVE_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             stage_timeout: None,
+        }
+    }
+}
+
+impl ResourcesSpec {
+    /// Whether the ranks talk over NCCL (otherwise the TCP ring).
+    pub fn uses_nccl(&self) -> bool {
+        match self.backend {
+            BackendChoice::Auto => self.device == DeviceKind::Cuda && self.world_size > 1,
+            BackendChoice::Tcp => false,
+            BackendChoice::Nccl => true,
         }
     }
 }
@@ -508,6 +551,18 @@ impl JobSpec {
             "resources.world_size",
             format!("must be >= 1, got {}", self.resources.world_size),
         );
+        let r = &self.resources;
+        check(
+            r.backend != BackendChoice::Nccl || r.device == DeviceKind::Cuda,
+            "resources.backend",
+            "nccl needs resources.device: cuda".to_owned(),
+        );
+        for (path, d) in [
+            ("resources.collective_timeout", r.collective_timeout),
+            ("resources.connect_timeout", r.connect_timeout),
+        ] {
+            check(d.as_millis() >= 1, path, format!("must be > 0, got {d}"));
+        }
         check(
             self.output.log_every_steps >= 1,
             "output.log_every_steps",

@@ -14,6 +14,8 @@ struct Args {
     command: Option<Command>,
 }
 
+// Parsed once at start-up and matched once: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the coordinator plus local worker agents: the default for one machine.

@@ -226,7 +226,8 @@ pub fn measure(args: &TrainBenchArgs) -> Result<TrainBenchReport> {
     };
     drop(hooks);
     let mut timings = rounds.into_iter().map(timing);
-    let (plain_t, knockoff_t) = (timings.next().expect("plain"), timings.next().expect("knockoff"));
+    let (plain_t, knockoff_t) =
+        (timings.next().expect("the plain round"), timings.next().expect("the knockoff round"));
     let input = args.input_size as u32;
     let pruned = pruned_nets
         .iter()

@@ -4,11 +4,12 @@
 //! - `model.safetensors`: every variable with torchvision-style names (without β);
 //! - `arch.json`: the [`ArchDesc`] it was built from, so [`load_export`] rebuilds
 //!   exactly the same network;
-//! - `model.pt`: TorchScript traced through libtorch. Loads with `torch.jit.load`
-//!   in Python and `torch::jit::load` in C++ (and [`tch::CModule::load`]); call it
-//!   with a float batch `[N, C, H, W]` in eval semantics. It was traced on the CPU
-//!   and its weights are constants of the graph: load it with
-//!   `map_location="cuda"` to run on a GPU;
+//! - `model.pt`: TorchScript (see [`crate::torchscript`]). Loads with
+//!   `torch.jit.load` in Python and `torch::jit::load` in C++ (and
+//!   [`tch::CModule::load`]); call it with a float batch `[N, C, H, W]`. Its
+//!   weights and BN statistics are parameters and buffers under torchvision's
+//!   names, so `state_dict()` matches `model.safetensors`, `.to(device)` moves
+//!   them, and `.train()` makes it finetunable; it is saved in eval mode;
 //! - `model-card.json`: a [`ModelCard`] with params, FLOPs, the plan summary and
 //!   the metrics the training stages fill in.
 
@@ -20,7 +21,7 @@ use scop_core::plan::{Plan, PlanSummary};
 use scop_core::spec::PruneSpec;
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use crate::models::{Error, ResNet, Result, TorchContext, is_kfscale, load_strict};
 
@@ -116,8 +117,7 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Writes all four files into `dir` (created if needed). `plan` is the plan that
-/// pruned `model`, if any; FLOPs are counted at `input_size`, which is also the
-/// side of the example batch the TorchScript is traced with.
+/// pruned `model`, if any; FLOPs are counted at `input_size`.
 pub fn export(
     dir: &Path,
     model: &ResNet,
@@ -128,7 +128,7 @@ pub fn export(
     std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
     let paths = ExportPaths::in_dir(dir);
     save_weights(model, vs, dir)?;
-    save_torchscript(model, vs, &paths.torchscript, input_size)?;
+    save_torchscript(model, vs, &paths.torchscript)?;
     ModelCard::new(model.desc(), plan, input_size)?.write(&paths.card)?;
     Ok(paths)
 }
@@ -155,34 +155,12 @@ pub fn load_export(dir: &Path, device: Device) -> Result<(ResNet, VarStore)> {
     Ok((model, vs))
 }
 
-/// Traces the eval-mode forward on the CPU and saves it as TorchScript.
-pub fn save_torchscript(model: &ResNet, vs: &VarStore, path: &Path, input_size: u32) -> Result<()> {
-    // Tracing records the weights as constants, which must not require grad:
-    // trace a frozen CPU copy and leave the caller's VarStore untouched.
-    let mut frozen = VarStore::new(Device::Cpu);
-    let copy = ResNet::new_zeroed(&frozen.root(), model.desc())?;
-    frozen.copy(vs).ctx("copying weights for tracing")?;
-    frozen.freeze();
-    let side = i64::from(input_size);
-    let example =
-        Tensor::zeros([1, i64::from(model.desc().in_channels), side, side], (Kind::Float, Device::Cpu));
-    let mut failure = None;
-    let module = tch::no_grad(|| {
-        tch::CModule::create_by_tracing(model.desc().arch.as_str(), "forward", &[example], &mut |inputs| {
-            match copy.f_forward_t(&inputs[0], false) {
-                Ok(out) => vec![out],
-                Err(e) => {
-                    failure = Some(e);
-                    vec![inputs[0].shallow_clone()]
-                }
-            }
-        })
-    })
-    .ctx("tracing")?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    module.save(path).ctx(path.display())
+/// Saves the network as TorchScript whose weights and BN statistics are its
+/// parameters and buffers, under the names of `model.safetensors`.
+pub fn save_torchscript(model: &ResNet, vs: &VarStore, path: &Path) -> Result<()> {
+    let named: BTreeMap<String, Tensor> =
+        vs.variables().into_iter().filter(|(n, _)| !is_kfscale(n)).collect();
+    crate::torchscript::save(model.desc(), &named, path)
 }
 
 /// The options of `scop-worker export`: build a network, optionally load a

@@ -143,7 +143,7 @@ pub fn measure(args: &LatencyArgs) -> Result<LatencyReport> {
                 .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
         }
         for (name, model, vs) in &variants {
-            save_torchscript(model, vs, &dir.join(format!("{name}.pt")), args.input_size)?;
+            save_torchscript(model, vs, &dir.join(format!("{name}.pt")))?;
         }
     }
 

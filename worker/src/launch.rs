@@ -3,8 +3,9 @@
 //! the user interrupts.
 //!
 //! Each stage gets a fresh rendezvous: free loopback ports for the TCP ring and a
-//! random job token (or, for `device: cuda`, one GPU per rank and an NCCL unique id
-//! made here). CPU threads are split between the ranks.
+//! random job token (or, with NCCL, one GPU per rank and an NCCL unique id made
+//! here), with the spec's collective and connect timeouts. CPU threads are split
+//! between the ranks.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -13,8 +14,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use rand::Rng;
-use scop_core::rendezvous::{BackendRendezvous, DEFAULT_TIMEOUT_MS, Rendezvous};
-use scop_core::spec::DeviceKind;
+use scop_core::rendezvous::{BackendRendezvous, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, Rendezvous};
+use scop_core::spec::{DeviceKind, ResourcesSpec};
 use scop_core::stage::Stage;
 
 use crate::events::{Event, EventSink};
@@ -53,8 +54,13 @@ pub struct Launcher {
     /// Intra-op threads per rank.
     pub threads: usize,
     pub resume: bool,
-    /// Limit on each collective (milliseconds); a lost rank ends its peers after about this long.
+    /// Limit on each collective while a peer is silent (milliseconds); a crashed
+    /// rank ends its peers at once, since its connections close.
     pub timeout_ms: u64,
+    /// Limit on joining the group (milliseconds).
+    pub connect_timeout_ms: u64,
+    /// NCCL between GPU ranks (else the TCP ring), even for one rank.
+    pub nccl: bool,
 }
 
 impl Launcher {
@@ -84,7 +90,18 @@ impl Launcher {
             threads,
             resume: false,
             timeout_ms: DEFAULT_TIMEOUT_MS,
+            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+            nccl: device == DeviceKind::Cuda && world > 1,
         }
+    }
+
+    /// Takes the spec's backend and timeouts (`resources.backend`,
+    /// `collective_timeout`, `connect_timeout`).
+    pub fn with_resources(mut self, resources: &ResourcesSpec) -> Self {
+        self.nccl = resources.uses_nccl();
+        self.timeout_ms = resources.collective_timeout.as_millis();
+        self.connect_timeout_ms = resources.connect_timeout.as_millis();
+        self
     }
 
     /// The rendezvous records of one stage, one per rank.
@@ -98,16 +115,17 @@ impl Launcher {
             world: self.world as u32,
             job_token: token.clone(),
             timeout_ms: self.timeout_ms,
+            connect_timeout_ms: self.connect_timeout_ms,
             backend,
         };
-        match self.device {
-            DeviceKind::Cpu => {
+        match self.nccl {
+            false => {
                 let peers = free_loopback_ports(self.world)?;
                 Ok((0..self.world)
                     .map(|r| record(r, BackendRendezvous::Tcp { peers: peers.clone(), listen: None }))
                     .collect())
             }
-            DeviceKind::Cuda => {
+            true => {
                 let unique_id = nccl_unique_id()?;
                 Ok((0..self.world)
                     .map(|r| {
@@ -372,7 +390,8 @@ fn nccl_unique_id() -> Result<String> {
 #[cfg(not(feature = "nccl"))]
 fn nccl_unique_id() -> Result<String> {
     Err(Error::Setup(
-        "resources.device: cuda with world_size > 1 needs NCCL: build scop-worker with the `nccl` feature"
+        "resources.backend is nccl (backend: nccl, or auto with device: cuda and world_size > 1): \
+         build scop-worker with the `nccl` cargo feature"
             .into(),
     ))
 }

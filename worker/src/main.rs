@@ -44,6 +44,19 @@ enum Command {
     /// One rank of the data-parallel training-step benchmark (`cargo xtask bench collectives`).
     #[command(hide = true)]
     BenchTrainStep(BenchTrainStepArgs),
+    /// ImageFolder training-loader throughput, as JSON (run by `cargo xtask bench loader`).
+    #[command(hide = true)]
+    BenchLoader(scop_worker::bench_loader::LoaderBenchArgs),
+    /// Training-step throughput on one GPU, channels-last and bf16, as JSON (`scripts/gpu-check`).
+    #[command(hide = true)]
+    BenchGpuTrain(scop_worker::bench_gpu::GpuBenchArgs),
+    /// The NCCL path on one GPU as a one-rank group, one JSON line per check (`scripts/gpu-check`).
+    #[command(hide = true)]
+    CheckNccl {
+        /// CUDA device ordinal.
+        #[arg(long, default_value_t = 0)]
+        device: usize,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -167,6 +180,15 @@ fn main() -> anyhow::Result<()> {
             let report = scop_worker::bench_train::measure(&args)?;
             println!("{}", serde_json::to_string(&report)?);
         }
+        Command::BenchLoader(args) => {
+            let report = scop_worker::bench_loader::measure(&args)?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::BenchGpuTrain(args) => {
+            let report = scop_worker::bench_gpu::measure(&args)?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::CheckNccl { device } => check_nccl(device)?,
         Command::BenchAllreduce(a) => {
             use scop_worker::collective::bench::{AllReduceBench, bench_all_reduce};
             let bench = AllReduceBench {
@@ -183,6 +205,25 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(feature = "nccl")]
+fn check_nccl(device: usize) -> anyhow::Result<()> {
+    let lines = scop_worker::nccl_check::run(device);
+    for line in &lines {
+        println!("{}", serde_json::to_string(line)?);
+    }
+    anyhow::ensure!(
+        lines.iter().all(|l| l.ok),
+        "{} NCCL check(s) failed",
+        lines.iter().filter(|l| !l.ok).count()
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "nccl"))]
+fn check_nccl(_device: usize) -> anyhow::Result<()> {
+    anyhow::bail!("check-nccl: this scop-worker was built without the `nccl` cargo feature")
 }
 
 /// Prints the reason and exits non-zero, without a backtrace: bad input is not a crash.

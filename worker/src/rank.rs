@@ -142,7 +142,11 @@ pub fn run_rank(args: &RankArgs) -> Result<RankOutcome> {
     if let Some(dir) = &args.output {
         spec.output.dir = dir.clone();
     }
-    let rendezvous = read_rendezvous(&args.rendezvous)?;
+    let mut rendezvous = read_rendezvous(&args.rendezvous)?;
+    // The spec's timeouts govern a job's ranks, whoever made the record (the local
+    // launcher or the coordinator).
+    rendezvous.timeout_ms = spec.resources.collective_timeout.as_millis();
+    rendezvous.connect_timeout_ms = spec.resources.connect_timeout.as_millis();
     if (rendezvous.rank, rendezvous.world) != (args.rank, args.world) {
         return Err(Error::Rendezvous {
             // Never the inline record itself: it holds the job token.

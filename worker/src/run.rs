@@ -81,7 +81,8 @@ pub fn run_job(spec: &JobSpec, options: &RunOptions) -> Result<RunSummary> {
     std::fs::create_dir_all(&dir).map_err(crate::stages::error::io(&dir))?;
     let log = JobDir::new(&dir).metrics_log();
     let mut sink = ConsoleAndJsonl::new(&log).map_err(crate::stages::error::io(&log))?;
-    let runner = if world == 1 {
+    // One rank runs in this process, unless it must go through NCCL (`backend: nccl`).
+    let runner = if world == 1 && !spec.resources.uses_nccl() {
         // Ctrl-C ends the running stage after a checkpoint, so --resume continues from it.
         crate::interrupt::install();
         let threads = match spec.resources.threads {
@@ -95,7 +96,8 @@ pub fn run_job(spec: &JobSpec, options: &RunOptions) -> Result<RunSummary> {
     } else {
         let spec_file = write_rank_spec(&spec)?;
         let threads = Launcher::threads_per_rank(spec.resources.threads, world);
-        let mut launcher = Launcher::new(spec_file, dir.clone(), world, spec.resources.device, threads);
+        let mut launcher = Launcher::new(spec_file, dir.clone(), world, spec.resources.device, threads)
+            .with_resources(&spec.resources);
         launcher.resume = options.resume;
         tracing::info!(output = %dir.display(), world, threads, "running job on local ranks");
         Runner::Ranks(launcher)

@@ -6,6 +6,7 @@ mod demo;
 mod deploy;
 mod invariants;
 mod links;
+mod python;
 mod setup;
 mod shell;
 mod test;
@@ -23,7 +24,7 @@ struct Args {
 enum Command {
     /// Create .venv with torch==2.11.0 and point tch at its libtorch (idempotent).
     Setup,
-    /// Setup, then fmt --check, clippy -D warnings, the whole test suite and the link check.
+    /// Setup, then fmt --check, clippy -D warnings, the whole test suite, the Python client's tests and the link check.
     Test,
     /// Run the main job end to end.
     Demo {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use scop_core::rendezvous::{BackendRendezvous, DEFAULT_TIMEOUT_MS, Rendezvous};
+use scop_core::rendezvous::{BackendRendezvous, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, Rendezvous};
 use scop_core::spec::DeviceKind;
 
 /// The record of a one-rank group: no peers to meet, so no part to wait for
@@ -15,6 +15,7 @@ pub fn single(job_token: &str) -> Rendezvous {
         world: 1,
         job_token: job_token.to_owned(),
         timeout_ms: DEFAULT_TIMEOUT_MS,
+        connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
         backend: BackendRendezvous::Tcp { peers: vec!["127.0.0.1:0".to_owned()], listen: None },
     }
 }
@@ -42,6 +43,7 @@ pub fn records(
             world,
             job_token: job_token.to_owned(),
             timeout_ms: DEFAULT_TIMEOUT_MS,
+            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
             backend: match kind {
                 DeviceKind::Cpu => {
                     BackendRendezvous::Tcp { peers: parts.values().cloned().collect(), listen: None }

@@ -46,7 +46,7 @@ async fn every_call(jobs: &mut Jobs, own_job: &str, other_job: &str) -> Vec<(&'s
     codes.push(("ListJobs", code(jobs.list_jobs(pb::ListJobsRequest::default()).await)));
     let watch = pb::WatchJobRequest { job_id: id(other_job), from_sequence: 1 };
     let watched = match jobs.watch_job(watch).await {
-        Ok(stream) => stream.into_inner().next().await.map_or(Code::Unknown, |event| code(event)),
+        Ok(stream) => stream.into_inner().next().await.map_or(Code::Unknown, code),
         Err(status) => status.code(),
     };
     codes.push(("WatchJob", watched));

@@ -35,6 +35,7 @@ pub fn bench_all_reduce(bench: &AllReduceBench) -> Result<Vec<Duration>> {
         world,
         job_token: "bench-allreduce".into(),
         timeout_ms: 60_000,
+        connect_timeout_ms: 60_000,
         backend: BackendRendezvous::Tcp { peers: bench.peers.clone(), listen: None },
     };
     let mut ring = TcpRing::connect(&rendezvous)?;

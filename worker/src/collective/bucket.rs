@@ -1,5 +1,11 @@
-//! [`GradBucketer`]: reduces many small tensors (gradients) with a few large
-//! collectives, by packing them into flat buckets of about 25 MB.
+//! [`GradBucketer`]: reduces or broadcasts many small tensors (gradients,
+//! parameters, BN statistics) with a few large collectives, by packing them into
+//! flat contiguous buckets of about 25 MB.
+//!
+//! This is how the DDP layer meets the collective contract
+//! ([`super::contract`]): whatever the tensors' layout (channels-last conv
+//! weights, views), a backend only ever sees a flat, contiguous bucket of one
+//! kind on the group's device.
 
 use tch::{Device, Kind, Tensor};
 
@@ -86,6 +92,28 @@ impl GradBucketer {
         tensors: &mut [Tensor],
         op: ReduceOp,
     ) -> Result<()> {
+        self.through_buckets(tensors, true, |flat| group.all_reduce(flat, op))
+    }
+
+    /// Gives every rank `root`'s `tensors`, bucket by bucket (only `root` packs).
+    pub fn broadcast(
+        &mut self,
+        group: &mut dyn Collective,
+        tensors: &mut [Tensor],
+        root: usize,
+    ) -> Result<()> {
+        let pack = group.rank() == root;
+        self.through_buckets(tensors, pack, |flat| group.broadcast(flat, root))
+    }
+
+    /// Checks `tensors` against the plan, then per bucket: packs (if `pack`),
+    /// runs `collective` on the flat buffer and copies the result back.
+    fn through_buckets(
+        &mut self,
+        tensors: &mut [Tensor],
+        pack: bool,
+        mut collective: impl FnMut(&mut Tensor) -> Result<()>,
+    ) -> Result<()> {
         if tensors.len() != self.signature.len() {
             return Err(Error::Tensor(format!(
                 "the bucket plan has {} tensors, got {}",
@@ -106,10 +134,16 @@ impl GradBucketer {
             }
         }
         for bucket in &mut self.buckets {
-            for &(i, offset, numel) in &bucket.members {
-                bucket.flat.f_narrow(0, offset, numel)?.f_copy_(&tensors[i].f_reshape([-1])?)?;
+            if pack {
+                for &(i, offset, numel) in &bucket.members {
+                    // copy_ follows each side's strides: a channels-last tensor packs in
+                    // logical (NCHW) order and unpacks the same way.
+                    let mut dst =
+                        bucket.flat.f_narrow(0, offset, numel)?.f_view(tensors[i].size().as_slice())?;
+                    dst.f_copy_(&tensors[i])?;
+                }
             }
-            group.all_reduce(&mut bucket.flat, op)?;
+            collective(&mut bucket.flat)?;
             for &(i, offset, numel) in &bucket.members {
                 let reduced = bucket.flat.f_narrow(0, offset, numel)?.f_view(tensors[i].size().as_slice())?;
                 tensors[i].f_copy_(&reduced)?;

@@ -10,12 +10,18 @@
 //! [`Error`] that names its rank instead of a hang. After any failure the group is
 //! broken: every later call returns [`Error::Broken`].
 //!
+//! What a backend may be handed is written once, in [`contract`]; [`Checked`]
+//! enforces it, cross-rank agreement included, on any backend (tests run every
+//! CPU group under it, so they obey NCCL's rules).
+//!
 //! On top of the transport sit what DDP needs: [`GradBucketer`] (flat ~25 MB
 //! buckets, one collective each) and [`check_replicas_agree`] (a cheap parameter
 //! hash compared across ranks).
 
 pub mod bench;
 mod bucket;
+mod checked;
+pub mod contract;
 mod error;
 mod fingerprint;
 #[cfg(feature = "nccl")]
@@ -29,6 +35,7 @@ mod tensor_view;
 mod wire;
 
 pub use bucket::{DEFAULT_BUCKET_BYTES, GradBucketer};
+pub use checked::{CHECKS_ENV, Checked, strict_checks_requested};
 pub use error::{Error, Result};
 pub use fingerprint::{check_replicas_agree, parameter_fingerprint};
 #[cfg(feature = "nccl")]

@@ -23,8 +23,9 @@ use cudarc::driver::sys as cu_sys;
 use cudarc::nccl::result as nccl;
 use cudarc::nccl::sys;
 use scop_core::rendezvous::{BackendRendezvous, NCCL_UNIQUE_ID_BYTES, Rendezvous};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
+use super::contract::{NcclKind, check_root, check_tensor};
 use super::error::{Error, Result};
 use super::nccl_library::ensure_nccl_loadable;
 use super::{Backend, Collective, ReduceOp};
@@ -91,6 +92,7 @@ impl NcclComm {
         ensure_nccl_loadable()?;
         let (rank, world, device, timeout) =
             (rendezvous.rank as usize, rendezvous.world as usize, *device as usize, rendezvous.timeout());
+        let connect_timeout = rendezvous.connect_timeout();
         let ctx = CudaContext::new(device).map_err(|e| cuda_error(&format!("opening cuda:{device}"), e))?;
         let id = sys::ncclUniqueId { internal: id_bytes.map(|b| b as _) };
         let (tx, rx) = mpsc::channel();
@@ -106,38 +108,29 @@ impl NcclComm {
                 });
             let _ = tx.send(created);
         });
-        let comm = match rx.recv_timeout(timeout) {
+        let comm = match rx.recv_timeout(connect_timeout) {
             Ok(created) => created?,
             Err(_) => {
                 return Err(Error::Nccl(format!(
-                    "rank {rank}: not all {world} ranks joined the NCCL communicator within {timeout:?}"
+                    "rank {rank}: not all {world} ranks joined the NCCL communicator within {connect_timeout:?}"
                 )));
             }
         };
         Ok(Self { rank, world, device, ctx, comm, timeout, broken: None })
     }
 
+    /// The collective contract ([`check_tensor`]), and the NCCL type of the tensor.
     fn check_tensor(&self, tensor: &Tensor) -> Result<sys::ncclDataType_t> {
-        if !tensor.defined() || tensor.device() != Device::Cuda(self.device) || !tensor.is_contiguous() {
-            return Err(Error::Tensor(format!(
-                "the nccl backend of rank {} needs a defined, contiguous tensor on cuda:{}, got {:?} (contiguous: {})",
-                self.rank,
-                self.device,
-                tensor.device(),
-                tensor.is_contiguous()
-            )));
-        }
         use sys::ncclDataType_t as T;
-        Ok(match tensor.kind() {
-            Kind::Float => T::ncclFloat32,
-            Kind::Double => T::ncclFloat64,
-            Kind::Half => T::ncclFloat16,
-            Kind::BFloat16 => T::ncclBfloat16,
-            Kind::Int => T::ncclInt32,
-            Kind::Int64 => T::ncclInt64,
-            Kind::Uint8 => T::ncclUint8,
-            Kind::Int8 => T::ncclInt8,
-            other => return Err(Error::Tensor(format!("the nccl backend does not carry {other:?} tensors"))),
+        Ok(match check_tensor(tensor, Device::Cuda(self.device), self.rank)? {
+            NcclKind::Float32 => T::ncclFloat32,
+            NcclKind::Float64 => T::ncclFloat64,
+            NcclKind::Float16 => T::ncclFloat16,
+            NcclKind::BFloat16 => T::ncclBfloat16,
+            NcclKind::Int32 => T::ncclInt32,
+            NcclKind::Int64 => T::ncclInt64,
+            NcclKind::Uint8 => T::ncclUint8,
+            NcclKind::Int8 => T::ncclInt8,
         })
     }
 
@@ -262,12 +255,7 @@ impl Collective for NcclComm {
     }
 
     fn broadcast(&mut self, tensor: &mut Tensor, root: usize) -> Result<()> {
-        if root >= self.world {
-            return Err(Error::Unsupported(format!(
-                "broadcast root must be < world ({}), got {root}",
-                self.world
-            )));
-        }
+        check_root(root, self.world)?;
         let dtype = self.check_tensor(tensor)?;
         let (ptr, count) = (tensor.data_ptr(), tensor.numel());
         if count == 0 {

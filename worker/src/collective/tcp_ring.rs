@@ -6,6 +6,7 @@ use std::time::Duration;
 use scop_core::rendezvous::{BackendRendezvous, Rendezvous};
 use tch::{Device, Tensor};
 
+use super::contract::{check_root, check_tensor};
 use super::error::{Error, Result};
 use super::ring::Ring;
 use super::tcp_setup::{Identity, build_links};
@@ -71,7 +72,13 @@ impl TcpRing {
         if world == 1 {
             return Ok(Self::alone());
         }
-        let me = Identity { rank, world, token: &rendezvous.job_token, timeout: rendezvous.timeout() };
+        let me = Identity {
+            rank,
+            world,
+            token: &rendezvous.job_token,
+            connect_timeout: rendezvous.connect_timeout(),
+            timeout: rendezvous.timeout(),
+        };
         let (left, right) = build_links(&me, listener, &peers[(rank + 1) % world])?;
         let left_waker =
             left.stream.try_clone().map_err(|e| Error::Setup(format!("cannot clone a socket: {e}")))?;
@@ -120,17 +127,6 @@ impl TcpRing {
         }
         result
     }
-
-    /// Applies `f` to a contiguous version of `tensor`, copying back if it was not.
-    fn on_contiguous(tensor: &mut Tensor, f: impl FnOnce(&mut Tensor) -> Result<()>) -> Result<()> {
-        if !tensor.defined() || tensor.is_contiguous() {
-            return f(tensor);
-        }
-        let mut dense = tensor.f_contiguous()?;
-        f(&mut dense)?;
-        tensor.f_copy_(&dense)?;
-        Ok(())
-    }
 }
 
 impl Collective for TcpRing {
@@ -151,8 +147,9 @@ impl Collective for TcpRing {
     }
 
     fn all_reduce(&mut self, tensor: &mut Tensor, op: ReduceOp) -> Result<()> {
+        check_tensor(tensor, Device::Cpu, self.rank)?;
         let world = self.world;
-        Self::on_contiguous(tensor, |t| match cpu_slice_mut(t)? {
+        match cpu_slice_mut(tensor)? {
             SliceMut::F32(data) => {
                 let scale = (op == ReduceOp::Avg && world > 1).then(|| f32::reciprocal(world));
                 self.call::<f32>(|ring| ring.all_reduce(data, scale))
@@ -161,21 +158,15 @@ impl Collective for TcpRing {
                 let scale = (op == ReduceOp::Avg && world > 1).then(|| f64::reciprocal(world));
                 self.call::<f64>(|ring| ring.all_reduce(data, scale))
             }
-        })
+        }
     }
 
     fn broadcast(&mut self, tensor: &mut Tensor, root: usize) -> Result<()> {
-        if root >= self.world {
-            return Err(Error::Unsupported(format!(
-                "broadcast root must be < world ({}), got {root}",
-                self.world
-            )));
-        }
+        check_root(root, self.world)?;
+        check_tensor(tensor, Device::Cpu, self.rank)?;
         // Broadcast only copies, so it moves raw bytes and works for every kind
-        // (integer BN counters included).
-        Self::on_contiguous(tensor, |t| {
-            let data = cpu_bytes_mut(t)?;
-            self.call::<u8>(|ring| ring.broadcast(data, root))
-        })
+        // the contract allows (integer BN counters and bf16 included).
+        let data = cpu_bytes_mut(tensor)?;
+        self.call::<u8>(|ring| ring.broadcast(data, root))
     }
 }

@@ -26,6 +26,9 @@ pub(crate) struct Identity<'a> {
     pub rank: usize,
     pub world: usize,
     pub token: &'a str,
+    /// Limit on building the links (reaching, accepting and the handshakes).
+    pub connect_timeout: Duration,
+    /// Limit on each socket operation of the built links, while a peer is silent.
     pub timeout: Duration,
 }
 
@@ -36,7 +39,7 @@ pub(crate) fn build_links(
     listener: TcpListener,
     right_addr: &str,
 ) -> Result<(Link, Link)> {
-    let deadline = Instant::now() + me.timeout;
+    let deadline = Instant::now() + me.connect_timeout;
     let left_rank = (me.rank + me.world - 1) % me.world;
     let right_rank = (me.rank + 1) % me.world;
     let (left, right) = std::thread::scope(|scope| {
@@ -84,7 +87,7 @@ fn connect_right(me: &Identity<'_>, addr: &str, right_rank: usize, deadline: Ins
         if Instant::now() + RETRY_PAUSE >= deadline {
             return Err(Error::Setup(format!(
                 "rank {} could not reach rank {right_rank} at {addr} within {:?}: {last_error}",
-                me.rank, me.timeout
+                me.rank, me.connect_timeout
             )));
         }
         std::thread::sleep(RETRY_PAUSE);
@@ -93,7 +96,7 @@ fn connect_right(me: &Identity<'_>, addr: &str, right_rank: usize, deadline: Ins
 
 /// Sends our hello on a fresh connection and reads the verdict.
 fn hello(me: &Identity<'_>, mut stream: TcpStream, addr: &str, right_rank: usize) -> Result<TcpStream> {
-    configure(&stream, me.timeout).map_err(|e| setup_io("configure the socket", e))?;
+    configure(&stream, me.connect_timeout).map_err(|e| setup_io("configure the socket", e))?;
     let mut msg = MAGIC.to_vec();
     for v in [VERSION, me.world as u32, me.rank as u32, me.token.len() as u32] {
         msg.extend(v.to_le_bytes());
@@ -135,7 +138,7 @@ fn accept_left(
             let refusal = last_refusal.map(|r| format!(" (last {r})")).unwrap_or_default();
             return Err(Error::Setup(format!(
                 "rank {} got no valid connection from rank {left_rank} within {:?}{refusal}",
-                me.rank, me.timeout
+                me.rank, me.connect_timeout
             )));
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -148,7 +151,7 @@ fn judge(
     mut stream: TcpStream,
     left_rank: usize,
 ) -> std::result::Result<TcpStream, String> {
-    configure(&stream, me.timeout).map_err(|e| e.to_string())?;
+    configure(&stream, me.connect_timeout).map_err(|e| e.to_string())?;
     let verdict = read_hello(&mut stream).map_err(|e| e.to_string()).and_then(|(world, rank, token)| {
         // Constant time: how long the refusal takes says nothing about the token.
         if !bool::from(subtle::ConstantTimeEq::ct_eq(token.as_bytes(), me.token.as_bytes())) {

@@ -6,8 +6,8 @@ use tch::{Device, Kind, Tensor};
 
 use super::parallel::{ParallelError, Replicas};
 use crate::collective::{
-    Collective, DEFAULT_BUCKET_BYTES, Error, GradBucketer, ReduceOp, check_replicas_agree,
-    parameter_fingerprint,
+    Backend, Checked, Collective, DEFAULT_BUCKET_BYTES, Error, GradBucketer, ReduceOp, check_replicas_agree,
+    parameter_fingerprint, strict_checks_requested,
 };
 
 /// Data-parallel replicas that synchronise through a collective group.
@@ -40,7 +40,13 @@ impl GroupReplicas {
     }
 
     /// As [`GroupReplicas::new`] with another bucket size (tests use small ones).
+    ///
+    /// The group is wrapped in [`Checked`] when strict checks are requested
+    /// ([`strict_checks_requested`]: debug builds, `cargo xtask test`), so that
+    /// every data-parallel run on the CPU obeys NCCL's preconditions.
     pub fn with_bucket_bytes(group: Box<dyn Collective>, bucket_bytes: usize) -> Self {
+        let group: Box<dyn Collective> =
+            if strict_checks_requested() { Box::new(Checked::new(group)) } else { group };
         Self { group, bucket_bytes, plan: None, last_fingerprint: None, allreduce: std::time::Duration::ZERO }
     }
 
@@ -54,6 +60,22 @@ impl GroupReplicas {
     pub fn device(&self) -> Device {
         self.group.device()
     }
+
+    /// Whether calls must reach the backend: always with two or more ranks, and
+    /// with NCCL even alone (a one-rank communicator exercises the GPU path). A
+    /// one-rank TCP group has nothing to exchange, and its tensors may be on a GPU
+    /// that the ring does not reach.
+    fn exchanges(&self) -> bool {
+        self.group.world() > 1 || self.group.backend() == Backend::Nccl
+    }
+}
+
+/// The tensors' positions grouped by kind (stable within a kind), so that a
+/// mixed list (f32 parameters and i64 BN counters) packs into few buckets.
+fn grouped_by_kind(tensors: &[Tensor]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..tensors.len()).collect();
+    order.sort_by_key(|&i| format!("{:?}", tensors[i].kind()));
+    order
 }
 
 /// Turns a collective error into the trainer's message; a lost rank is named first.
@@ -74,23 +96,23 @@ impl Replicas for GroupReplicas {
     }
 
     fn broadcast_from_root(&mut self, tensors: &[Tensor]) -> Result<(), ParallelError> {
-        // A group of one has nothing to exchange (and its tensors may be on a GPU
-        // that a one-rank TCP group does not reach).
-        if self.group.world() == 1 {
+        if !self.exchanges() || tensors.is_empty() {
             return Ok(());
         }
         let what = "broadcasting rank 0's variables";
+        // Flat contiguous buckets, as for gradients: the backend never sees a
+        // channels-last weight or a mix of kinds.
+        let mut packed: Vec<Tensor> =
+            grouped_by_kind(tensors).into_iter().map(|i| tensors[i].shallow_clone()).collect();
         tch::no_grad(|| {
-            for t in tensors {
-                let mut view = t.shallow_clone();
-                self.group.broadcast(&mut view, 0).map_err(|e| explain(what, &e))?;
-            }
-            Ok(())
+            let mut buckets = GradBucketer::new(&packed, self.bucket_bytes)?;
+            buckets.broadcast(self.group.as_mut(), &mut packed, 0)
         })
+        .map_err(|e| explain(what, &e))
     }
 
     fn average_gradients(&mut self, grads: &[Tensor]) -> Result<(), ParallelError> {
-        if self.group.world() == 1 {
+        if !self.exchanges() {
             return Ok(());
         }
         let what = "averaging gradients";

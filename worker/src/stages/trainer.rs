@@ -233,9 +233,8 @@ pub fn evaluate(ctx: &mut StageContext<'_>, stage: &str, model: &ResNet, loader:
 /// before each evaluation is enough for the same result, and makes the accuracy
 /// a group reports, over all its shards, that of the model it saves.
 pub fn sync_bn_statistics(ctx: &mut StageContext<'_>, stage: &str, vs: &VarStore) -> Result<()> {
-    if ctx.replicas.world() == 1 {
-        return Ok(());
-    }
+    // The replicas decide whether there is anything to exchange (a one-rank NCCL
+    // group still goes through NCCL).
     let buffers: Vec<Tensor> =
         sorted_variables(vs).into_iter().filter(|(n, _)| is_bn_buffer(n)).map(|(_, t)| t).collect();
     ctx.replicas.broadcast_from_root(&buffers).in_stage(stage)

@@ -53,6 +53,7 @@ fn record(rank: usize, world: usize, unique_id: &str) -> Rendezvous {
         world: world as u32,
         job_token: "gpu-test".into(),
         timeout_ms: 60_000,
+        connect_timeout_ms: 60_000,
         backend: BackendRendezvous::Nccl { unique_id: unique_id.to_owned(), device: rank as u32 },
     }
 }

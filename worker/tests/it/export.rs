@@ -1,6 +1,6 @@
 //! Export round trips: safetensors + arch.json rebuild exactly, TorchScript gives
-//! the same outputs through tch, the model card has the figures; strict loading
-//! names every problem.
+//! the same outputs through tch and holds the weights as named parameters, the
+//! model card has the figures; strict loading names every problem.
 
 use scop_core::arch::ArchDesc;
 use scop_core::plan::Plan;
@@ -45,6 +45,18 @@ fn check_with(arch: &str, prune: PruneSpec) {
     let script = tch::CModule::load(&paths.torchscript).unwrap();
     let traced = tch::no_grad(|| script.forward_ts(&[&x]).unwrap());
     assert!(max_diff(&traced, &want) < 1e-5, "{arch}: TorchScript");
+    // The weights are parameters under the names of model.safetensors, not constants.
+    let variables = pruned_vs.variables();
+    let mut expected: Vec<&String> =
+        variables.keys().filter(|n| !n.ends_with(".running_mean") && !n.ends_with(".running_var")).collect();
+    expected.sort();
+    let parameters = script.named_parameters().unwrap();
+    let mut names: Vec<&String> = parameters.iter().map(|(n, _)| n).collect();
+    names.sort();
+    assert_eq!(names, expected, "{arch}: TorchScript parameters");
+    for (name, value) in &parameters {
+        assert_eq!(max_diff(value, &variables[name]), 0.0, "{arch}: {name}");
+    }
 
     let card = ModelCard::read(&paths.card).unwrap();
     assert_eq!((card.params, card.flops), (plan.summary.params_after, plan.summary.flops_after));

@@ -3,13 +3,16 @@
 mod agent_relay;
 mod cli;
 mod collective;
+mod collective_checked;
 #[cfg(feature = "cuda-tests")]
 mod collective_nccl;
 mod data;
 mod ddp_equivalence;
 mod export;
 mod knockoff;
+mod nccl_rules;
 mod prune_equivalence;
 mod ranks;
+mod slow_ranks;
 mod stages;
 mod train_step;

@@ -22,7 +22,7 @@ fn data_root() -> PathBuf {
 
 /// A job small enough to train in seconds; `train_subset` sets the steps per epoch.
 /// With `init_from` it starts from those weights instead of a pretrain stage.
-fn tiny_spec(dir: &Path, train_subset: usize, init_from: Option<&Path>) -> PathBuf {
+pub(crate) fn tiny_spec(dir: &Path, train_subset: usize, init_from: Option<&Path>) -> PathBuf {
     let init = init_from.map_or(String::new(), |p| format!("  init_from: {}\n", p.display()));
     let pretrain = match init_from {
         Some(_) => "",
@@ -57,11 +57,11 @@ seed: 3
     path
 }
 
-fn rendezvous(world: usize) -> Vec<Rendezvous> {
+pub(crate) fn rendezvous(world: usize) -> Vec<Rendezvous> {
     Launcher::new("-".into(), "-".into(), world, DeviceKind::Cpu, 1).rendezvous().unwrap()
 }
 
-fn spawn_rank(spec: &Path, stage: &str, record: &Rendezvous, fingerprint: Option<&Path>) -> Child {
+pub(crate) fn spawn_rank(spec: &Path, stage: &str, record: &Rendezvous, fingerprint: Option<&Path>) -> Child {
     let mut cmd = Command::new(WORKER);
     cmd.args(["rank", "--stage", stage, "--threads", "1"])
         .arg("--spec")
@@ -146,7 +146,9 @@ fn killing_a_rank_ends_the_others_with_an_error_naming_it() {
         if let Some(status) = survivor.try_wait().unwrap() {
             break status;
         }
-        assert!(killed_at.elapsed() < Duration::from_secs(30), "rank 0 still running 30 s after the kill");
+        // A crash closes the victim's sockets: no timeout is involved, however long
+        // `resources.collective_timeout` is (10 min by default).
+        assert!(killed_at.elapsed() < Duration::from_secs(10), "rank 0 still running 10 s after the kill");
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut stderr = String::new();

@@ -4,6 +4,7 @@
 mod collectives;
 mod control_plane;
 mod dp_scaling;
+mod loader;
 mod models;
 mod train;
 
@@ -24,6 +25,11 @@ const BENCHES: &[Bench] = &[
         name: "train",
         about: "training steps vs PyTorch eager (ResNet-20), knockoff vs plain, pruned vs dense, loader",
         run: train::run,
+    },
+    Bench {
+        name: "loader",
+        about: "ImageFolder training loader (decode, random-resized crop, flip, normalise) vs torchvision ImageFolder + DataLoader, same workers, images/s per core",
+        run: loader::run,
     },
     Bench {
         name: "collectives",

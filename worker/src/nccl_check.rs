@@ -1,0 +1,142 @@
+//! `scop-worker check-nccl` (hidden, feature `nccl`): the NCCL path on one GPU as
+//! a one-rank communicator, for `scripts/gpu-check`. Each check prints one JSON
+//! line `{"check": ..., "ok": ..., "detail": ...}`; the command fails if any fails.
+//!
+//! With one rank a sum is the tensor itself, so every result is compared bit for
+//! bit with its input: what is checked is that real device memory goes through
+//! NCCL (communicator, all-reduce, broadcast) and through the DDP layer (flat
+//! buckets for channels-last and bf16 variables, gradient averaging, the
+//! fingerprint) without being refused, reordered or corrupted.
+
+use scop_core::rendezvous::{BackendRendezvous, DEFAULT_CONNECT_TIMEOUT_MS, Rendezvous, encode_unique_id};
+use tch::{Device, Kind, Tensor};
+
+use crate::collective::{Collective, NcclComm, ReduceOp, new_unique_id, parameter_fingerprint};
+use crate::models::layout::{channels_last, is_channels_last};
+use crate::stages::ddp::GroupReplicas;
+use crate::stages::parallel::Replicas;
+
+/// One check's outcome.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckLine {
+    pub check: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+type Outcome = Result<String, String>;
+
+fn connect(device: usize) -> Result<NcclComm, String> {
+    let id = new_unique_id().map_err(|e| e.to_string())?;
+    let record = Rendezvous {
+        rank: 0,
+        world: 1,
+        job_token: "check-nccl".into(),
+        timeout_ms: 60_000,
+        connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+        backend: BackendRendezvous::Nccl { unique_id: encode_unique_id(&id), device: device as u32 },
+    };
+    NcclComm::connect(&record).map_err(|e| e.to_string())
+}
+
+fn same(what: &str, got: &Tensor, want: &Tensor) -> Result<(), String> {
+    if got.kind() == want.kind() && got.size() == want.size() && got.equal(want) {
+        Ok(())
+    } else {
+        Err(format!("{what}: the result differs from the input"))
+    }
+}
+
+fn collectives(comm: &mut NcclComm, device: Device) -> Outcome {
+    let mut n = 0;
+    for kind in [Kind::Float, Kind::BFloat16, Kind::Double, Kind::Int64] {
+        for len in [1i64, 7, (1 << 20) + 3] {
+            let input = Tensor::arange(len, (Kind::Float, device)).remainder(97.0).to_kind(kind);
+            let mut t = input.copy();
+            comm.all_reduce(&mut t, ReduceOp::Sum).map_err(|e| e.to_string())?;
+            same(&format!("all_reduce sum {kind:?}[{len}]"), &t, &input)?;
+            if kind != Kind::Int64 {
+                comm.all_reduce(&mut t, ReduceOp::Avg).map_err(|e| e.to_string())?;
+                same(&format!("all_reduce avg {kind:?}[{len}]"), &t, &input)?;
+            }
+            comm.broadcast(&mut t, 0).map_err(|e| e.to_string())?;
+            same(&format!("broadcast {kind:?}[{len}]"), &t, &input)?;
+            n += 1;
+        }
+    }
+    Ok(format!("{n} tensors (f32, bf16, f64, i64; up to 1M elements): sum, avg, broadcast exact"))
+}
+
+fn contract(comm: &mut NcclComm, device: Device) -> Outcome {
+    let mut weight =
+        channels_last(&Tensor::ones([64, 64, 3, 3], (Kind::Float, device))).map_err(|e| e.to_string())?;
+    match comm.broadcast(&mut weight, 0) {
+        Err(e) if e.to_string().contains("contiguous") => Ok("a raw channels-last weight is refused".into()),
+        Err(e) => Err(format!("refused for the wrong reason: {e}")),
+        Ok(()) => Err("NcclComm accepted a channels-last tensor".into()),
+    }
+}
+
+fn ddp(comm: NcclComm, device: Device) -> Outcome {
+    let mut replicas = GroupReplicas::with_bucket_bytes(Box::new(comm), 64 * 1024);
+    let cl = |shape: [i64; 4]| {
+        channels_last(&Tensor::randn(shape, (Kind::Float, device))).map_err(|e| e.to_string())
+    };
+    let variables = [
+        cl([64, 32, 3, 3])?,
+        Tensor::randn([64], (Kind::Float, device)),
+        Tensor::full([1], 12, (Kind::Int64, device)),
+        Tensor::randn([256, 64], (Kind::Float, device)).to_kind(Kind::BFloat16),
+        cl([128, 64, 1, 1])?,
+    ];
+    let before: Vec<Tensor> = variables.iter().map(Tensor::copy).collect();
+    replicas.broadcast_from_root(&variables).map_err(|e| format!("start broadcast: {e}"))?;
+    for (i, (v, b)) in variables.iter().zip(&before).enumerate() {
+        same(&format!("broadcast variable {i}"), v, b)?;
+    }
+    if !is_channels_last(&variables[0]) {
+        return Err("the broadcast changed a weight's layout".into());
+    }
+    let grads = [cl([64, 32, 3, 3])?, Tensor::randn([64], (Kind::Float, device)), cl([128, 64, 1, 1])?];
+    let before: Vec<Tensor> = grads.iter().map(Tensor::copy).collect();
+    replicas.average_gradients(&grads).map_err(|e| format!("gradient averaging: {e}"))?;
+    for (i, (g, b)) in grads.iter().zip(&before).enumerate() {
+        same(&format!("gradient {i}"), g, b)?;
+    }
+    let params: Vec<Tensor> = variables.iter().map(Tensor::shallow_clone).collect();
+    replicas.check_in_sync(&params).map_err(|e| format!("fingerprint check: {e}"))?;
+    let expected = parameter_fingerprint(&params).map_err(|e| e.to_string())?;
+    if replicas.last_fingerprint() != Some(expected) {
+        return Err("the fingerprint differs from the local one".into());
+    }
+    let mut sums = [3.0, 4.5];
+    replicas.sum_scalars(&mut sums).map_err(|e| format!("metric sums: {e}"))?;
+    if sums != [3.0, 4.5] {
+        return Err(format!("metric sums changed: {sums:?}"));
+    }
+    Ok("channels-last f32, bf16 and i64 variables in flat buckets: broadcast, averaging, fingerprint, sums exact".into())
+}
+
+/// Runs every check on `device`; each is reported, later ones run after a failure
+/// where they can.
+pub fn run(device: usize) -> Vec<CheckLine> {
+    let line = |check, outcome: Outcome| match outcome {
+        Ok(detail) => CheckLine { check, ok: true, detail },
+        Err(detail) => CheckLine { check, ok: false, detail },
+    };
+    let cuda = Device::Cuda(device);
+    let mut lines = Vec::new();
+    match connect(device) {
+        Err(e) => lines.push(line("nccl communicator (1 rank)", Err(e))),
+        Ok(mut comm) => {
+            lines.push(line("nccl communicator (1 rank)", Ok(format!("on cuda:{device}"))));
+            lines.push(line("nccl all_reduce / broadcast", collectives(&mut comm, cuda)));
+            lines.push(line("collective contract", contract(&mut comm, cuda)));
+        }
+    }
+    match connect(device) {
+        Err(e) => lines.push(line("ddp over nccl", Err(e))),
+        Ok(comm) => lines.push(line("ddp over nccl", ddp(comm, cuda))),
+    }
+    lines
+}
