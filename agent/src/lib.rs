@@ -6,6 +6,7 @@
 
 pub mod cli;
 mod nccl_id;
+pub mod outbox;
 pub mod probe;
 pub mod relay;
 pub mod trainer;
@@ -23,8 +24,8 @@ use tonic::service::Interceptor;
 use self::nccl_id::nccl_unique_id;
 use self::trainer::{DRAIN, RankLaunch, Stop};
 
-/// Everything the agent needs, from its flags.
-#[derive(Debug, Clone)]
+/// Everything the agent needs, from its flags. Its `Debug` leaves the token out.
+#[derive(Clone)]
 pub struct AgentConfig {
     /// `http://host:port` (or `https://`) of the coordinator's worker port.
     pub coordinator: String,
@@ -48,6 +49,23 @@ pub struct AgentConfig {
     pub roots: Option<scop_core::sandbox::Roots>,
 }
 
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("coordinator", &self.coordinator)
+            .field("ca_cert", &self.ca_cert.as_ref().map(|pem| format!("{} bytes of PEM", pem.len())))
+            .field("token", &"<redacted>")
+            .field("hostname", &self.hostname)
+            .field("devices", &self.devices)
+            .field("cpu_cores", &self.cpu_cores)
+            .field("rank_threads", &self.rank_threads)
+            .field("worker_bin", &self.worker_bin)
+            .field("scratch_dir", &self.scratch_dir)
+            .field("advertise_host", &self.advertise_host)
+            .finish()
+    }
+}
+
 /// What can stop the agent.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -62,8 +80,14 @@ pub enum AgentError {
 }
 
 /// Adds the bearer token to every call.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bearer(<redacted>)")
+    }
+}
 
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
@@ -89,6 +113,8 @@ struct Agent {
     events_tx: mpsc::Sender<pb::TaskEvent>,
     /// The supervisors of the rank processes.
     ranks: tokio::task::JoinSet<()>,
+    /// Task events sent but not yet acknowledged (kept across reconnects and restarts).
+    outbox: outbox::Outbox,
 }
 
 /// Runs the agent until `shutdown` resolves; running ranks are then asked to
@@ -113,7 +139,9 @@ pub async fn run(
         AgentError::Address(config.coordinator.clone(), "the token is not valid ASCII".into())
     })?);
     let (events_tx, mut events_rx) = mpsc::channel(1024);
+    let outbox = outbox::Outbox::open(&config.scratch_dir.join("outbox"));
     let mut agent = Agent {
+        outbox,
         config,
         worker_id: String::new(),
         running: HashMap::new(),
@@ -180,6 +208,10 @@ impl Agent {
             .await
             .map_err(|s| s.message().to_owned())?
             .into_inner();
+        // What the last stream (or the last run of the agent) left unacknowledged, in order.
+        for event in self.outbox.unacknowledged() {
+            outbox.send(send(pb::worker_message::Kind::TaskEvent(event))).await.map_err(|e| e.to_string())?;
+        }
         let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
         loop {
             tokio::select! {
@@ -192,6 +224,7 @@ impl Agent {
                             tracing::info!(worker_id = %self.worker_id, "registered with the coordinator");
                         }
                         for event in self.handle(kind) {
+                            let event = self.outbox.push(event);
                             outbox.send(send(pb::worker_message::Kind::TaskEvent(event))).await.map_err(|e| e.to_string())?;
                         }
                     }
@@ -203,12 +236,14 @@ impl Agent {
                         self.running.remove(&event.task_id);
                         self.waiting.remove(&event.task_id);
                     }
+                    let event = self.outbox.push(event);
                     outbox.send(send(pb::worker_message::Kind::TaskEvent(event))).await.map_err(|e| e.to_string())?;
                 }
                 _ = heartbeat.tick() => {
                     let beat = pb::Heartbeat {
                         time_ms: 0,
-                        running_task_ids: self.running.keys().cloned().collect(),
+                        running_task_ids: self.running.keys().chain(self.waiting.keys()).cloned().collect(),
+                        running_complete: true,
                     };
                     outbox.send(send(pb::worker_message::Kind::Heartbeat(beat))).await.map_err(|e| e.to_string())?;
                 }
@@ -237,6 +272,10 @@ impl Agent {
                     Err(reason) => vec![failed(&waiting.task, reason)],
                 }
             }
+            Kind::Acked(acked) => {
+                self.outbox.ack(&acked.task_id, acked.sequence);
+                Vec::new()
+            }
             Kind::Cancel(cancel) => {
                 self.waiting.remove(&cancel.task_id);
                 if let Some((_, stop)) = self.running.remove(&cancel.task_id) {
@@ -264,7 +303,8 @@ impl Agent {
                         Ok(hex) => pb::task_event::Kind::RendezvousReady(hex),
                         Err(reason) => pb::task_event::Kind::Failed(reason),
                     };
-                    let _ = events.blocking_send(pb::TaskEvent { task_id, rank, kind: Some(kind) });
+                    let _ =
+                        events.blocking_send(pb::TaskEvent { task_id, rank, sequence: 0, kind: Some(kind) });
                 });
             }
             return Vec::new();
@@ -278,6 +318,7 @@ impl Agent {
         let event = pb::TaskEvent {
             task_id: task.task_id.clone(),
             rank: task.rank,
+            sequence: 0,
             kind: Some(pb::task_event::Kind::RendezvousReady(part)),
         };
         self.waiting.insert(task.task_id.clone(), Waiting { task, listen: format!("0.0.0.0:{port}") });
@@ -305,6 +346,7 @@ fn failed(task: &pb::AssignTask, reason: String) -> pb::TaskEvent {
     pb::TaskEvent {
         task_id: task.task_id.clone(),
         rank: task.rank,
+        sequence: 0,
         kind: Some(pb::task_event::Kind::Failed(reason)),
     }
 }

@@ -80,6 +80,11 @@ impl Relay {
                 self.metrics.insert("seconds".into(), seconds);
                 None
             }
+            Event::CheckpointFallback { restored, skipped, .. } => Some(Kind::CheckpointFallback(format!(
+                "resumed from {} because newer checkpoints were damaged: {}",
+                restored.display(),
+                skipped.join("; ")
+            ))),
             Event::StageStarted { .. } | Event::PlanDecided { .. } => None,
         }
     }
@@ -206,6 +211,15 @@ mod tests {
             panic!("not statistics")
         };
         assert_eq!((s.epoch, s.units[0].unit.as_str()), (2, "u"));
+        let fallback = r#"{"type":"checkpoint_fallback","stage":"knockoff","restored":"c/knockoff-step-00000010","skipped":["c/knockoff-step-00000020/tensors.safetensors: does not match the manifest"]}"#;
+        assert_eq!(
+            relay.translate(fallback),
+            Some(pb::task_event::Kind::CheckpointFallback(
+                "resumed from c/knockoff-step-00000010 because newer checkpoints were damaged: \
+                 c/knockoff-step-00000020/tensors.safetensors: does not match the manifest"
+                    .into()
+            ))
+        );
         assert_eq!(relay.translate("not json"), None);
         let evaluated =
             r#"{"type":"evaluated","stage":"finetune","epoch":1,"loss":0.4,"top1":0.9,"top5":1.0}"#;

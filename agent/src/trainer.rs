@@ -64,8 +64,14 @@ pub fn stage_of(stage: pb::Stage) -> Option<Stage> {
     }
 }
 
-/// The child's command line.
-pub fn command_line(launch: &RankLaunch, spec_path: &Path) -> Result<Vec<String>, String> {
+/// The child's command line. The rendezvous record, which carries the job
+/// token, is passed as the path of a file only the agent's user can read,
+/// never inline: argv is visible to every user through `ps`.
+pub fn command_line(
+    launch: &RankLaunch,
+    spec_path: &Path,
+    rendezvous_path: &Path,
+) -> Result<Vec<String>, String> {
     let task = &launch.task;
     let stage = stage_of(task.stage()).ok_or_else(|| format!("task {}: no stage", task.task_id))?;
     let mut args = vec![
@@ -79,7 +85,7 @@ pub fn command_line(launch: &RankLaunch, spec_path: &Path) -> Result<Vec<String>
         "--world".into(),
         task.world_size.to_string(),
         "--rendezvous".into(),
-        launch.rendezvous_json.clone(),
+        rendezvous_path.display().to_string(),
         "--output".into(),
         task.checkpoint_dir.clone(),
     ];
@@ -108,7 +114,7 @@ pub async fn run_rank(
         let events = events.clone();
         let task_id = task_id.clone();
         async move {
-            let _ = events.send(pb::TaskEvent { task_id, rank, kind: Some(kind) }).await;
+            let _ = events.send(pb::TaskEvent { task_id, rank, sequence: 0, kind: Some(kind) }).await;
         }
     };
     let outcome = supervise(&launch, &send, stop).await;
@@ -133,7 +139,10 @@ where
     let spec_path = scratch.join("job.yaml");
     std::fs::write(&spec_path, &launch.task.spec_yaml)
         .map_err(|e| format!("{}: {e}", spec_path.display()))?;
-    let args = command_line(launch, &spec_path)?;
+    let rendezvous_path = scratch.join("rendezvous.json");
+    write_private(&rendezvous_path, launch.rendezvous_json.as_bytes())
+        .map_err(|e| format!("{}: {e}", rendezvous_path.display()))?;
+    let args = command_line(launch, &spec_path, &rendezvous_path)?;
     let mut child = Command::new(&launch.worker_bin)
         .args(&args)
         .stdin(Stdio::null())
@@ -189,6 +198,20 @@ where
     }
 }
 
+/// Writes `bytes` to a file readable and writable by its owner only (0600),
+/// replacing any earlier one.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    // A file left by an earlier attempt may have other permissions: start afresh.
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(bytes)
+}
+
 /// SIGTERM to the trainer: it finishes its step, checkpoints and exits.
 fn terminate(child: &tokio::process::Child) {
     if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
@@ -232,15 +255,15 @@ mod tests {
 
     #[test]
     fn the_child_gets_the_rank_contract() {
-        let args = command_line(&launch("w", "ckpt"), Path::new("s.yaml")).unwrap();
+        let args = command_line(&launch("w", "ckpt"), Path::new("s.yaml"), Path::new("r.json")).unwrap();
         assert_eq!(
             args.join(" "),
-            "rank --spec s.yaml --stage knockoff --rank 1 --world 2 --rendezvous {} --output out --resume --threads 2"
+            "rank --spec s.yaml --stage knockoff --rank 1 --world 2 --rendezvous r.json --output out --resume --threads 2"
         );
         // A GPU rank is told its device, which a one-rank group's record does not carry.
         let mut gpu = launch("w", "");
         gpu.task.device = Some(pb::Device { kind: "cuda".into(), index: 1, ..Default::default() });
-        let args = command_line(&gpu, Path::new("s.yaml")).unwrap();
+        let args = command_line(&gpu, Path::new("s.yaml"), Path::new("r.json")).unwrap();
         assert!(args.join(" ").ends_with("--threads 2 --device 1"), "{args:?}");
     }
 
@@ -300,6 +323,28 @@ mod tests {
             }
             other => panic!("expected a failure, got {other:?}"),
         }
+    }
+
+    /// `ps` shows every process's argv to every user: the job token must not be in it.
+    #[tokio::test]
+    async fn the_job_token_travels_in_a_private_file_not_in_argv() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("trainer.sh");
+        let argv = dir.path().join("argv.txt");
+        std::fs::write(&script, format!("#!/bin/sh\necho \"$@\" > {}\n", argv.display())).unwrap();
+        std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+        let mut launch = launch(script.to_str().unwrap(), "");
+        launch.scratch = dir.path().join("scratch");
+        launch.rendezvous_json = r#"{"job_token":"s3cret-job-token"}"#.into();
+        let (events, _received) = mpsc::channel(8);
+        let (_cancel, cancelled) = oneshot::channel();
+        run_rank(launch, events, cancelled).await;
+        let args = std::fs::read_to_string(&argv).unwrap();
+        assert!(!args.contains("s3cret"), "{args}");
+        let record = args.split(' ').skip_while(|a| *a != "--rendezvous").nth(1).unwrap();
+        assert_eq!(std::fs::read_to_string(record).unwrap(), r#"{"job_token":"s3cret-job-token"}"#);
+        assert_eq!(std::fs::metadata(record).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     #[tokio::test]

@@ -322,6 +322,9 @@ pub fn event_json(event: &pb::JobEvent) -> serde_json::Value {
             "error",
             json!({ "stage": stage(e.stage()), "attempt": e.attempt, "message": e.message, "retrying": e.retrying }),
         ),
+        Some(Kind::Notice(n)) => {
+            ("notice", json!({ "stage": stage(n.stage()), "attempt": n.attempt, "message": n.message }))
+        }
     };
     let mut object =
         json!({ "type": "event", "sequence": event.sequence, "time_ms": event.time_ms, "kind": kind });

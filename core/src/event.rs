@@ -58,6 +58,12 @@ pub enum Event {
         stage: String,
         path: PathBuf,
     },
+    /// Resuming skipped damaged checkpoints (each `path: reason`) and restored an older one.
+    CheckpointFallback {
+        stage: String,
+        restored: PathBuf,
+        skipped: Vec<String>,
+    },
     StageFinished {
         stage: String,
         seconds: f64,

@@ -115,8 +115,9 @@ impl JobDir {
     /// Writes the plan where the finetune and export stages read it, creating the directory.
     pub fn write_plan(&self, plan: &Plan) -> Result<()> {
         std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
-        let path = self.plan();
-        std::fs::write(&path, plan.to_json()).map_err(io(&path))
+        // Atomically and durably: finetune never reads half a plan.
+        crate::durable::write_atomic(&self.plan(), plan.to_json().as_bytes())
+            .map_err(|e| crate::Error::Io { path: e.path.display().to_string(), source: e.source })
     }
 
     /// Reads the plan a decide step wrote.

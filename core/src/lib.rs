@@ -5,6 +5,7 @@
 
 pub mod arch;
 pub mod client_config;
+pub mod durable;
 pub mod error;
 pub mod event;
 pub mod job_dir;

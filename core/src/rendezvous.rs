@@ -22,8 +22,9 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 600_000;
 /// Default for [`Rendezvous::connect_timeout_ms`] (`resources.connect_timeout`).
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 120_000;
 
-/// One rank's view of its job's collective group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One rank's view of its job's collective group. Its `Debug` leaves the job
+/// token out, so logging a record never leaks it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rendezvous {
     /// This process's rank, in `0..world`.
@@ -43,6 +44,18 @@ pub struct Rendezvous {
     pub connect_timeout_ms: u64,
     /// Which transport the ranks use, with its addressing.
     pub backend: BackendRendezvous,
+}
+
+impl std::fmt::Debug for Rendezvous {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rendezvous")
+            .field("rank", &self.rank)
+            .field("world", &self.world)
+            .field("job_token", &"<redacted>")
+            .field("timeout_ms", &self.timeout_ms)
+            .field("backend", &self.backend)
+            .finish()
+    }
 }
 
 fn default_timeout_ms() -> u64 {
@@ -202,6 +215,14 @@ mod tests {
             Err(e) => e.field_errors().iter().map(ToString::to_string).collect(),
         };
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn debug_never_shows_the_job_token() {
+        let mut record = tcp(0, 1, &["a:1"]);
+        record.job_token = "s3cret-token".into();
+        let shown = format!("{record:?}");
+        assert!(!shown.contains("s3cret-token") && shown.contains("job_token: \"<redacted>\""), "{shown}");
     }
 
     #[test]

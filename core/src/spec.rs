@@ -35,6 +35,8 @@ pub struct JobSpec {
     pub resources: ResourcesSpec,
     #[serde(default)]
     pub output: OutputSpec,
+    #[serde(default)]
+    pub checkpoint: CheckpointSpec,
     /// Seed for initialisation, data order and augmentation.
     #[serde(default)]
     pub seed: u64,
@@ -384,6 +386,9 @@ pub struct ResourcesSpec {
     pub collective_timeout: SpecDuration,
     /// How long a rank waits for its peers to join the group.
     pub connect_timeout: SpecDuration,
+    /// Seconds a stage may go without any progress (no event from its ranks)
+    /// before its attempt is failed and retried; none by default.
+    pub stage_timeout: Option<u64>,
 }
 
 /// Default of `resources.collective_timeout`: PyTorch's NCCL default.
@@ -401,6 +406,7 @@ impl Default for ResourcesSpec {
             backend: BackendChoice::Auto,
             collective_timeout: DEFAULT_COLLECTIVE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            stage_timeout: None,
         }
     }
 }
@@ -413,6 +419,21 @@ impl ResourcesSpec {
             BackendChoice::Tcp => false,
             BackendChoice::Nccl => true,
         }
+    }
+}
+
+/// How checkpoints are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointSpec {
+    /// Complete checkpoints kept per stage, newest first; older ones are
+    /// deleted. At least 2 leaves one to fall back to when the latest is damaged.
+    pub keep: u32,
+}
+
+impl Default for CheckpointSpec {
+    fn default() -> Self {
+        Self { keep: 2 }
     }
 }
 
@@ -558,6 +579,14 @@ impl JobSpec {
         check(p.rate >= 0.0 && p.rate < 1.0, "prune.rate", format!("must be in [0, 1), got {}", p.rate));
         check(p.min_channels >= 1, "prune.min_channels", format!("must be >= 1, got {}", p.min_channels));
         check(p.round_to >= 1, "prune.round_to", format!("must be >= 1, got {}", p.round_to));
+        if let Some(timeout) = self.resources.stage_timeout {
+            check(timeout >= 1, "resources.stage_timeout", format!("must be >= 1 (seconds), got {timeout}"));
+        }
+        check(
+            self.checkpoint.keep >= 1,
+            "checkpoint.keep",
+            format!("must be >= 1, got {}", self.checkpoint.keep),
+        );
         check(
             self.resources.world_size >= 1,
             "resources.world_size",

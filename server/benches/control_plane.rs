@@ -201,7 +201,7 @@ async fn simulated_worker(channel: Channel, index: usize, until: Instant) {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     while Instant::now() < until {
         ticker.tick().await;
-        let beat = pb::Heartbeat { time_ms: now_ms(), running_task_ids: Vec::new() };
+        let beat = pb::Heartbeat { time_ms: now_ms(), running_task_ids: Vec::new(), running_complete: false };
         if outbox.send(send(pb::worker_message::Kind::Heartbeat(beat))).await.is_err() {
             return;
         }

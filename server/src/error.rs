@@ -28,6 +28,14 @@ pub enum Error {
     WorkerNotFound(String),
     #[error("attempt {0:?} not found")]
     AttemptNotFound(String),
+    /// A numbered task event arrived after a gap in its task's numbers.
+    #[error(
+        "task {task_id}: event {got} arrived before event {expected}; send the events again from {expected}"
+    )]
+    EventGap { task_id: String, expected: u64, got: u64 },
+    /// A worker reported for a rank that is not placed on it.
+    #[error("worker {worker_id} may not report for task {task_id}: that rank is placed on {placed_on}")]
+    NotPlacedHere { worker_id: String, task_id: String, placed_on: String },
     #[error(
         "request_id {request_id:?} was already used for job {job_id} with a different spec, labels or priority"
     )]
@@ -115,12 +123,13 @@ impl From<Error> for Status {
             | Error::WorkerNotFound(_)
             | Error::AttemptNotFound(_) => Status::not_found(message),
             Error::RequestIdReused { .. } => Status::already_exists(message),
+            Error::NotPlacedHere { .. } => Status::permission_denied(message),
             Error::Transition { .. }
             | Error::JobEnded { .. }
             | Error::StageNotRunning { .. }
             | Error::AttemptEnded { .. }
             | Error::Decide(_) => Status::failed_precondition(message),
-            Error::StoreClosed => Status::unavailable(message),
+            Error::StoreClosed | Error::EventGap { .. } => Status::unavailable(message),
             Error::PermissionDenied(_) => Status::permission_denied(message),
             Error::QuotaExceeded(_) => Status::resource_exhausted(message),
             Error::Corrupt { .. }

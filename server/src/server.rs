@@ -86,6 +86,14 @@ pub async fn run_with_store(
     tracing::info!(addr = %listeners.worker.local_addr().map_err(io("worker listener"))?, "worker gRPC API listening");
     tracing::info!(addr = %listeners.metrics.local_addr().map_err(io("metrics listener"))?, "metrics on http://…/metrics");
     tracing::info!(path = %store.path().display(), "store open");
+    for (port, listener, tls) in [
+        ("public", &listeners.public, config.public_tls.is_some()),
+        ("worker", &listeners.worker, config.worker_tls.is_some()),
+    ] {
+        if let Some(warning) = exposure_warning(port, listener.local_addr().map_err(io("listener"))?, tls) {
+            tracing::warn!("{warning}");
+        }
+    }
 
     let links = WorkerLinks::default();
     let (reports, report_rx) = tokio::sync::mpsc::channel(scheduler::REPORTS);
@@ -161,6 +169,18 @@ pub async fn run_with_store(
     drop(store);
     tracing::info!("stopped");
     failure.map_or(Ok(()), Err)
+}
+
+/// The warning for a gRPC port reachable beyond this machine without TLS:
+/// its bearer tokens (and, on the worker port, job tokens) cross the network
+/// in the clear.
+pub fn exposure_warning(port: &str, addr: std::net::SocketAddr, tls: bool) -> Option<String> {
+    (!tls && !addr.ip().is_loopback()).then(|| {
+        format!(
+            "the {port} port listens on {addr}, beyond loopback, without TLS: its tokens cross the network \
+             in the clear; configure TLS for it or bind 127.0.0.1"
+        )
+    })
 }
 
 fn first_error(ended: std::result::Result<Result<()>, tokio::task::JoinError>) -> Option<Error> {
@@ -340,5 +360,21 @@ async fn render_metrics(State((store, metrics)): State<(Store, Arc<Metrics>)>) -
             tracing::error!(%error, "metrics scrape failed");
             (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exposure_warning;
+
+    #[test]
+    fn only_ports_beyond_loopback_without_tls_are_warned_about() {
+        let check = |addr: &str, tls: bool| exposure_warning("worker", addr.parse().unwrap(), tls);
+        assert_eq!(check("127.0.0.1:7071", false), None);
+        assert_eq!(check("[::1]:7071", false), None);
+        assert_eq!(check("0.0.0.0:7071", true), None);
+        let warning = check("0.0.0.0:7071", false).unwrap();
+        assert!(warning.starts_with("the worker port listens on 0.0.0.0:7071, beyond loopback, without TLS"));
+        assert!(check("10.1.2.3:7071", false).is_some());
     }
 }

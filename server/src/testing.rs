@@ -25,7 +25,7 @@ mod fake_worker;
 pub mod script;
 
 pub use certificates::certificates;
-pub use fake_worker::{FakeWorker, statistics, wait_for_state};
+pub use fake_worker::{FakeWorker, final_statistics, statistics, wait_for_state};
 
 pub const CLIENT_TOKEN: &str = "client-token-0123456789";
 pub const WORKER_TOKEN: &str = "worker-token-9876543210";

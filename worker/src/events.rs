@@ -122,6 +122,9 @@ pub fn human_line(event: &Event) -> Option<String> {
             reduction(*flops_before, *flops_after)
         ),
         Event::CheckpointWritten { .. } => return None,
+        Event::CheckpointFallback { stage, restored, skipped } => {
+            format!("[{stage}] resuming from {}; skipped damaged: {}", restored.display(), skipped.join("; "))
+        }
         Event::StageFinished { stage, seconds } => {
             format!("[{stage}] finished in {}", format_duration(*seconds))
         }

@@ -110,8 +110,10 @@ fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })
 }
 
+/// Atomically and durably: a reader never sees half a model card or `arch.json`.
 fn write_text(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|source| Error::Io { path: path.display().to_string(), source })
+    scop_core::durable::write_atomic(path, text.as_bytes())
+        .map_err(|e| Error::Io { path: e.path.display().to_string(), source: e.source })
 }
 
 /// Writes all four files into `dir` (created if needed). `plan` is the plan that

@@ -155,6 +155,11 @@ impl Launcher {
                     return Err(Error::Spawn { rank, program: self.program.display().to_string(), source });
                 }
             };
+            if let Some(mut stdin) = child.stdin.take() {
+                // A rank that died before reading it fails on its own; its exit says why.
+                let json = serde_json::to_string(record).expect("rendezvous serialises");
+                let _ = std::io::Write::write_all(&mut stdin, json.as_bytes());
+            }
             let stdout = child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
             let stderr = child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
             let readers = [relay(rank, stdout, &tx, Line::Stdout), relay(rank, stderr, &tx, Line::Stderr)]
@@ -211,12 +216,12 @@ impl Launcher {
             .args(["--stage", stage.as_str()])
             .args(["--rank", &record.rank.to_string()])
             .args(["--world", &record.world.to_string()])
-            .arg("--rendezvous")
-            .arg(serde_json::to_string(record).expect("rendezvous serialises"))
+            // The record carries the job token: it goes through stdin, never argv.
+            .args(["--rendezvous", "-"])
             .arg("--output")
             .arg(&self.output)
             .args(["--threads", &self.threads.to_string()])
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if self.resume {

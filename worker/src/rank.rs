@@ -47,8 +47,9 @@ pub struct RankArgs {
     /// Number of ranks; must match the rendezvous record.
     #[arg(long)]
     pub world: u32,
-    /// The rendezvous record (scop_core::rendezvous::Rendezvous): a JSON file, or
-    /// the JSON text itself when it starts with `{`.
+    /// The rendezvous record (scop_core::rendezvous::Rendezvous): a JSON file
+    /// (keep it private: it holds the job token), `-` for stdin, or the JSON
+    /// text itself when it starts with `{` (visible to `ps`; for tests).
     #[arg(long)]
     pub rendezvous: String,
     /// Use this output directory instead of the spec's output.dir (shared by all ranks).
@@ -102,10 +103,25 @@ pub struct RankOutcome {
     pub fingerprint: Option<u64>,
 }
 
-/// Reads the rendezvous record from a file, or from the text itself if it is JSON.
+/// How errors name where the record came from: its file, `stdin`, or
+/// `(inline JSON)`, never the record's text.
+fn rendezvous_source_name(arg: &str) -> String {
+    match arg {
+        "-" => "stdin".to_owned(),
+        inline if inline.trim_start().starts_with('{') => "(inline JSON)".to_owned(),
+        path => path.to_owned(),
+    }
+}
+
+/// Reads the rendezvous record from a file, stdin (`-`), or from the text itself if it is JSON.
 pub fn read_rendezvous(arg: &str) -> Result<Rendezvous> {
     let (name, text) = if arg.trim_start().starts_with('{') {
-        ("(inline JSON)".to_owned(), arg.to_owned())
+        (rendezvous_source_name(arg), arg.to_owned())
+    } else if arg == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| Error::Rendezvous { source_name: "stdin".into(), message: e.to_string() })?;
+        ("stdin".to_owned(), text)
     } else {
         let text = std::fs::read_to_string(arg)
             .map_err(|e| Error::Rendezvous { source_name: arg.to_owned(), message: e.to_string() })?;
@@ -133,7 +149,8 @@ pub fn run_rank(args: &RankArgs) -> Result<RankOutcome> {
     rendezvous.connect_timeout_ms = spec.resources.connect_timeout.as_millis();
     if (rendezvous.rank, rendezvous.world) != (args.rank, args.world) {
         return Err(Error::Rendezvous {
-            source_name: args.rendezvous.clone(),
+            // Never the inline record itself: it holds the job token.
+            source_name: rendezvous_source_name(&args.rendezvous),
             message: format!(
                 "the record is for rank {} of {}, but --rank {} --world {} was given",
                 rendezvous.rank, rendezvous.world, args.rank, args.world

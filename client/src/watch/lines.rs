@@ -80,6 +80,9 @@ pub fn describe(job_id: &str, event: &pb::JobEvent) -> Option<String> {
             let paths: Vec<&str> = ready.artifacts.iter().map(|a| a.path.as_str()).collect();
             format!("{} artifacts ready: {}", tag(ready.stage()), paths.join(", "))
         }
+        Kind::Notice(notice) => {
+            format!("{} attempt {}: {}", tag(notice.stage()), notice.attempt, notice.message)
+        }
         Kind::Error(error) => format!(
             "{} attempt {} failed: {}{}",
             tag(error.stage()),

@@ -15,7 +15,7 @@ async fn watch_resumes_after_the_coordinator_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir).await;
     let home = dir.path().join("home");
-    let spec = spec_file(dir.path(), "");
+    let spec = spec_file(dir.path(), "knockoff: { epochs: 1 }\n");
     let submitted = scopctl(&server, &home).arg("submit").arg(&spec).output().await.unwrap();
     let id = String::from_utf8(submitted.stdout).unwrap().trim().to_owned();
 

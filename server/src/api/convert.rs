@@ -150,6 +150,9 @@ pub fn event(event: JobEvent) -> pb::JobEvent {
         EventKind::Evaluated { stage: s, epoch, loss, top1, top5 } => {
             Kind::Evaluated(pb::Evaluated { stage: stage(s) as i32, epoch, loss, top1, top5 })
         }
+        EventKind::Notice { stage: s, attempt, message } => {
+            Kind::Notice(pb::JobNotice { stage: stage(s) as i32, attempt, message })
+        }
     };
     pb::JobEvent { job_id: event.job_id, sequence: event.sequence, time_ms: event.time_ms, kind: Some(kind) }
 }

@@ -20,7 +20,7 @@ use crate::liveness::Heard;
 use crate::metrics::Metrics;
 use crate::scheduler::{RankReport, Wake, WorkerLinks};
 use crate::shutdown::Shutdown;
-use crate::store::Store;
+use crate::store::{Applied, Store, TaskEffect};
 
 /// How long a new stream may take to send its Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -148,47 +148,113 @@ async fn session(
                 break;
             }
         };
-        link.heard.note(&worker_id);
+        // Alive from the moment its message arrived until it has been handled,
+        // however long the store or the scheduler makes that take.
+        let _busy = link.heard.busy(&worker_id);
         let handled = match kind {
-            pb::worker_message::Kind::Heartbeat(_) => Ok(()),
+            pb::worker_message::Kind::Heartbeat(beat) => {
+                if beat.running_complete {
+                    let report =
+                        RankReport::Running { worker_id: worker_id.clone(), task_ids: beat.running_task_ids };
+                    if link.reports.send(report).await.is_err() {
+                        tracing::warn!("the scheduler has stopped; heartbeat not reconciled");
+                    }
+                }
+                Ok(())
+            }
             pb::worker_message::Kind::Hello(_) => {
                 tracing::warn!(%worker_id, "ignoring a second Hello on one stream");
                 Ok(())
             }
-            pb::worker_message::Kind::TaskEvent(event) => match record_task_event(&link, event).await {
-                Err(Error::AttemptNotFound(task_id)) => {
-                    tracing::warn!(%worker_id, %task_id, "event for an unknown task dropped");
-                    Ok(())
+            pb::worker_message::Kind::TaskEvent(event) => {
+                match record_task_event(&link, &worker_id, event, &outbox).await {
+                    Err(Error::AttemptNotFound(task_id)) => {
+                        tracing::warn!(%worker_id, %task_id, "event for an unknown task dropped");
+                        Ok(())
+                    }
+                    Err(gap @ Error::EventGap { .. }) => {
+                        tracing::warn!(%worker_id, error = %gap, "ending the stream to have the events sent again");
+                        let _ = outbox.send(Err(gap.into())).await;
+                        break;
+                    }
+                    Err(denied @ Error::NotPlacedHere { .. }) => {
+                        // The token is valid but the worker speaks for a rank it
+                        // does not run: refuse, record who tried, and end the stream.
+                        if let Error::NotPlacedHere { worker_id, task_id, placed_on } = &denied {
+                            tracing::warn!(%worker_id, %task_id, %placed_on, "report for a rank placed elsewhere refused");
+                            let user = format!("worker {worker_id}");
+                            let detail = format!("report for a rank placed on {placed_on} refused");
+                            if let Err(error) =
+                                link.store.audit(&user, "report_refused", task_id, detail).await
+                            {
+                                tracing::warn!(%worker_id, %error, "refused report not written to the audit log");
+                            }
+                        }
+                        let _ = outbox.send(Err(denied.into())).await;
+                        break;
+                    }
+                    other => other,
                 }
-                other => other,
-            },
+            }
         };
         if let Err(error) = handled {
             tracing::warn!(%worker_id, %error, "worker message not recorded");
         }
     }
-    link.links.detach(&worker_id, generation);
-    link.heard.forget(&worker_id);
-    if let Err(error) = link.store.disconnect_worker(&worker_id).await {
-        tracing::warn!(%worker_id, %error, "could not mark the worker disconnected");
+    // A stream replaced by the worker's reconnect leaves the new one's liveness alone.
+    if link.links.detach(&worker_id, generation) {
+        link.heard.forget(&worker_id);
+        if let Err(error) = link.store.disconnect_worker(&worker_id).await {
+            tracing::warn!(%worker_id, %error, "could not mark the worker disconnected");
+        }
     }
     link.scheduler.wake();
     tracing::info!(%worker_id, "worker disconnected");
 }
 
-/// Stores what a rank reported about its task, and forwards to the scheduler
-/// what it acts on.
-async fn record_task_event(link: &Link, event: pb::TaskEvent) -> Result<()> {
+/// Stores what a rank reported about its task (a numbered event exactly
+/// once), forwards to the scheduler what it acts on, and acknowledges a
+/// numbered event once it is applied. A numbered event after a gap (an
+/// earlier one failed to apply) is refused with UNAVAILABLE, which ends the
+/// stream: the agent reconnects and sends again from its oldest unacknowledged event.
+async fn record_task_event(
+    link: &Link,
+    worker_id: &str,
+    event: pb::TaskEvent,
+    outbox: &mpsc::Sender<Result<pb::CoordinatorMessage, Status>>,
+) -> Result<()> {
     use pb::task_event::Kind;
     let store = &link.store;
-    let (attempt, rank) = store.attempt_for_task(&event.task_id).await?;
-    let task_id = event.task_id.clone();
-    let forward = |report: RankReport| async move {
-        if link.reports.send(report).await.is_err() {
-            tracing::warn!("the scheduler has stopped; rank report dropped");
+    let sequence = event.sequence;
+    let ack = |task_id: String| {
+        if sequence > 0 {
+            // Cumulative: a full outbox only delays it until the next event's ack.
+            let acked = pb::EventsAcked { task_id, sequence };
+            let message = pb::CoordinatorMessage { kind: Some(pb::coordinator_message::Kind::Acked(acked)) };
+            let _ = outbox.try_send(Ok(message));
         }
     };
-    match event.kind {
+    let (attempt, rank) = match store.attempt_for_task(&event.task_id).await {
+        Ok(found) => found,
+        Err(Error::AttemptNotFound(task_id)) => {
+            // Never applicable: acknowledged, so the agent stops sending it.
+            ack(task_id.clone());
+            return Err(Error::AttemptNotFound(task_id));
+        }
+        Err(error) => return Err(error),
+    };
+    // Only the worker a rank is placed on speaks for it.
+    let placed_on = attempt.ranks.iter().find(|r| r.rank == rank).map(|r| r.worker_id.as_str());
+    if placed_on != Some(worker_id) {
+        return Err(Error::NotPlacedHere {
+            worker_id: worker_id.to_owned(),
+            task_id: event.task_id,
+            placed_on: placed_on.unwrap_or("no worker").to_owned(),
+        });
+    }
+    let task_id = event.task_id.clone();
+    let mut report = None;
+    let effect = match event.kind {
         Some(Kind::Progress(p)) if rank == 0 => {
             let remaining_steps =
                 u64::from(p.epochs.saturating_sub(p.epoch)) * p.steps + p.steps.saturating_sub(p.step);
@@ -204,7 +270,7 @@ async fn record_task_event(link: &Link, event: pb::TaskEvent) -> Result<()> {
                 eta_seconds: remaining_steps as f64 * p.step_seconds,
             };
             link.metrics.observe_progress(&attempt.job_id, &progress, p.step_seconds, p.allreduce_seconds);
-            store.append_event(&attempt.job_id, EventKind::Progress(progress)).await?;
+            TaskEffect::Event { job_id: attempt.job_id.clone(), kind: EventKind::Progress(progress) }
         }
         Some(Kind::Evaluated(e)) if rank == 0 => {
             let kind = EventKind::Evaluated {
@@ -214,7 +280,7 @@ async fn record_task_event(link: &Link, event: pb::TaskEvent) -> Result<()> {
                 top1: e.top1,
                 top5: e.top5,
             };
-            store.append_event(&attempt.job_id, kind).await?;
+            TaskEffect::Event { job_id: attempt.job_id.clone(), kind }
         }
         Some(Kind::Statistics(stats)) => {
             let units = stats
@@ -222,25 +288,55 @@ async fn record_task_event(link: &Link, event: pb::TaskEvent) -> Result<()> {
                 .into_iter()
                 .map(|u| UnitStatistics { unit: u.unit, beta: u.beta, gamma_abs: u.gamma_abs })
                 .collect();
-            store
-                .record_score_statistics(&attempt.job_id, &attempt.id, attempt.stage, stats.epoch, units)
-                .await?;
+            TaskEffect::Statistics {
+                job_id: attempt.job_id.clone(),
+                attempt_id: attempt.id.clone(),
+                stage: attempt.stage,
+                epoch: stats.epoch,
+                units,
+            }
         }
         Some(Kind::CheckpointWritten(path)) => {
-            store.record_checkpoint(&attempt.id, path).await?;
+            TaskEffect::Checkpoint { attempt_id: attempt.id.clone(), path }
         }
-        Some(Kind::RendezvousReady(part)) => forward(RankReport::RendezvousPart { task_id, part }).await,
+        Some(Kind::RendezvousReady(part)) => {
+            report = Some(RankReport::RendezvousPart { task_id: task_id.clone(), part });
+            TaskEffect::Counted
+        }
         Some(Kind::Finished(finished)) => {
             tracing::info!(%task_id, rank, "rank finished");
             let metrics = finished.metrics.into_iter().collect();
             let artifacts = finished.artifacts.into_iter().map(convert::artifact_from_pb).collect();
-            forward(RankReport::Finished { task_id, metrics, artifacts }).await;
+            report = Some(RankReport::Finished { task_id: task_id.clone(), metrics, artifacts });
+            TaskEffect::Counted
         }
         Some(Kind::Failed(reason)) => {
             tracing::warn!(%task_id, rank, %reason, "rank failed");
-            forward(RankReport::Failed { task_id, reason }).await;
+            report = Some(RankReport::Failed { task_id: task_id.clone(), reason });
+            TaskEffect::Counted
         }
-        Some(Kind::Progress(_) | Kind::Evaluated(_)) | None => {}
+        Some(Kind::CheckpointFallback(message)) if rank == 0 => {
+            tracing::warn!(%task_id, %message, "a rank skipped damaged checkpoints");
+            let kind = EventKind::Notice { stage: attempt.stage, attempt: attempt.number, message };
+            TaskEffect::Event { job_id: attempt.job_id.clone(), kind }
+        }
+        Some(Kind::Progress(_) | Kind::Evaluated(_) | Kind::CheckpointFallback(_)) | None => {
+            TaskEffect::Counted
+        }
+    };
+    match store.apply_task_event(&task_id, sequence, effect).await? {
+        Applied::Now(_) => {
+            if let Some(report) = report
+                && link.reports.send(report).await.is_err()
+            {
+                tracing::warn!("the scheduler has stopped; rank report dropped");
+            }
+        }
+        Applied::Repeat => tracing::debug!(%task_id, sequence, "repeated task event skipped"),
+        Applied::Gap { expected } => {
+            return Err(Error::EventGap { task_id, expected, got: sequence });
+        }
     }
+    ack(task_id);
     Ok(())
 }

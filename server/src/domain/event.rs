@@ -66,6 +66,12 @@ pub enum EventKind {
         message: String,
         retrying: bool,
     },
+    /// Worth knowing, not a failure (a damaged checkpoint skipped on resume).
+    Notice {
+        stage: Stage,
+        attempt: u32,
+        message: String,
+    },
     /// Rank 0 evaluated on the test split; `epoch` 0 is before the stage trained.
     Evaluated {
         stage: Stage,
@@ -89,6 +95,7 @@ impl EventKind {
             EventKind::ArtifactsReady { .. } => "artifacts_ready",
             EventKind::Error { .. } => "error",
             EventKind::Evaluated { .. } => "evaluated",
+            EventKind::Notice { .. } => "notice",
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The `decide` stage, run inside the coordinator: the latest score statistics
-//! in, `scop-core`'s plan out, as the persisted record and as `plan.json`.
+//! The `decide` stage, run inside the coordinator: the final knockoff epoch's
+//! score statistics of the attempt that succeeded in, `scop-core`'s plan out, as the persisted record and as `plan.json`.
 
 use std::path::Path;
 
@@ -9,7 +9,7 @@ use scop_core::plan::Plan as CorePlan;
 use scop_core::spec::JobSpec;
 use scop_core::stats::ScoreStatistics;
 
-use crate::domain::{Plan, PlanUnit, ScoreSummary, UnitStatistics};
+use crate::domain::{Attempt, Plan, PlanUnit, ScoreSummary, UnitStatistics};
 use crate::error::{Error, Result};
 
 /// Decides the plan of `job_id` from the statistics of knockoff epoch `epoch`.
@@ -60,12 +60,42 @@ pub fn decide(
     Ok((plan, record))
 }
 
-/// Writes the plan where the finetune stage reads it: [`JobDir::plan`].
+/// Writes the plan where the finetune stage reads it ([`JobDir::plan`]), atomically
+/// and durably: finetune never reads half a plan.
 pub fn write_plan(output: &Path, plan: &CorePlan) -> Result<()> {
     JobDir::new(output).write_plan(plan).map_err(|e| match e {
         scop_core::Error::Io { path, source } => Error::Io { path, source },
         other => Error::Decide(other.to_string()),
     })
+}
+
+/// The knockoff attempt whose statistics `decide` may use, and the checks on
+/// what arrived: only the final epoch (`final_epoch`, the spec's
+/// `knockoff.epochs`) of the attempt that succeeded counts. `received` is
+/// every (epoch, attempt id) the store holds. The error says what is missing.
+pub fn check_final_statistics(
+    final_epoch: u32,
+    succeeded: Option<&Attempt>,
+    received: &[(u32, String)],
+) -> std::result::Result<(), String> {
+    let Some(attempt) = succeeded else {
+        return Err("decide: no knockoff attempt succeeded, so there are no final score statistics".into());
+    };
+    let epochs: Vec<String> = received.iter().map(|(e, _)| e.to_string()).collect();
+    let received_text = if epochs.is_empty() { "none".to_owned() } else { epochs.join(", ") };
+    match received.iter().find(|(epoch, _)| *epoch == final_epoch) {
+        None => Err(format!(
+            "decide: the score statistics of the final knockoff epoch {final_epoch} never arrived from attempt {} \
+             (epochs received: {received_text}); refusing to prune from an earlier epoch",
+            attempt.number
+        )),
+        Some((_, from)) if *from != attempt.id => Err(format!(
+            "decide: the score statistics of the final knockoff epoch {final_epoch} came from a failed attempt, \
+             not from attempt {} that succeeded",
+            attempt.number
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -121,5 +151,47 @@ mod tests {
         }];
         let error = decide("j1", &spec, 1, bad, 0).unwrap_err().to_string();
         assert!(error.contains("layer1.0.conv1: β must be in [0, 1], got 2"), "{error}");
+    }
+
+    fn attempt(id: &str, number: u32) -> Attempt {
+        Attempt {
+            id: id.into(),
+            job_id: "j1".into(),
+            stage: crate::domain::Stage::Knockoff,
+            number,
+            state: crate::domain::AttemptState::Succeeded,
+            world_size: 2,
+            resume_from: None,
+            last_checkpoint: None,
+            rendezvous_json: None,
+            created_at_ms: 0,
+            finished_at_ms: None,
+            error: None,
+            ranks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_the_final_epoch_of_the_succeeded_attempt_is_decided_from() {
+        let second = attempt("a2", 2);
+        let check = |succeeded: Option<&Attempt>, received: &[(u32, &str)], expected: Result<(), &str>| {
+            let received: Vec<(u32, String)> = received.iter().map(|(e, a)| (*e, (*a).to_owned())).collect();
+            match (check_final_statistics(3, succeeded, &received), expected) {
+                (Ok(()), Ok(())) => {}
+                (Err(got), Err(want)) => assert!(got.contains(want), "{got:?} lacks {want:?}"),
+                (got, want) => panic!("{received:?}: got {got:?}, expected {want:?}"),
+            }
+        };
+        check(Some(&second), &[(1, "a1"), (2, "a2"), (3, "a2")], Ok(()));
+        // The final epoch's statistics were lost (a network blip, a full disk).
+        check(
+            Some(&second),
+            &[(1, "a1"), (2, "a2")],
+            Err("final knockoff epoch 3 never arrived from attempt 2 (epochs received: 1, 2)"),
+        );
+        check(Some(&second), &[], Err("(epochs received: none)"));
+        // Only a failed attempt got that far.
+        check(Some(&second), &[(3, "a1")], Err("came from a failed attempt, not from attempt 2"));
+        check(None, &[(3, "a1")], Err("no knockoff attempt succeeded"));
     }
 }

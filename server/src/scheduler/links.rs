@@ -27,12 +27,15 @@ impl WorkerLinks {
         generation
     }
 
-    /// Forgets the stream of `generation`, unless a newer one replaced it.
-    pub fn detach(&self, worker_id: &str, generation: u64) {
+    /// Forgets the stream of `generation`, unless a newer one replaced it;
+    /// true when it was still the worker's current stream.
+    pub fn detach(&self, worker_id: &str, generation: u64) -> bool {
         let mut map = self.lock();
-        if map.get(worker_id).is_some_and(|(g, _)| *g == generation) {
+        let current = map.get(worker_id).is_some_and(|(g, _)| *g == generation);
+        if current {
             map.remove(worker_id);
         }
+        current
     }
 
     /// Whether `worker_id` has an open stream to send to. A worker is registered
@@ -73,7 +76,7 @@ mod tests {
         let (new, mut new_rx) = mpsc::channel(1);
         let first = links.attach("w", old);
         links.attach("w", new);
-        links.detach("w", first);
+        assert!(!links.detach("w", first), "the old stream is no longer current");
         assert!(links.is_attached("w"));
         assert!(links.send("w", cancel()));
         assert!(new_rx.try_recv().is_ok());

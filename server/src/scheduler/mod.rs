@@ -56,6 +56,8 @@ struct Dispatched {
     finished: HashSet<u32>,
     metrics: BTreeMap<String, f64>,
     artifacts: Vec<crate::domain::Artifact>,
+    /// The spec's `resources.stage_timeout`: how long the stage may go without progress.
+    stage_timeout: Option<Duration>,
 }
 
 /// The scheduler's state; [`Scheduler::run`] drives it.
@@ -70,6 +72,8 @@ pub struct Scheduler {
     orphans: HashMap<String, HashSet<u32>>,
     grace_until: Instant,
     wake: Wake,
+    /// Tasks of tracked attempts missing from their worker's last heartbeats, with the count.
+    missing: HashMap<String, u32>,
 }
 
 impl Scheduler {
@@ -91,6 +95,7 @@ impl Scheduler {
             orphans,
             grace_until: Instant::now() + grace,
             wake,
+            missing: HashMap::new(),
         })
     }
 
@@ -165,6 +170,7 @@ impl Scheduler {
                 failed_any = true;
             }
         }
+        failed_any |= self.fail_stalled().await?;
         if failed_any {
             live = self.store.live_attempts().await?;
             workers = self.store.list_workers(true).await?;
@@ -286,11 +292,11 @@ impl Scheduler {
         }
         let attempt = self.store.mark_attempt_running(&attempt.id).await?;
         tracing::info!(job_id = %job.id, stage = %attempt.stage, attempt = attempt.number, world = attempt.world_size, "stage dispatched");
-        self.track(attempt, kind, job_token);
+        self.track(attempt, kind, job_token, spec.resources.stage_timeout);
         Ok(())
     }
 
-    fn track(&mut self, attempt: Attempt, kind: DeviceKind, job_token: String) {
+    fn track(&mut self, attempt: Attempt, kind: DeviceKind, job_token: String, stage_timeout: Option<u64>) {
         let entry = Dispatched {
             attempt,
             kind,
@@ -299,29 +305,75 @@ impl Scheduler {
             finished: HashSet::new(),
             metrics: BTreeMap::new(),
             artifacts: Vec::new(),
+            stage_timeout: stage_timeout.map(Duration::from_secs),
         };
         self.dispatched.insert(entry.attempt.id.clone(), entry);
     }
 
-    /// Runs the decision in the coordinator and moves on to finetune.
+    /// Fails the tracked attempts whose job has had no event (progress,
+    /// evaluation, statistics, a state change) for longer than the spec's
+    /// `resources.stage_timeout`. True when it failed any.
+    async fn fail_stalled(&mut self) -> Result<bool> {
+        let timed: Vec<(Attempt, Duration)> = self
+            .dispatched
+            .values()
+            .filter_map(|d| d.stage_timeout.map(|t| (d.attempt.clone(), t)))
+            .collect();
+        let mut failed = false;
+        for (attempt, timeout) in timed {
+            let job = self.store.get_job(&attempt.job_id).await?;
+            let last = job.updated_at_ms.max(attempt.created_at_ms);
+            let quiet_ms = now_ms() - last;
+            if quiet_ms > i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX) {
+                let reason = format!(
+                    "stage {} made no progress for {} s (resources.stage_timeout: {})",
+                    attempt.stage,
+                    quiet_ms / 1000,
+                    timeout.as_secs()
+                );
+                self.fail(attempt, reason).await?;
+                failed = true;
+            }
+        }
+        Ok(failed)
+    }
+
+    /// Runs the decision in the coordinator and moves on to finetune. It
+    /// decides only from the final knockoff epoch of the attempt that
+    /// succeeded; anything else, and a plan that cannot be written, fails the
+    /// job with the reason.
     async fn decide(&mut self, job: &Job, spec: &JobSpec) -> Result<()> {
-        let Some((epoch, units)) = self.store.score_statistics(&job.id, None).await? else {
-            let reason = "decide: the knockoff stage reported no score statistics".to_owned();
-            self.store.transition_job(&job.id, JobState::Failed, Some(reason)).await?;
-            return Ok(());
+        let knockoffs = self.store.stage_attempts(&job.id, Stage::Knockoff).await?;
+        let succeeded = knockoffs.iter().rev().find(|a| a.state == crate::domain::AttemptState::Succeeded);
+        let received = self.store.statistics_sources(&job.id).await?;
+        let final_epoch = spec.knockoff.epochs;
+        if let Err(reason) = decide::check_final_statistics(final_epoch, succeeded, &received) {
+            return self.fail_job(job, reason).await;
+        }
+        let Some((epoch, units)) = self.store.score_statistics(&job.id, Some(final_epoch)).await? else {
+            let reason = format!("decide: the score statistics of knockoff epoch {final_epoch} are gone");
+            return self.fail_job(job, reason).await;
         };
         let started = Instant::now();
         match decide::decide(&job.id, spec, epoch, units, now_ms()) {
             Ok((plan, record)) => {
-                decide::write_plan(&self.artifacts.job_dir(&job.id), &plan)?;
+                if let Err(error) = decide::write_plan(&self.artifacts.job_dir(&job.id), &plan) {
+                    return self.fail_job(job, format!("decide: writing the plan failed: {error}")).await;
+                }
                 self.store.save_plan(record, started.elapsed().as_secs_f64()).await?;
                 tracing::info!(job_id = %job.id, epoch, "plan decided");
                 self.next_stage(job, Stage::Decide).await
             }
-            Err(error) => {
-                self.store.transition_job(&job.id, JobState::Failed, Some(error.to_string())).await?;
-                Ok(())
-            }
+            Err(error) => self.fail_job(job, error.to_string()).await,
+        }
+    }
+
+    /// Fails a job from the scheduler (a cancel that won the race is left alone).
+    async fn fail_job(&mut self, job: &Job, reason: String) -> Result<()> {
+        tracing::warn!(job_id = %job.id, %reason, "job failed");
+        match self.store.transition_job(&job.id, JobState::Failed, Some(reason)).await {
+            Err(Error::Transition { .. }) => Ok(()),
+            other => other.map(drop),
         }
     }
 
@@ -341,6 +393,9 @@ impl Scheduler {
     /// restart is left (`max_restarts` retries after the first attempt).
     async fn fail(&mut self, attempt: Attempt, reason: String) -> Result<()> {
         self.dispatched.remove(&attempt.id);
+        for rank in &attempt.ranks {
+            self.missing.remove(&rank.task_id);
+        }
         self.cancel_ranks(&attempt, &reason);
         let job = self.store.get_job(&attempt.job_id).await?;
         let max_restarts = JobSpec::from_yaml(&job.spec_yaml).map(|s| s.max_restarts).unwrap_or(0);

@@ -30,6 +30,11 @@ pub enum RankReport {
     Alive {
         task_ids: Vec<String>,
     },
+    /// A heartbeat's complete list of the tasks a worker runs (or waits to start).
+    Running {
+        worker_id: String,
+        task_ids: Vec<String>,
+    },
 }
 
 impl Scheduler {
@@ -47,7 +52,56 @@ impl Scheduler {
             }
             RankReport::RendezvousPart { task_id, part } => self.on_part(&task_id, part).await,
             RankReport::Alive { task_ids } => self.on_alive(task_ids).await,
+            RankReport::Running { worker_id, task_ids } => self.reconcile(&worker_id, task_ids).await,
         }
+    }
+
+    /// Reconciles what a worker says it runs with what the scheduler placed on
+    /// it. A rank of a tracked attempt that has not finished and is missing
+    /// from two heartbeats in a row (one may have left before the assignment
+    /// arrived) fails its attempt, which is retried; a listed task whose
+    /// attempt is over, or that the coordinator never knew, is cancelled on
+    /// the worker.
+    async fn reconcile(&mut self, worker_id: &str, task_ids: Vec<String>) -> Result<()> {
+        let listed: std::collections::HashSet<&str> = task_ids.iter().map(String::as_str).collect();
+        let mut vanished = None;
+        for entry in self.dispatched.values() {
+            for rank in entry.attempt.ranks.iter().filter(|r| r.worker_id == worker_id) {
+                if listed.contains(rank.task_id.as_str()) || entry.finished.contains(&rank.rank) {
+                    self.missing.remove(&rank.task_id);
+                    continue;
+                }
+                let misses = self.missing.entry(rank.task_id.clone()).or_insert(0);
+                *misses += 1;
+                if *misses >= 2 && vanished.is_none() {
+                    vanished = Some((entry.attempt.clone(), rank.rank, rank.task_id.clone()));
+                }
+            }
+        }
+        if let Some((attempt, rank, task_id)) = vanished {
+            self.missing.remove(&task_id);
+            let reason = format!(
+                "worker {worker_id} no longer runs rank {rank}: its heartbeats do not list task {task_id}"
+            );
+            self.fail(attempt, reason).await?;
+        }
+        for task_id in task_ids {
+            if self.dispatched.values().any(|d| d.attempt.ranks.iter().any(|r| r.task_id == task_id)) {
+                continue;
+            }
+            let live = match self.store.attempt_for_task(&task_id).await {
+                Ok((attempt, _)) => attempt.state.is_live(),
+                Err(Error::AttemptNotFound(_)) => false,
+                Err(error) => return Err(error),
+            };
+            if !live {
+                tracing::info!(%worker_id, %task_id, "cancelling a task the coordinator no longer runs");
+                let cancel =
+                    pb::CancelTask { task_id, reason: "the coordinator no longer runs this task".to_owned() };
+                self.links.send(worker_id, pb::coordinator_message::Kind::Cancel(cancel));
+            }
+        }
+        Ok(())
     }
 
     async fn on_finished(
@@ -146,9 +200,9 @@ impl Scheduler {
             self.store.mark_attempt_running(attempt_id).await?;
         }
         let job = self.store.get_job(&attempt.job_id).await?;
-        let kind = JobSpec::from_yaml(&job.spec_yaml)
-            .map_or(scop_core::spec::DeviceKind::Cpu, |s| s.resources.device);
-        self.track(attempt, kind, String::new());
+        let spec = JobSpec::from_yaml(&job.spec_yaml).ok();
+        let kind = spec.as_ref().map_or(scop_core::spec::DeviceKind::Cpu, |s| s.resources.device);
+        self.track(attempt, kind, String::new(), spec.and_then(|s| s.resources.stage_timeout));
         Ok(())
     }
 }

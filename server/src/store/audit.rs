@@ -1,5 +1,5 @@
-//! The audit log: one row per mutating call (submit, cancel, user changes),
-//! with the user who made it.
+//! The audit log: one row per mutating call (submit, cancel, user changes)
+//! and per refused worker report, with the user or worker that made it.
 
 use rusqlite::params;
 

@@ -24,6 +24,8 @@ mod hub;
 mod jobs;
 mod plans;
 mod schema;
+mod task_events;
+pub use task_events::{Applied, TaskEffect};
 mod workers;
 
 use std::path::{Path, PathBuf};
@@ -223,6 +225,19 @@ fn open_connection(path: &Path) -> Result<Connection> {
     // scheduler's passes and the heartbeats never re-parse SQL.
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
+}
+
+#[cfg(test)]
+impl Store {
+    /// Keeps the writing thread busy for `how_long`, as a slow write would.
+    pub(crate) async fn stall_writer_for_test(&self, how_long: std::time::Duration) {
+        let _ = self
+            .call(move |_| {
+                std::thread::sleep(how_long);
+                Ok(())
+            })
+            .await;
+    }
 }
 
 /// Unix milliseconds now.

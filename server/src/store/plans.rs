@@ -24,24 +24,7 @@ impl Store {
         let event = self
             .call(move |conn| {
                 let tx = conn.transaction()?;
-                let now = now_ms();
-                tx.prepare_cached("DELETE FROM score_statistics WHERE job_id = ?1 AND epoch = ?2")?.execute(params![job_id, epoch])?;
-                for (index, unit) in units.iter().enumerate() {
-                    tx.prepare_cached("INSERT INTO score_statistics (job_id, epoch, unit_index, unit, beta, gamma_abs, attempt_id, \
-                         received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?.execute(params![
-                            job_id,
-                            epoch,
-                            index,
-                            unit.unit,
-                            floats_to_blob(&unit.beta),
-                            floats_to_blob(&unit.gamma_abs),
-                            attempt_id,
-                            now
-                        ],
-                    )?;
-                }
-                let units = u32::try_from(units.len()).unwrap_or(u32::MAX);
-                let event = append_in(&tx, &job_id, EventKind::ScoreStatisticsReceived { stage, epoch, units }, now)?;
+                let event = statistics_in(&tx, &job_id, &attempt_id, stage, epoch, &units)?;
                 tx.commit()?;
                 Ok(event)
             })
@@ -84,6 +67,20 @@ impl Store {
                 });
             }
             Ok(if units.is_empty() { None } else { Some((epoch, units)) })
+        })
+        .await
+    }
+
+    /// Which attempt sent each epoch's statistics, by epoch.
+    pub async fn statistics_sources(&self, job_id: &str) -> Result<Vec<(u32, String)>> {
+        let job_id = job_id.to_owned();
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT DISTINCT epoch, attempt_id FROM score_statistics WHERE job_id = ?1 ORDER BY epoch",
+            )?;
+            let rows =
+                statement.query_map([&job_id], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }
@@ -192,6 +189,39 @@ impl Store {
         })
         .await
     }
+}
+
+/// Replaces `epoch`'s statistics of `job_id` inside the caller's transaction,
+/// with the `ScoreStatisticsReceived` event.
+pub(super) fn statistics_in(
+    tx: &Connection,
+    job_id: &str,
+    attempt_id: &str,
+    stage: Stage,
+    epoch: u32,
+    units: &[UnitStatistics],
+) -> Result<JobEvent> {
+    let now = now_ms();
+    tx.prepare_cached("DELETE FROM score_statistics WHERE job_id = ?1 AND epoch = ?2")?
+        .execute(params![job_id, epoch])?;
+    for (index, unit) in units.iter().enumerate() {
+        tx.prepare_cached(
+            "INSERT INTO score_statistics (job_id, epoch, unit_index, unit, beta, gamma_abs, attempt_id, \
+             received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            job_id,
+            epoch,
+            index,
+            unit.unit,
+            floats_to_blob(&unit.beta),
+            floats_to_blob(&unit.gamma_abs),
+            attempt_id,
+            now
+        ])?;
+    }
+    let units = u32::try_from(units.len()).unwrap_or(u32::MAX);
+    append_in(tx, job_id, EventKind::ScoreStatisticsReceived { stage, epoch, units }, now)
 }
 
 fn load_plan(conn: &Connection, job_id: &str) -> Result<Plan> {

@@ -139,6 +139,11 @@ const MIGRATIONS: &[&str] = &[
         detail   TEXT NOT NULL
     );
     ",
+    // 3: the highest sequence number of each rank's task events applied, so a
+    // resent event is applied once.
+    "
+    ALTER TABLE attempt_ranks ADD COLUMN events_applied INTEGER NOT NULL DEFAULT 0;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -153,6 +158,17 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
              run a newer scopd"
         )));
     }
+    if current == 2 && has_column(conn, "attempt_ranks", "events_applied")? && !has_table(conn, "audit")? {
+        // A version 2 written by a build whose migration 2 was today's 3 (task
+        // event numbering, before users and quotas took number 2): it lacks
+        // today's 2 and already has today's 3.
+        let tx = conn.transaction()?;
+        tx.execute_batch(MIGRATIONS[1])?;
+        tx.pragma_update(None, "user_version", 3u32)?;
+        tx.commit()?;
+        tracing::info!(version = 3, "applied store migration 2 to a database that already had 3");
+        return migrate(conn);
+    }
     for (version, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
@@ -161,6 +177,24 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
         tracing::info!(version = version + 1, "applied store migration");
     }
     Ok(())
+}
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool> {
+    let n: u32 = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |row| row.get(0),
+    )?;
+    Ok(n > 0)
+}
+
+fn has_table(conn: &Connection, table: &str) -> Result<bool> {
+    let n: u32 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [table],
+        |row| row.get(0),
+    )?;
+    Ok(n > 0)
 }
 
 #[cfg(test)]
@@ -185,5 +219,40 @@ mod tests {
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
         let err = migrate(&mut conn).unwrap_err().to_string();
         assert!(err.contains("newer than this scopd"), "{err}");
+    }
+
+    /// A database as an older build left it after applying `migrations`.
+    fn old_database(migrations: &[&str]) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        for sql in migrations {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", migrations.len() as u32).unwrap();
+        conn
+    }
+
+    fn columns(conn: &Connection, table: &str) -> Vec<String> {
+        let mut stmt = conn.prepare("SELECT name FROM pragma_table_info(?1)").unwrap();
+        stmt.query_map([table], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
+    }
+
+    #[test]
+    fn a_version_2_database_of_either_lineage_reaches_the_current_schema() {
+        let branch_v2 = "ALTER TABLE attempt_ranks ADD COLUMN events_applied INTEGER NOT NULL DEFAULT 0;";
+        for (name, mut conn) in [
+            ("users and quotas at 2", old_database(&MIGRATIONS[..2])),
+            ("event numbering at 2", old_database(&[MIGRATIONS[0], branch_v2])),
+        ] {
+            migrate(&mut conn).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+            assert_eq!(version, SCHEMA_VERSION, "{name}");
+            assert!(columns(&conn, "attempt_ranks").contains(&"events_applied".to_owned()), "{name}");
+            let jobs = columns(&conn, "jobs");
+            for column in ["owner", "world_size", "name"] {
+                assert!(jobs.contains(&column.to_owned()), "{name}: jobs lacks {column}");
+            }
+            assert!(has_table(&conn, "audit").unwrap(), "{name}");
+            migrate(&mut conn).unwrap_or_else(|e| panic!("{name}, again: {e}"));
+        }
     }
 }

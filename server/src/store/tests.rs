@@ -190,7 +190,7 @@ async fn attempts_hold_slots_and_record_what_a_retry_needs() {
     assert_eq!(store.live_attempts_on_worker(&w2.id).await.unwrap().len(), 1);
 
     // A lost worker fails the attempt; the retry resumes from the checkpoint.
-    let lost = store.mark_lost_workers(i64::MAX).await.unwrap();
+    let lost = store.mark_lost_workers(i64::MAX, Vec::new()).await.unwrap();
     assert_eq!(lost.len(), 2);
     let outcome = AttemptOutcome::Failed { reason: "worker node-b lost".into(), retrying: true };
     let (failed, event) = store.finish_attempt(&attempt.id, outcome).await.unwrap();
@@ -255,8 +255,11 @@ async fn workers_reconnect_under_their_id_and_go_lost_when_silent() {
         (back.id.as_str(), back.state, back.slots_total()),
         (first.id.as_str(), WorkerState::Connected, 3)
     );
-    assert!(store.mark_lost_workers(back.last_seen_ms - 1).await.unwrap().is_empty());
-    assert_eq!(store.mark_lost_workers(back.last_seen_ms + 1).await.unwrap(), vec![first.id.clone()]);
+    assert!(store.mark_lost_workers(back.last_seen_ms - 1, Vec::new()).await.unwrap().is_empty());
+    assert_eq!(
+        store.mark_lost_workers(back.last_seen_ms + 1, Vec::new()).await.unwrap(),
+        vec![first.id.clone()]
+    );
     assert!(store.list_workers(false).await.unwrap().is_empty());
     assert_eq!(store.list_workers(true).await.unwrap()[0].state, WorkerState::Lost);
     // Heard from again on its surviving stream: connected, and time never goes back.

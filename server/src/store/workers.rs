@@ -75,9 +75,11 @@ impl Store {
         .await
     }
 
-    /// Declares lost every worker not heard from since `silent_since_ms`, and
-    /// returns their ids (the scheduler fails their ranks' attempts).
-    pub async fn mark_lost_workers(&self, silent_since_ms: i64) -> Result<Vec<String>> {
+    /// Declares lost every worker not heard from since `silent_since_ms`,
+    /// except those in `alive` (the coordinator's memory heard from them since,
+    /// or is handling their message), and returns their ids (the scheduler fails
+    /// their ranks' attempts).
+    pub async fn mark_lost_workers(&self, silent_since_ms: i64, alive: Vec<String>) -> Result<Vec<String>> {
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let ids = {
@@ -85,7 +87,8 @@ impl Store {
                     "SELECT id FROM workers WHERE state != 'lost' AND last_seen_ms < ?1 ORDER BY id",
                 )?;
                 let rows = statement.query_map([silent_since_ms], |r| r.get::<_, String>(0))?;
-                rows.collect::<rusqlite::Result<Vec<String>>>()?
+                let silent = rows.collect::<rusqlite::Result<Vec<String>>>()?;
+                silent.into_iter().filter(|id| !alive.contains(id)).collect::<Vec<_>>()
             };
             for id in &ids {
                 tx.prepare_cached("UPDATE workers SET state = 'lost' WHERE id = ?1")?.execute([id])?;

@@ -80,6 +80,21 @@ impl FakeWorker {
         message.kind.unwrap()
     }
 
+    /// How the coordinator ended this worker's stream (within 10 s), skipping
+    /// any messages before the end.
+    pub async fn ended_with(&mut self) -> tonic::Status {
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(10), self.replies.message())
+                .await
+                .expect("the stream did not end within 10 s");
+            match next {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the stream ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    }
+
     /// The next message, which must be an assignment.
     pub async fn assigned(&mut self) -> pb::AssignTask {
         match self.next().await {
@@ -95,10 +110,35 @@ impl FakeWorker {
         }
     }
 
-    pub async fn send(&self, task: &pb::AssignTask, kind: pb::task_event::Kind) {
-        let event = pb::TaskEvent { task_id: task.task_id.clone(), rank: task.rank, kind: Some(kind) };
+    /// Sends an event numbered `sequence`, as agents that keep an outbox do.
+    pub async fn send_numbered(&self, task: &pb::AssignTask, sequence: u64, kind: pb::task_event::Kind) {
+        let event =
+            pb::TaskEvent { task_id: task.task_id.clone(), rank: task.rank, sequence, kind: Some(kind) };
         self.outbox
             .send(pb::WorkerMessage { kind: Some(pb::worker_message::Kind::TaskEvent(event)) })
+            .await
+            .unwrap();
+    }
+
+    pub async fn send(&self, task: &pb::AssignTask, kind: pb::task_event::Kind) {
+        let event =
+            pb::TaskEvent { task_id: task.task_id.clone(), rank: task.rank, sequence: 0, kind: Some(kind) };
+        self.outbox
+            .send(pb::WorkerMessage { kind: Some(pb::worker_message::Kind::TaskEvent(event)) })
+            .await
+            .unwrap();
+    }
+
+    /// Sends a heartbeat listing `running` as the complete set of tasks it runs
+    /// (its background heartbeats list none and do not claim to be complete).
+    pub async fn beat(&self, running: &[&str]) {
+        let beat = pb::Heartbeat {
+            time_ms: 0,
+            running_task_ids: running.iter().map(|t| (*t).to_owned()).collect(),
+            running_complete: true,
+        };
+        self.outbox
+            .send(pb::WorkerMessage { kind: Some(pb::worker_message::Kind::Heartbeat(beat)) })
             .await
             .unwrap();
     }
@@ -106,6 +146,14 @@ impl FakeWorker {
     pub async fn finish(&self, task: &pb::AssignTask) {
         self.send(task, pb::task_event::Kind::Finished(pb::TaskFinished::default())).await;
     }
+}
+
+/// [`statistics`] of resnet20 for the final knockoff epoch of `spec_yaml`
+/// (its `knockoff.epochs`), the only ones `decide` takes.
+pub fn final_statistics(spec_yaml: &str) -> pb::ScoreStatistics {
+    let mut stats = statistics("resnet20", 1);
+    stats.epoch = super::script::final_knockoff_epoch(spec_yaml);
+    stats
 }
 
 /// Score statistics for every unit of the dense network: channel `c` of `n`

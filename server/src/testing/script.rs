@@ -57,9 +57,12 @@ impl FakeWorker {
                 };
                 self.send(task, Kind::Progress(progress)).await;
             }
-            if stage == pb::Stage::Knockoff {
+            // The script's knockoff epochs are the last ones of the spec's
+            // schedule, so its last statistics are those of the final epoch.
+            let knockoff_epoch = (final_knockoff_epoch(&task.spec_yaml) + epoch).checked_sub(EPOCHS);
+            if let (pb::Stage::Knockoff, Some(knockoff_epoch @ 1..)) = (stage, knockoff_epoch) {
                 let mut stats = statistics("resnet20", 1);
-                stats.epoch = epoch;
+                stats.epoch = knockoff_epoch;
                 self.send(task, Kind::Statistics(stats)).await;
             }
             self.send(task, Kind::Evaluated(evaluation(stage, epoch))).await;
@@ -82,6 +85,12 @@ impl FakeWorker {
             }
         }
     }
+}
+
+/// The spec's `knockoff.epochs` (the epoch `decide` takes its statistics
+/// from), or [`EPOCHS`] for a spec that does not parse.
+pub fn final_knockoff_epoch(spec_yaml: &str) -> u32 {
+    scop_core::spec::JobSpec::from_yaml(spec_yaml).map_or(EPOCHS, |s| s.knockoff.epochs)
 }
 
 fn evaluation(stage: pb::Stage, epoch: u32) -> pb::TaskEvaluated {

@@ -110,9 +110,11 @@ async fn an_agent_runs_every_stage_of_a_job_through_child_processes() {
     server.stop().await;
 }
 
-/// The knockoff statistics as the trainer prints them: one `statistics` event line.
+/// The knockoff statistics as the trainer prints them: one `statistics` event
+/// line, for the final knockoff epoch of [`SPEC`] (the one `decide` uses).
 fn pb_statistics_line() -> String {
-    let stats = statistics("resnet20", 1);
+    let mut stats = statistics("resnet20", 1);
+    stats.epoch = scop_core::spec::JobSpec::from_yaml(SPEC).unwrap().knockoff.epochs;
     let units: Vec<serde_json::Value> = stats
         .units
         .iter()

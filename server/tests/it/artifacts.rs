@@ -2,7 +2,7 @@
 //! ran every stage, and the evaluations it reported in the job's events.
 
 use scop_proto::v1 as pb;
-use scop_server::testing::{FakeWorker, TestServer, script, wait_for_state};
+use scop_server::testing::{FakeWorker, SPEC, TestServer, script, wait_for_state};
 use tonic::Code;
 
 async fn download(
@@ -83,17 +83,19 @@ async fn a_finished_job_lists_serves_and_explains_its_files() {
     // Score statistics: the latest epoch by default, or the one asked for.
     let stats = |epoch| pb::GetScoreStatisticsRequest { job_id: job.id.clone(), epoch };
     let latest = jobs.get_score_statistics(stats(0)).await.unwrap().into_inner();
-    assert_eq!((latest.epoch, latest.units.len()), (script::EPOCHS, 18));
+    let last = script::final_knockoff_epoch(SPEC);
+    assert_eq!((latest.epoch, latest.units.len()), (last, 18));
     assert_eq!(latest.units[0].unit, "layer1.0.conv1");
     assert_eq!(latest.units[0].beta.len(), latest.units[0].gamma_abs.len());
-    assert_eq!(jobs.get_score_statistics(stats(1)).await.unwrap().into_inner().epoch, 1);
-    let status = jobs.get_score_statistics(stats(9)).await.unwrap_err();
+    assert_eq!(jobs.get_score_statistics(stats(last - 1)).await.unwrap().into_inner().epoch, last - 1);
+    let status = jobs.get_score_statistics(stats(last + 1)).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(
         status.message(),
         format!(
-            "job {:?} has no score statistics for epoch 9: they are sent during the knockoff stage",
-            job.id
+            "job {:?} has no score statistics for epoch {}: they are sent during the knockoff stage",
+            job.id,
+            last + 1
         )
     );
 

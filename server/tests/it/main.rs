@@ -8,6 +8,7 @@ mod health;
 mod jobs;
 mod logs;
 mod metrics;
+mod reliability;
 mod restart;
 mod scheduling;
 mod spec_validation;

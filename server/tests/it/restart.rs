@@ -4,7 +4,7 @@
 
 use scop_proto::v1 as pb;
 
-use scop_server::testing::{FakeWorker, SPEC, TestServer, statistics, wait_for_state};
+use scop_server::testing::{FakeWorker, SPEC, TestServer, final_statistics, wait_for_state};
 
 #[tokio::test]
 async fn reopening_the_store_keeps_queued_jobs() {
@@ -72,7 +72,7 @@ async fn running_attempts_are_reattached_or_retried_after_a_restart() {
     // The agent comes back to the new coordinator still running one of the two ranks.
     let server = TestServer::start_with(&dir, fast).await;
     let mut worker = FakeWorker::connect_as(&server, "w", &worker_id, 2, &[(&kept_task.task_id, 0)]).await;
-    worker.send(&kept_task, pb::task_event::Kind::Statistics(statistics("resnet20", 1))).await;
+    worker.send(&kept_task, pb::task_event::Kind::Statistics(final_statistics(SPEC))).await;
     worker.finish(&kept_task).await;
     // The orphan's rank is cancelled (in case it still runs somewhere) before its retry.
     let (mut finetune, mut retry, mut cancelled) = (None, None, None);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use scop_proto::v1 as pb;
 
-use scop_server::testing::{FakeWorker, SPEC, TestServer, statistics, wait_for_state};
+use scop_server::testing::{FakeWorker, SPEC, TestServer, final_statistics, wait_for_state};
 
 async fn submit(server: &TestServer, spec: &str, priority: i32) -> pb::Job {
     let mut jobs = server.jobs().await;
@@ -55,7 +55,7 @@ async fn a_four_rank_job_waits_for_four_slots_then_runs_every_stage() {
     }
 
     // Rank 0 streams statistics; all ranks finish; the coordinator decides.
-    a.send(&tasks[0], pb::task_event::Kind::Statistics(statistics("resnet20", 1))).await;
+    a.send(&tasks[0], pb::task_event::Kind::Statistics(final_statistics(SPEC))).await;
     for task in &tasks {
         let worker = if task.rank < 2 { &a } else { &b };
         worker.finish(task).await;

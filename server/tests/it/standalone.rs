@@ -27,8 +27,10 @@ impl Drop for Scopd {
     }
 }
 
+/// The dataset, as an absolute path without `..` (spec paths may not contain it).
 fn data_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/fashion-mnist")
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/fashion-mnist");
+    std::fs::canonicalize(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Two ranks of 4 steps each per epoch; every stage runs.

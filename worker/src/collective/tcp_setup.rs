@@ -153,7 +153,8 @@ fn judge(
 ) -> std::result::Result<TcpStream, String> {
     configure(&stream, me.connect_timeout).map_err(|e| e.to_string())?;
     let verdict = read_hello(&mut stream).map_err(|e| e.to_string()).and_then(|(world, rank, token)| {
-        if token != me.token {
+        // Constant time: how long the refusal takes says nothing about the token.
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(token.as_bytes(), me.token.as_bytes())) {
             Err("job token mismatch".to_owned())
         } else if world != me.world {
             Err(format!("world size mismatch: this rank has world {}, the peer says {world}", me.world))

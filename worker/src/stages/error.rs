@@ -62,6 +62,12 @@ impl<T> InStage<T> for Result<T, String> {
     }
 }
 
+/// Writes a file atomically and durably (`scop_core::durable`): readers see
+/// the old file or the new one, never half of it.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    scop_core::durable::write_atomic(path, bytes).map_err(|e| Error::Io { path: e.path, source: e.source })
+}
+
 /// `std::io::Error` with the path it concerns.
 pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io { path: path.to_owned(), source }

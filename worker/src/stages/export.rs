@@ -28,7 +28,7 @@ impl StageMetrics {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
         }
-        std::fs::write(path, serde_json::to_vec_pretty(self).expect("metrics serialise")).map_err(io(path))
+        super::error::write_atomic(path, &serde_json::to_vec_pretty(self).expect("metrics serialise"))
     }
 }
 

@@ -276,7 +276,8 @@ fn save(
         seed: ctx.spec.seed,
         extra: serde_json::json!({ "optimizer_steps": opt.steps() }),
     };
-    let path = checkpoint::save(&ctx.layout.checkpoints(stage), &state, &tensors)?;
+    let keep = usize::try_from(ctx.spec.checkpoint.keep).unwrap_or(usize::MAX);
+    let path = checkpoint::save(&ctx.layout.checkpoints(stage), &state, &tensors, keep)?;
     ctx.sink.emit(&Event::CheckpointWritten { stage: stage.to_owned(), path });
     Ok(())
 }
@@ -286,10 +287,14 @@ fn resume(ctx: &mut StageContext<'_>, stage: &str, vs: &VarStore, opt: &mut Opti
     if !ctx.resume {
         return Ok(Position::default());
     }
-    let Some(dir) = checkpoint::latest(&ctx.layout.checkpoints(stage))? else {
+    let Some(restored) = checkpoint::restore(&ctx.layout.checkpoints(stage), stage)? else {
         return Ok(Position::default());
     };
-    let (state, tensors) = checkpoint::load(&dir)?;
+    let checkpoint::Restored { dir, state, tensors, skipped } = restored;
+    if !skipped.is_empty() {
+        tracing::warn!(stage, checkpoint = %dir.display(), ?skipped, "damaged checkpoints skipped");
+        ctx.sink.emit(&Event::CheckpointFallback { stage: stage.to_owned(), restored: dir.clone(), skipped });
+    }
     if state.stage != stage || state.seed != ctx.spec.seed {
         return Err(super::Error::Input(format!(
             "{}: written by stage {} with seed {}, cannot resume stage {stage} with seed {}",

@@ -50,7 +50,8 @@ pub fn save(vs: &VarStore, desc: &ArchDesc, weights: &Path, arch: &Path) -> Resu
         .collect();
     let tmp = weights.with_extension("safetensors.tmp");
     tch::Tensor::write_safetensors(&tensors, &tmp).in_stage("save")?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
     std::fs::rename(&tmp, weights).map_err(io(weights))?;
-    std::fs::write(arch, desc.to_json()).map_err(io(arch))?;
+    super::error::write_atomic(arch, desc.to_json().as_bytes())?;
     Ok(())
 }

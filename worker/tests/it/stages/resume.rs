@@ -17,6 +17,8 @@ fn two_epoch_pretrain(out: &Path) -> JobSpec {
     pretrain.epochs = 2;
     pretrain.checkpoint_every_steps = 3;
     pretrain.weight_decay = 5e-4;
+    // Every checkpoint stays, so the test can resume from an early one.
+    spec.checkpoint.keep = 100;
     spec
 }
 
