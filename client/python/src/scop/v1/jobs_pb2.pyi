@@ -46,7 +46,7 @@ class GetJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("state", "labels", "page_size", "page_token")
+    __slots__ = ("state", "labels", "page_size", "page_token", "full_view", "owner")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -58,11 +58,15 @@ class ListJobsRequest(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FULL_VIEW_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     state: _common_pb2.JobState
     labels: _containers.ScalarMap[str, str]
     page_size: int
     page_token: str
-    def __init__(self, state: _Optional[_Union[_common_pb2.JobState, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    full_view: bool
+    owner: str
+    def __init__(self, state: _Optional[_Union[_common_pb2.JobState, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., full_view: _Optional[bool] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ("jobs", "next_page_token")
@@ -155,7 +159,7 @@ class ScoreStatisticsResponse(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., units: _Optional[_Iterable[_Union[_common_pb2.UnitStatistics, _Mapping]]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "state", "stage", "spec_yaml", "labels", "priority", "created_at_ms", "updated_at_ms", "error", "request_id", "attempt", "last_sequence")
+    __slots__ = ("id", "state", "stage", "spec_yaml", "labels", "priority", "created_at_ms", "updated_at_ms", "error", "request_id", "attempt", "last_sequence", "owner", "queued_reason", "name")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -175,6 +179,9 @@ class Job(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_REASON_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: _common_pb2.JobState
     stage: _common_pb2.Stage
@@ -187,10 +194,33 @@ class Job(_message.Message):
     request_id: str
     attempt: int
     last_sequence: int
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.JobState, str]] = ..., stage: _Optional[_Union[_common_pb2.Stage, str]] = ..., spec_yaml: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., error: _Optional[str] = ..., request_id: _Optional[str] = ..., attempt: _Optional[int] = ..., last_sequence: _Optional[int] = ...) -> None: ...
+    owner: str
+    queued_reason: str
+    name: str
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.JobState, str]] = ..., stage: _Optional[_Union[_common_pb2.Stage, str]] = ..., spec_yaml: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., error: _Optional[str] = ..., request_id: _Optional[str] = ..., attempt: _Optional[int] = ..., last_sequence: _Optional[int] = ..., owner: _Optional[str] = ..., queued_reason: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIResponse(_message.Message):
+    __slots__ = ("user", "role", "max_queued_jobs", "max_running_jobs", "max_rank_slots", "max_priority")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUED_JOBS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNNING_JOBS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RANK_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    user: str
+    role: str
+    max_queued_jobs: int
+    max_running_jobs: int
+    max_rank_slots: int
+    max_priority: int
+    def __init__(self, user: _Optional[str] = ..., role: _Optional[str] = ..., max_queued_jobs: _Optional[int] = ..., max_running_jobs: _Optional[int] = ..., max_rank_slots: _Optional[int] = ..., max_priority: _Optional[int] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("job_id", "sequence", "time_ms", "state_changed", "stage_started", "stage_finished", "progress", "statistics_received", "plan_decided", "artifacts_ready", "error", "evaluated")
+    __slots__ = ("job_id", "sequence", "time_ms", "state_changed", "stage_started", "stage_finished", "progress", "statistics_received", "plan_decided", "artifacts_ready", "error", "evaluated", "notice")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_MS_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +233,7 @@ class JobEvent(_message.Message):
     ARTIFACTS_READY_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     EVALUATED_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     sequence: int
     time_ms: int
@@ -215,7 +246,18 @@ class JobEvent(_message.Message):
     artifacts_ready: ArtifactsReady
     error: JobError
     evaluated: Evaluated
-    def __init__(self, job_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time_ms: _Optional[int] = ..., state_changed: _Optional[_Union[StateChanged, _Mapping]] = ..., stage_started: _Optional[_Union[StageStarted, _Mapping]] = ..., stage_finished: _Optional[_Union[StageFinished, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., statistics_received: _Optional[_Union[ScoreStatisticsReceived, _Mapping]] = ..., plan_decided: _Optional[_Union[PlanDecided, _Mapping]] = ..., artifacts_ready: _Optional[_Union[ArtifactsReady, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., evaluated: _Optional[_Union[Evaluated, _Mapping]] = ...) -> None: ...
+    notice: JobNotice
+    def __init__(self, job_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time_ms: _Optional[int] = ..., state_changed: _Optional[_Union[StateChanged, _Mapping]] = ..., stage_started: _Optional[_Union[StageStarted, _Mapping]] = ..., stage_finished: _Optional[_Union[StageFinished, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., statistics_received: _Optional[_Union[ScoreStatisticsReceived, _Mapping]] = ..., plan_decided: _Optional[_Union[PlanDecided, _Mapping]] = ..., artifacts_ready: _Optional[_Union[ArtifactsReady, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., evaluated: _Optional[_Union[Evaluated, _Mapping]] = ..., notice: _Optional[_Union[JobNotice, _Mapping]] = ...) -> None: ...
+
+class JobNotice(_message.Message):
+    __slots__ = ("stage", "attempt", "message")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    stage: _common_pb2.Stage
+    attempt: int
+    message: str
+    def __init__(self, stage: _Optional[_Union[_common_pb2.Stage, str]] = ..., attempt: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class StateChanged(_message.Message):
     __slots__ = ("to", "stage", "reason")

@@ -86,6 +86,11 @@ class JobServiceStub:
                 request_serializer=scop_dot_v1_dot_jobs__pb2.GetScoreStatisticsRequest.SerializeToString,
                 response_deserializer=scop_dot_v1_dot_jobs__pb2.ScoreStatisticsResponse.FromString,
                 _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/scop.v1.JobService/WhoAmI',
+                request_serializer=scop_dot_v1_dot_jobs__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=scop_dot_v1_dot_jobs__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -176,6 +181,13 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WhoAmI(self, request, context):
+        """Returns the user the call's credentials name, with its role and quotas.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -228,6 +240,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.GetScoreStatistics,
                     request_deserializer=scop_dot_v1_dot_jobs__pb2.GetScoreStatisticsRequest.FromString,
                     response_serializer=scop_dot_v1_dot_jobs__pb2.ScoreStatisticsResponse.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=scop_dot_v1_dot_jobs__pb2.WhoAmIRequest.FromString,
+                    response_serializer=scop_dot_v1_dot_jobs__pb2.WhoAmIResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -501,6 +518,33 @@ class JobService:
             '/scop.v1.JobService/GetScoreStatistics',
             scop_dot_v1_dot_jobs__pb2.GetScoreStatisticsRequest.SerializeToString,
             scop_dot_v1_dot_jobs__pb2.ScoreStatisticsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/scop.v1.JobService/WhoAmI',
+            scop_dot_v1_dot_jobs__pb2.WhoAmIRequest.SerializeToString,
+            scop_dot_v1_dot_jobs__pb2.WhoAmIResponse.FromString,
             options,
             channel_credentials,
             insecure,

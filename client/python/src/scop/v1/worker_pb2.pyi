@@ -43,17 +43,20 @@ class RunningRank(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., rank: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("time_ms", "running_task_ids")
+    __slots__ = ("time_ms", "running_task_ids", "running_complete")
     TIME_MS_FIELD_NUMBER: _ClassVar[int]
     RUNNING_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_COMPLETE_FIELD_NUMBER: _ClassVar[int]
     time_ms: int
     running_task_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, time_ms: _Optional[int] = ..., running_task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    running_complete: bool
+    def __init__(self, time_ms: _Optional[int] = ..., running_task_ids: _Optional[_Iterable[str]] = ..., running_complete: _Optional[bool] = ...) -> None: ...
 
 class TaskEvent(_message.Message):
-    __slots__ = ("task_id", "rank", "progress", "statistics", "checkpoint_written", "finished", "failed", "rendezvous_ready", "evaluated")
+    __slots__ = ("task_id", "rank", "sequence", "progress", "statistics", "checkpoint_written", "finished", "failed", "rendezvous_ready", "evaluated", "checkpoint_fallback")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_WRITTEN_FIELD_NUMBER: _ClassVar[int]
@@ -61,8 +64,10 @@ class TaskEvent(_message.Message):
     FAILED_FIELD_NUMBER: _ClassVar[int]
     RENDEZVOUS_READY_FIELD_NUMBER: _ClassVar[int]
     EVALUATED_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FALLBACK_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     rank: int
+    sequence: int
     progress: TaskProgress
     statistics: ScoreStatistics
     checkpoint_written: str
@@ -70,7 +75,8 @@ class TaskEvent(_message.Message):
     failed: str
     rendezvous_ready: str
     evaluated: TaskEvaluated
-    def __init__(self, task_id: _Optional[str] = ..., rank: _Optional[int] = ..., progress: _Optional[_Union[TaskProgress, _Mapping]] = ..., statistics: _Optional[_Union[ScoreStatistics, _Mapping]] = ..., checkpoint_written: _Optional[str] = ..., finished: _Optional[_Union[TaskFinished, _Mapping]] = ..., failed: _Optional[str] = ..., rendezvous_ready: _Optional[str] = ..., evaluated: _Optional[_Union[TaskEvaluated, _Mapping]] = ...) -> None: ...
+    checkpoint_fallback: str
+    def __init__(self, task_id: _Optional[str] = ..., rank: _Optional[int] = ..., sequence: _Optional[int] = ..., progress: _Optional[_Union[TaskProgress, _Mapping]] = ..., statistics: _Optional[_Union[ScoreStatistics, _Mapping]] = ..., checkpoint_written: _Optional[str] = ..., finished: _Optional[_Union[TaskFinished, _Mapping]] = ..., failed: _Optional[str] = ..., rendezvous_ready: _Optional[str] = ..., evaluated: _Optional[_Union[TaskEvaluated, _Mapping]] = ..., checkpoint_fallback: _Optional[str] = ...) -> None: ...
 
 class TaskEvaluated(_message.Message):
     __slots__ = ("epoch", "loss", "top1", "top5")
@@ -130,16 +136,26 @@ class TaskFinished(_message.Message):
     def __init__(self, metrics: _Optional[_Mapping[str, float]] = ..., artifacts: _Optional[_Iterable[_Union[_common_pb2.Artifact, _Mapping]]] = ...) -> None: ...
 
 class CoordinatorMessage(_message.Message):
-    __slots__ = ("assign", "cancel", "welcome", "rendezvous")
+    __slots__ = ("assign", "cancel", "welcome", "rendezvous", "acked")
     ASSIGN_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     RENDEZVOUS_FIELD_NUMBER: _ClassVar[int]
+    ACKED_FIELD_NUMBER: _ClassVar[int]
     assign: AssignTask
     cancel: CancelTask
     welcome: Welcome
     rendezvous: RendezvousRecord
-    def __init__(self, assign: _Optional[_Union[AssignTask, _Mapping]] = ..., cancel: _Optional[_Union[CancelTask, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., rendezvous: _Optional[_Union[RendezvousRecord, _Mapping]] = ...) -> None: ...
+    acked: EventsAcked
+    def __init__(self, assign: _Optional[_Union[AssignTask, _Mapping]] = ..., cancel: _Optional[_Union[CancelTask, _Mapping]] = ..., welcome: _Optional[_Union[Welcome, _Mapping]] = ..., rendezvous: _Optional[_Union[RendezvousRecord, _Mapping]] = ..., acked: _Optional[_Union[EventsAcked, _Mapping]] = ...) -> None: ...
+
+class EventsAcked(_message.Message):
+    __slots__ = ("task_id", "sequence")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    sequence: int
+    def __init__(self, task_id: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("worker_id", "heartbeat_interval_ms")
