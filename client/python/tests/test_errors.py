@@ -82,7 +82,9 @@ def test_waiting_raises_cancelled_failed_and_timeout(client: Client, scopd: Scop
     assert raised.value.exit_code == 3 and raised.value.job.id == queued.id
 
     scopd.wait_for_workers(client)
-    missing = tmp_path / "no-such-data"
+    # Inside standalone's own data dir, which its default data roots allow: the
+    # spec is accepted, and the rank finds nothing there.
+    missing = scopd.dir / "data" / "no-such-data"
     spec = tiny_spec(max_restarts=0)
     spec["data"] = {**spec["data"], "root": str(missing)}  # type: ignore[dict-item]
     failing = client.submit(spec, priority=1000)
