@@ -37,6 +37,9 @@ pub struct JobSpec {
     pub output: OutputSpec,
     #[serde(default)]
     pub checkpoint: CheckpointSpec,
+    /// Where the coordinator's experiment tracking files the job (when it tracks).
+    #[serde(default)]
+    pub tracking: TrackingSpec,
     /// Seed for initialisation, data order and augmentation.
     #[serde(default)]
     pub seed: u64,
@@ -452,6 +455,16 @@ impl Default for OutputSpec {
     }
 }
 
+/// Experiment tracking: the coordinator logs each job as one MLflow run when it
+/// is given a tracking server.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackingSpec {
+    /// The MLflow experiment of the job's run; the coordinator's default
+    /// (`MLFLOW_EXPERIMENT_NAME` where it runs, else "scop") when `None`.
+    pub experiment: Option<String>,
+}
+
 /// The architectures scop knows, by spec name.
 pub const ARCHS: &[&str] = &[
     "resnet20",
@@ -609,6 +622,18 @@ impl JobSpec {
             "output.log_every_steps",
             format!("must be >= 1, got {}", self.output.log_every_steps),
         );
+        if let Some(experiment) = &self.tracking.experiment {
+            check(
+                !experiment.trim().is_empty(),
+                "tracking.experiment",
+                "must not be empty (leave it out for the coordinator's default)".to_owned(),
+            );
+            check(
+                !experiment.chars().any(char::is_control),
+                "tracking.experiment",
+                format!("must not contain control characters, got {experiment:?}"),
+            );
+        }
         self.check_upper_bounds(&mut check);
         if errors.is_empty() { Ok(()) } else { Err(Error::Invalid(errors)) }
     }
@@ -652,12 +677,21 @@ impl JobSpec {
         at_most("resources.world_size", self.resources.world_size.into(), limits::WORLD_SIZE);
         at_most("resources.threads", self.resources.threads.into(), limits::THREADS);
         at_most("max_restarts", self.max_restarts.into(), limits::MAX_RESTARTS);
+        if let Some(experiment) = &self.tracking.experiment {
+            let chars = experiment.chars().count();
+            check(
+                chars <= limits::EXPERIMENT_CHARS,
+                "tracking.experiment",
+                format!("must be at most {} characters, got {chars}", limits::EXPERIMENT_CHARS),
+            );
+        }
     }
 }
 
 /// Upper bounds of the spec's numeric fields.
 pub mod limits {
     pub const NAME_CHARS: usize = 128;
+    pub const EXPERIMENT_CHARS: usize = 256;
     pub const NUM_CLASSES: u64 = 100_000;
     pub const IN_CHANNELS: u64 = 64;
     pub const INPUT_SIZE: u64 = 4096;
@@ -786,6 +820,26 @@ data: { format: idx, root: data/fashion-mnist }
         );
         check("pretrain: { batch_size: 0 }", &["pretrain.batch_size: must be >= 1, got 0"]);
         check("knockoff: { betas: [0.5, 1.0] }", &["knockoff.betas[1]: must be in [0, 1), got 1"]);
+    }
+
+    #[test]
+    fn a_tracking_experiment_is_optional_named_and_bounded() {
+        assert_eq!(JobSpec::from_yaml(MINIMAL).unwrap().tracking.experiment, None);
+        let spec =
+            JobSpec::from_yaml(&format!("{MINIMAL}tracking: {{ experiment: resnet-sweeps }}\n")).unwrap();
+        assert_eq!(spec.tracking.experiment.as_deref(), Some("resnet-sweeps"));
+        check("tracking: { experiment: '  ' }", &["tracking.experiment: must not be empty"]);
+        check(
+            "tracking: { experiment: \"a\\tb\" }",
+            &["tracking.experiment: must not contain control characters"],
+        );
+        check(
+            &format!("tracking: {{ experiment: {} }}", "x".repeat(257)),
+            &["tracking.experiment: must be at most 256 characters, got 257"],
+        );
+        let err =
+            JobSpec::from_yaml(&format!("{MINIMAL}tracking: {{ experimnet: x }}\n")).unwrap_err().to_string();
+        assert!(err.contains("tracking") && err.contains("unknown field `experimnet`"), "{err}");
     }
 
     #[test]
