@@ -52,6 +52,11 @@ pub struct Config {
     pub data_roots: Vec<PathBuf>,
     /// Directories of models: `model.init_from` and knockoff generators.
     pub models_roots: Vec<PathBuf>,
+    /// The MLflow tracking server (`http(s)://…`) each job is logged to as a
+    /// run; no tracking when `None`.
+    pub mlflow_tracking_uri: Option<String>,
+    /// The experiment of jobs whose spec names none; "scop" when `None`.
+    pub mlflow_experiment: Option<String>,
 }
 
 /// A PEM certificate chain and its private key.
@@ -82,6 +87,8 @@ impl Default for Config {
             heartbeat_timeout_ms: 30_000,
             data_roots: Vec::new(),
             models_roots: Vec::new(),
+            mlflow_tracking_uri: None,
+            mlflow_experiment: None,
         }
     }
 }
@@ -107,6 +114,8 @@ pub struct FileConfig {
     pub heartbeat_timeout_ms: Option<u32>,
     pub data_roots: Option<Vec<PathBuf>>,
     pub models_roots: Option<Vec<PathBuf>>,
+    pub mlflow_tracking_uri: Option<String>,
+    pub mlflow_experiment: Option<String>,
 }
 
 /// Flags of `scopd`; each also reads its `SCOP_*` variable.
@@ -169,6 +178,12 @@ pub struct Flags {
     /// A directory of models: checkpoints and knockoff generators (repeatable).
     #[arg(long = "models-root", env = "SCOP_MODELS_ROOTS", value_delimiter = ':')]
     pub models_roots: Vec<PathBuf>,
+    /// MLflow tracking server (http:// or https://) to log every job to, one run each.
+    #[arg(long, env = "MLFLOW_TRACKING_URI")]
+    pub mlflow_tracking_uri: Option<String>,
+    /// MLflow experiment of jobs whose spec sets no `tracking.experiment` [default: scop].
+    #[arg(long, env = "MLFLOW_EXPERIMENT_NAME")]
+    pub mlflow_experiment: Option<String>,
 }
 
 impl Config {
@@ -211,6 +226,8 @@ impl Config {
         set(&mut self.worker_max_message_bytes, f.worker_max_message_bytes);
         set(&mut self.heartbeat_interval_ms, f.heartbeat_interval_ms);
         set(&mut self.heartbeat_timeout_ms, f.heartbeat_timeout_ms);
+        set_some(&mut self.mlflow_tracking_uri, f.mlflow_tracking_uri);
+        set_some(&mut self.mlflow_experiment, f.mlflow_experiment);
     }
 
     /// Overrides every field a flag or its variable sets.
@@ -239,6 +256,8 @@ impl Config {
         }
         set(&mut self.max_message_bytes, f.max_message_bytes);
         set(&mut self.heartbeat_timeout_ms, f.heartbeat_timeout_ms);
+        set_some(&mut self.mlflow_tracking_uri, f.mlflow_tracking_uri);
+        set_some(&mut self.mlflow_experiment, f.mlflow_experiment);
     }
 
     /// Rejects settings that cannot work together.
@@ -276,6 +295,19 @@ impl Config {
             if value < 1024 {
                 return Err(Error::Config(format!("{name} must be >= 1024, got {value}")));
             }
+        }
+        if let Some(uri) = &self.mlflow_tracking_uri
+            && !(uri.starts_with("http://") || uri.starts_with("https://"))
+        {
+            return Err(Error::Config(format!(
+                "mlflow_tracking_uri: scopd logs to MLflow over its REST API and needs an http:// or \
+                 https:// address, got {uri:?}"
+            )));
+        }
+        if let Some(name) = &self.mlflow_experiment
+            && name.trim().is_empty()
+        {
+            return Err(Error::Config("mlflow_experiment: must not be empty".into()));
         }
         Ok(())
     }
@@ -374,5 +406,35 @@ mod tests {
         assert!(err.contains("--worker-token-file"), "{err}");
         let flags = Flags { insecure_no_auth: true, ..Flags::default() };
         assert!(Config::load(&flags).is_ok());
+    }
+
+    #[test]
+    fn the_tracking_server_comes_from_the_file_or_the_flag_and_must_be_http() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("scopd.yaml");
+        std::fs::write(&file, "mlflow_tracking_uri: http://mlflow:5000\nmlflow_experiment: pruning\n")
+            .unwrap();
+        let flags = Flags { config: Some(file.clone()), insecure_no_auth: true, ..Flags::default() };
+        let config = Config::load(&flags).unwrap();
+        assert_eq!(config.mlflow_tracking_uri.as_deref(), Some("http://mlflow:5000"));
+        assert_eq!(config.mlflow_experiment.as_deref(), Some("pruning"));
+        let cli = Cli::try_parse_from([
+            "scopd",
+            "--config",
+            file.to_str().unwrap(),
+            "--insecure-no-auth",
+            "--mlflow-tracking-uri",
+            "https://tracking.example:443/",
+        ])
+        .unwrap();
+        let config = Config::load(&cli.flags).unwrap();
+        assert_eq!(config.mlflow_tracking_uri.as_deref(), Some("https://tracking.example:443/"));
+        let flags = Flags {
+            insecure_no_auth: true,
+            mlflow_tracking_uri: Some("file:./mlruns".into()),
+            ..Flags::default()
+        };
+        let err = Config::load(&flags).unwrap_err().to_string();
+        assert!(err.contains("mlflow_tracking_uri") && err.contains("\"file:./mlruns\""), "{err}");
     }
 }

@@ -19,6 +19,7 @@ pub mod standalone;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tracking;
 pub mod users;
 
 pub use config::Config;

@@ -27,6 +27,8 @@ pub struct Metrics {
     devices: IntGaugeVec,
     grpc_requests: IntCounterVec,
     grpc_duration: HistogramVec,
+    /// Tracking calls that failed after their retries, by what they were for.
+    tracking_failures: IntCounterVec,
     /// Per running job: `stage` (1 on the current stage's label), `epoch`, `step`,
     /// `loss`, `accuracy`, `samples_per_second`; removed when the job ends.
     job_stage: IntGaugeVec,
@@ -65,6 +67,17 @@ impl Metrics {
             .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
             &["method", "code"],
         )?;
+        let tracking_failures = IntCounterVec::new(
+            Opts::new(
+                "scop_tracking_failures_total",
+                "MLflow tracking calls that failed after their retries (the job goes on), by call.",
+            ),
+            &["call"],
+        )?;
+        // Every call's series exists from the start, at 0.
+        for call in crate::tracking::CALLS {
+            tracking_failures.with_label_values(&[call]);
+        }
         let job_stage = IntGaugeVec::new(
             Opts::new("scop_job_stage", "The stage a running job is in (1 on its stage's label)."),
             &["job_id", "stage"],
@@ -101,6 +114,7 @@ impl Metrics {
         registry.register(Box::new(devices.clone()))?;
         registry.register(Box::new(grpc_requests.clone()))?;
         registry.register(Box::new(grpc_duration.clone()))?;
+        registry.register(Box::new(tracking_failures.clone()))?;
         Ok(Arc::new(Metrics {
             registry,
             jobs,
@@ -110,6 +124,7 @@ impl Metrics {
             devices,
             grpc_requests,
             grpc_duration,
+            tracking_failures,
             job_stage,
             job_figures,
             job_step_seconds,
@@ -120,6 +135,11 @@ impl Metrics {
     }
 
     /// Counts one finished gRPC call.
+    /// Counts a tracking call that failed for good.
+    pub fn tracking_failed(&self, call: &str) {
+        self.tracking_failures.with_label_values(&[call]).inc();
+    }
+
     pub fn observe_grpc(&self, method: &str, code: &str, seconds: f64) {
         self.grpc_requests.with_label_values(&[method, code]).inc();
         self.grpc_duration.with_label_values(&[method, code]).observe(seconds);

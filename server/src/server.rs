@@ -103,6 +103,7 @@ pub async fn run_with_store(
     let heard = crate::liveness::Heard::default();
     let scheduler = Scheduler::new(store.clone(), links.clone(), artifacts, grace, wake.clone()).await?;
     let scheduling = tokio::spawn(scheduler.run(report_rx, down.clone()));
+    let tracking = crate::tracking::start(&config, store.clone(), metrics.clone(), down.clone())?;
 
     let mut tasks = JoinSet::new();
     let reloader = match &credentials {
@@ -163,6 +164,9 @@ pub async fn run_with_store(
     }
     let _ = sweep.await;
     let _ = scheduling.await;
+    if let Some(tracking) = tracking {
+        let _ = tracking.await;
+    }
     if let Some(reloader) = reloader {
         let _ = reloader.await;
     }

@@ -13,6 +13,8 @@ use tokio::sync::watch;
 #[derive(Debug, Default)]
 pub struct EventHub {
     jobs: Mutex<HashMap<String, watch::Sender<u64>>>,
+    /// Woken on every job's events, for the one follower of all of them (tracking).
+    any: tokio::sync::Notify,
 }
 
 impl EventHub {
@@ -25,6 +27,7 @@ impl EventHub {
 
     /// Called after an event of `job_id` with `sequence` was committed.
     pub fn notify(&self, job_id: &str, sequence: u64) {
+        self.any.notify_one();
         let mut jobs = self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(sender) = jobs.get(job_id) {
             sender.send_replace(sequence);
@@ -32,6 +35,12 @@ impl EventHub {
                 jobs.remove(job_id);
             }
         }
+    }
+
+    /// Resolves after the next event of any job (at once if one came since the
+    /// last call): a wake-up, not a count, for a single follower of every job.
+    pub async fn any_event(&self) {
+        self.any.notified().await;
     }
 
     /// Jobs someone follows now.

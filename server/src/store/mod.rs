@@ -26,6 +26,8 @@ mod plans;
 mod schema;
 mod task_events;
 pub use task_events::{Applied, TaskEffect};
+mod tracking;
+pub use tracking::{TRACKING_PAGE, TrackedRun};
 mod workers;
 
 use std::path::{Path, PathBuf};

@@ -144,6 +144,18 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE attempt_ranks ADD COLUMN events_applied INTEGER NOT NULL DEFAULT 0;
     ",
+    // 4: the MLflow run of each tracked job and how far its events were logged,
+    // so a restarted coordinator goes on with the same run.
+    "
+    CREATE TABLE tracking_runs (
+        job_id          TEXT PRIMARY KEY REFERENCES jobs (id),
+        run_id          TEXT NOT NULL,
+        experiment_id   TEXT NOT NULL,
+        artifact_path   TEXT NOT NULL,                    -- the run's folder under the artifact proxy
+        logged_sequence INTEGER NOT NULL DEFAULT 0,       -- the last event logged to the run
+        ended           INTEGER NOT NULL DEFAULT 0        -- 1 once the run got its final status
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -215,7 +227,7 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 11);
+        assert_eq!(tables, 12);
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
         let err = migrate(&mut conn).unwrap_err().to_string();
         assert!(err.contains("newer than this scopd"), "{err}");
