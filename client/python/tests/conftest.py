@@ -67,6 +67,7 @@ class Scopd:
     def __init__(self, dir: Path, extra: Optional[List[str]] = None) -> None:
         self.dir = dir
         self.port = free_port()
+        self.metrics_port = free_port()
         self.server = f"http://127.0.0.1:{self.port}"
         self.config = dir / "scopctl.yaml"
         self.token_file = dir / "data" / "client.token"
@@ -90,7 +91,7 @@ class Scopd:
                     "--worker-addr",
                     "127.0.0.1:0",
                     "--metrics-addr",
-                    "127.0.0.1:0",
+                    f"127.0.0.1:{self.metrics_port}",
                     "--data-dir",
                     str(self.dir / "data"),
                     "--client-config",
