@@ -90,8 +90,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
 
 
 def client_of(scopd: Scopd) -> Client:
-    token = scopd.token_file.read_text().strip()
-    return Client(server=scopd.server, token=token)
+    return Client(server=scopd.server, token_file=scopd.token_file)
 
 
 def runs_of(mlflow: MlflowClient, job_id: str) -> list:
@@ -202,7 +201,6 @@ def test_a_tracking_server_that_is_down_fails_no_job_and_is_counted(tmp_path: Pa
         client = client_of(scopd)
         scopd.wait_for_workers(client)
         spec = tiny_spec()
-        del spec["pretrain"]
         job = client.submit(spec)
         assert client.wait(job.id, timeout=600).state == JobState.SUCCEEDED
         counted = eventually("a counted tracking failure", lambda: failures(scopd).get("experiment", 0) > 0)
