@@ -10,6 +10,7 @@ pub mod outbox;
 pub mod probe;
 pub mod relay;
 pub mod trainer;
+mod worker_id;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -140,10 +141,12 @@ pub async fn run(
     })?);
     let (events_tx, mut events_rx) = mpsc::channel(1024);
     let outbox = outbox::Outbox::open(&config.scratch_dir.join("outbox"));
+    // The identity of a previous run: the ranks its outbox speaks for are placed on it.
+    let worker_id = worker_id::load(&config.scratch_dir);
     let mut agent = Agent {
         outbox,
         config,
-        worker_id: String::new(),
+        worker_id,
         running: HashMap::new(),
         waiting: HashMap::new(),
         events_tx,
@@ -218,7 +221,10 @@ impl Agent {
                 message = inbound.message() => match message.map_err(|s| s.message().to_owned())? {
                     Some(pb::CoordinatorMessage { kind: Some(kind) }) => {
                         if let pb::coordinator_message::Kind::Welcome(welcome) = &kind {
-                            self.worker_id = welcome.worker_id.clone();
+                            if self.worker_id != welcome.worker_id {
+                                self.worker_id = welcome.worker_id.clone();
+                                worker_id::save(&self.config.scratch_dir, &self.worker_id);
+                            }
                             let every = Duration::from_millis(u64::from(welcome.heartbeat_interval_ms.max(50)));
                             heartbeat = tokio::time::interval(every);
                             tracing::info!(worker_id = %self.worker_id, "registered with the coordinator");
