@@ -163,9 +163,19 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = &mut shutdown => break,
+        // Disconnected, the ranks go on: their events go into the outbox (and
+        // its file) now, not when the next stream comes.
+        let pause = tokio::time::sleep(backoff);
+        tokio::pin!(pause);
+        let stopping = loop {
+            tokio::select! {
+                () = &mut pause => break false,
+                Some(event) = events_rx.recv() => { agent.record(event); }
+                () = &mut shutdown => break true,
+            }
+        };
+        if stopping {
+            break;
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
@@ -189,7 +199,14 @@ impl Agent {
         bearer: Bearer,
         events_rx: &mut mpsc::Receiver<pb::TaskEvent>,
     ) -> Result<(), String> {
-        let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+        let connect = endpoint.connect();
+        tokio::pin!(connect);
+        let channel = loop {
+            tokio::select! {
+                channel = &mut connect => break channel.map_err(|e| e.to_string())?,
+                Some(event) = events_rx.recv() => { self.record(event); }
+            }
+        };
         let mut client = pb::worker_service_client::WorkerServiceClient::with_interceptor(channel, bearer);
         let (outbox, inbox) = mpsc::channel(256);
         let hello = pb::Hello {
@@ -206,11 +223,14 @@ impl Agent {
         };
         let send = |kind| pb::WorkerMessage { kind: Some(kind) };
         outbox.send(send(pb::worker_message::Kind::Hello(hello))).await.map_err(|e| e.to_string())?;
-        let mut inbound = client
-            .connect(ReceiverStream::new(inbox))
-            .await
-            .map_err(|s| s.message().to_owned())?
-            .into_inner();
+        let call = client.connect(ReceiverStream::new(inbox));
+        tokio::pin!(call);
+        let mut inbound = loop {
+            tokio::select! {
+                answer = &mut call => break answer.map_err(|s| s.message().to_owned())?.into_inner(),
+                Some(event) = events_rx.recv() => { self.record(event); }
+            }
+        };
         // What the last stream (or the last run of the agent) left unacknowledged, in order.
         for event in self.outbox.unacknowledged() {
             outbox.send(send(pb::worker_message::Kind::TaskEvent(event))).await.map_err(|e| e.to_string())?;
@@ -238,11 +258,7 @@ impl Agent {
                     None => return Ok(()),
                 },
                 Some(event) = events_rx.recv() => {
-                    if matches!(event.kind, Some(pb::task_event::Kind::Finished(_) | pb::task_event::Kind::Failed(_))) {
-                        self.running.remove(&event.task_id);
-                        self.waiting.remove(&event.task_id);
-                    }
-                    let event = self.outbox.push(event);
+                    let event = self.record(event);
                     outbox.send(send(pb::worker_message::Kind::TaskEvent(event))).await.map_err(|e| e.to_string())?;
                 }
                 _ = heartbeat.tick() => {
@@ -255,6 +271,16 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// Takes a rank's event: a finished or failed rank no longer runs, and
+    /// the event is numbered and kept in the outbox until acknowledged.
+    fn record(&mut self, event: pb::TaskEvent) -> pb::TaskEvent {
+        if matches!(event.kind, Some(pb::task_event::Kind::Finished(_) | pb::task_event::Kind::Failed(_))) {
+            self.running.remove(&event.task_id);
+            self.waiting.remove(&event.task_id);
+        }
+        self.outbox.push(event)
     }
 
     /// Acts on one coordinator message; returns events to send at once.
