@@ -23,6 +23,8 @@ use anyhow::Context;
 const SEGMENT: usize = 1448;
 /// What a lost segment costs: Linux's minimum retransmission timeout.
 const RETRANSMIT: Duration = Duration::from_millis(200);
+/// How long the relay keeps trying to reach a target for an accepted client.
+const CONNECT_FOR: Duration = Duration::from_secs(30);
 
 /// How the relay degrades the traffic while impaired.
 #[derive(Debug, Clone, Copy)]
@@ -123,26 +125,44 @@ fn accept_loop(listener: &TcpListener, target: SocketAddr, state: &Arc<State>) {
             let _ = client.shutdown(Shutdown::Both);
             continue;
         }
-        let Ok(server) = TcpStream::connect_timeout(&target, Duration::from_secs(5)) else {
-            let _ = client.shutdown(Shutdown::Both);
-            continue;
-        };
-        let _ = client.set_nodelay(true);
-        let _ = server.set_nodelay(true);
-        {
-            let mut live = state.live.lock().unwrap();
-            live.retain(|s| s.peer_addr().is_ok());
-            for stream in [&client, &server] {
-                if let Ok(clone) = stream.try_clone() {
-                    live.push(clone);
-                }
+        let state = state.clone();
+        std::thread::spawn(move || connect(client, target, &state));
+    }
+}
+
+/// Joins `client` to `target`. The client's connection is already accepted,
+/// so a target that is not listening yet (a rank still starting) cannot
+/// refuse it as it would without the relay: the relay keeps trying, as a
+/// client's SYN retransmissions would, and gives up after [`CONNECT_FOR`].
+fn connect(client: TcpStream, target: SocketAddr, state: &Arc<State>) {
+    let deadline = Instant::now() + CONNECT_FOR;
+    let server = loop {
+        match TcpStream::connect_timeout(&target, Duration::from_secs(5)) {
+            Ok(server) => break server,
+            Err(_) if Instant::now() < deadline && !state.stopped.load(Ordering::SeqCst) => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(_) => {
+                let _ = client.shutdown(Shutdown::Both);
+                return;
             }
         }
-        for (from, to) in [(&client, &server), (&server, &client)] {
-            let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) else { continue };
-            let state = state.clone();
-            std::thread::spawn(move || pump(from, to, &state));
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    {
+        let mut live = state.live.lock().unwrap();
+        live.retain(|s| s.peer_addr().is_ok());
+        for stream in [&client, &server] {
+            if let Ok(clone) = stream.try_clone() {
+                live.push(clone);
+            }
         }
+    }
+    for (from, to) in [(&client, &server), (&server, &client)] {
+        let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) else { continue };
+        let state = state.clone();
+        std::thread::spawn(move || pump(from, to, &state));
     }
 }
 
