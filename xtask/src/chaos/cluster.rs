@@ -26,11 +26,20 @@ pub struct Options {
     pub hosts: bool,
     /// Where checkpoints and exports go (default: in the data dir).
     pub artifacts_dir: Option<PathBuf>,
+    /// Agents `scopd standalone` starts (and restarts) itself, as a new user
+    /// runs it, instead of the suite's own (`agents` should then be 0).
+    pub local_agents: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { heartbeat_timeout: Duration::from_secs(5), agents: 2, hosts: false, artifacts_dir: None }
+        Options {
+            heartbeat_timeout: Duration::from_secs(5),
+            agents: 2,
+            hosts: false,
+            artifacts_dir: None,
+            local_agents: 0,
+        }
     }
 }
 
@@ -118,7 +127,8 @@ impl Cluster {
             Some(h) => h.hosts[0].command(&scopd),
             None => Command::new(&scopd),
         };
-        cmd.args(["standalone", "--workers", "0", "--cpu", "--config"])
+        let local_agents = self.options.local_agents.to_string();
+        cmd.args(["standalone", "--workers", &local_agents, "--cpu", "--config"])
             .arg(self.dir.join("scopd.yaml"))
             .arg("--data-dir")
             .arg(self.data_dir())
@@ -146,6 +156,45 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(200));
         }
         bail!("scopd did not answer within 60 s")
+    }
+
+    /// The pid of local agent `index` that `scopd standalone` runs now, if any.
+    pub fn local_agent_pid(&self, index: usize) -> Option<i32> {
+        let scopd = i32::try_from(self.scopd.as_ref()?.id()).ok()?;
+        let scratch = self.data_dir().join(format!("agents/{index}"));
+        let scratch = scratch.as_os_str().as_encoded_bytes();
+        children(scopd).into_iter().find(|&pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.split(|&b| b == 0).any(|arg| arg == scratch))
+        })
+    }
+
+    /// The worker id agent `index` registered under (kept in its scratch dir).
+    pub fn worker_id(&self, index: usize) -> Option<String> {
+        let scratch = if self.options.local_agents > 0 {
+            self.data_dir().join(format!("agents/{index}"))
+        } else {
+            self.dir.join(format!("agents/{index}"))
+        };
+        let id = std::fs::read_to_string(scratch.join("worker-id")).ok()?;
+        Some(id.trim().to_owned()).filter(|id| !id.is_empty())
+    }
+
+    /// Every agent's worker id, by index.
+    pub fn worker_ids(&self) -> Vec<Option<String>> {
+        (0..self.options.agents.max(self.options.local_agents)).map(|i| self.worker_id(i)).collect()
+    }
+
+    /// The workers scopd declared lost, as its log says, in order.
+    pub fn lost_workers(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.dir.join("logs/scopd.log")).unwrap_or_default();
+        log.lines()
+            .filter(|line| line.contains("worker lost"))
+            .filter_map(|line| {
+                let value = line.split_once("worker_id=")?.1;
+                Some(value.split_whitespace().next()?.trim_matches('"').to_owned())
+            })
+            .collect()
     }
 
     /// SIGKILL to scopd (its agents live on, as they would on other machines).
@@ -264,6 +313,20 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if self.options.local_agents > 0
+            && let Some(scopd) = self.scopd.as_ref().and_then(|c| i32::try_from(c.id()).ok())
+        {
+            // Stopped first, so that it restarts none of the agents killed here.
+            signal(scopd, Signal::SIGSTOP);
+            for index in 0..self.options.local_agents {
+                if let Some(agent) = self.local_agent_pid(index) {
+                    for rank in children(agent) {
+                        signal(rank, Signal::SIGKILL);
+                    }
+                    signal(agent, Signal::SIGKILL);
+                }
+            }
+        }
         for index in 0..self.agents.len() {
             if let Ok(pid) = self.agent_pid(index) {
                 for rank in children(pid) {

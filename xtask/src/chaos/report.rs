@@ -21,6 +21,9 @@ pub struct Expect {
     pub max_recomputed: u64,
     /// The longest the job may go without any event.
     pub max_silence: Duration,
+    /// The agents (by index) the fault may make the coordinator declare
+    /// lost; any other worker declared lost was a healthy one.
+    pub may_lose: &'static [usize],
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +94,22 @@ impl Row {
                 expect.max_silence.as_secs_f64()
             ));
         }
+        let ids = cluster.worker_ids();
+        let faulted: Vec<&str> = expect.may_lose.iter().filter_map(|&i| ids.get(i)?.as_deref()).collect();
+        let declared_lost = cluster.lost_workers();
+        // Only the suite's own agents count: an impostor's stream is ended
+        // on purpose, and a disconnected worker is declared lost in time.
+        let healthy_lost: Vec<String> = declared_lost
+            .iter()
+            .filter(|id| !faulted.contains(&id.as_str()))
+            .filter_map(|id| {
+                let index = ids.iter().position(|known| known.as_deref() == Some(id.as_str()))?;
+                Some(format!("{id} (agent {index})"))
+            })
+            .collect();
+        if !healthy_lost.is_empty() {
+            failures.push(format!("healthy workers declared lost: {}", healthy_lost.join(", ")));
+        }
         let end_ms = events.last().and_then(|e| e["time_ms"].as_i64()).unwrap_or(job.submitted_ms);
         let mut lost = Vec::new();
         lost.extend(sequence_gaps(&events));
@@ -108,7 +127,11 @@ impl Row {
             recomputed,
             wall_ms: end_ms - job.submitted_ms,
             lost: if lost.is_empty() { "nothing".into() } else { lost.join("; ") },
-            notes: vec![format!("longest silence {:.1} s ({between})", silence.as_secs_f64())],
+            notes: vec![format!(
+                "longest silence {:.1} s ({between}); workers declared lost: {}",
+                silence.as_secs_f64(),
+                if declared_lost.is_empty() { "none".to_owned() } else { declared_lost.join(", ") }
+            )],
             failures,
         }
     }

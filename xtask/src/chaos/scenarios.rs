@@ -33,6 +33,11 @@ pub type Scenario = fn(&Ctx, &str) -> anyhow::Result<Row>;
 pub const ALL: &[(&str, &str, Scenario)] = &[
     ("baseline", "no fault: the reference for wall time lost", baseline),
     ("kill-agent", "SIGKILL an agent in the middle of knockoff; it is restarted", kill_agent),
+    (
+        "standalone-kill-agent",
+        "scopd standalone --workers 2 restarts an agent SIGKILLed in knockoff; no healthy worker is declared lost",
+        standalone_kill_agent,
+    ),
     ("kill-scopd", "SIGKILL scopd in the middle of finetune, restart it on the same data dir", kill_scopd),
     (
         "cut-stream",
@@ -77,7 +82,13 @@ fn expect(options: &Options) -> Expect {
         reason_contains: None,
         max_recomputed: CHECKPOINT_EVERY,
         max_silence: options.heartbeat_timeout * 2,
+        may_lose: &[],
     }
+}
+
+/// As [`expect`], where agent 1 is the one the fault hits.
+fn expect_agent_1_hit(options: &Options) -> Expect {
+    Expect { may_lose: &[1], ..expect(options) }
 }
 
 /// A started cluster with its agents connected.
@@ -113,9 +124,42 @@ fn kill_agent(ctx: &Ctx, name: &str) -> anyhow::Result<Row> {
     // As `scopd standalone` does for its agents: started again, on the same scratch dir.
     std::thread::sleep(Duration::from_secs(1));
     cluster.start_agent(1, None, None)?;
-    let mut row = finish(name, &cluster, &job, &expect(&options))?;
-    if row.restarts == 0 {
-        row.failures.push("the killed agent's attempt was not retried".into());
+    let mut row = finish(name, &cluster, &job, &expect_agent_1_hit(&options))?;
+    check_one_retry(&mut row);
+    Ok(row)
+}
+
+/// The killed agent's attempt is retried, once: a second retry would mean a
+/// live worker (the survivor, or the restarted agent) was declared lost.
+fn check_one_retry(row: &mut Row) {
+    match row.restarts {
+        0 => row.failures.push("the killed agent's attempt was not retried".into()),
+        1 => {}
+        n => row.failures.push(format!("{n} retries for one killed agent: a retry was thrown away")),
+    }
+}
+
+/// The reproduction, as a new user runs it: `scopd standalone
+/// --workers 2 --cpu` with the agents it starts and restarts itself; one of
+/// them is SIGKILLed in the middle of knockoff. Only its attempt is retried,
+/// and neither the survivor nor the restarted agent is ever declared lost.
+fn standalone_kill_agent(ctx: &Ctx, name: &str) -> anyhow::Result<Row> {
+    let options = Options { agents: 0, local_agents: 2, ..Options::default() };
+    let mut cluster = Cluster::new(&ctx.bin, ctx.base.join(name), options.clone())?;
+    cluster.start_scopd()?;
+    cluster.wait_workers(options.local_agents)?;
+    let job = cluster.submit(|_| {})?;
+    job.wait_step("knockoff", 3, WAIT)?;
+    let agent = cluster.local_agent_pid(1).context("scopd runs no agent 1")?;
+    signal(agent, Signal::SIGKILL);
+    let mut row = finish(name, &cluster, &job, &expect_agent_1_hit(&options))?;
+    check_one_retry(&mut row);
+    let restarted = cluster.local_agent_pid(1);
+    match restarted {
+        Some(pid) if pid != agent => {
+            row.notes.push(format!("scopd restarted agent 1 (pid {agent} killed, now {pid})"));
+        }
+        _ => row.failures.push("scopd did not restart the killed agent".into()),
     }
     Ok(row)
 }
@@ -210,7 +254,7 @@ fn agent_restart_outbox(ctx: &Ctx, name: &str) -> anyhow::Result<Row> {
     cluster.start_agent(1, None, None)?;
     std::thread::sleep(Duration::from_millis(500));
     relays[1].cut(Duration::ZERO);
-    let mut row = finish(name, &cluster, &job, &expect(&options))?;
+    let mut row = finish(name, &cluster, &job, &expect_agent_1_hit(&options))?;
     if !rank_done {
         row.failures.push("the rank did not finish while its agent was cut off".into());
     }
@@ -378,7 +422,7 @@ fn partition(ctx: &Ctx, name: &str) -> anyhow::Result<Row> {
     host.set_link(false)?;
     std::thread::sleep(down);
     host.set_link(true)?;
-    let mut expect = expect(&options);
+    let mut expect = expect_agent_1_hit(&options);
     // The partition itself may be silent; the limit is counted from its end.
     expect.max_silence += down;
     let mut row = finish(name, &cluster, &job, &expect)?;
