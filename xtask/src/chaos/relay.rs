@@ -1,7 +1,9 @@
 //! A userspace TCP relay the chaos suite puts in a connection's path: it can
 //! cut every connection and refuse new ones for a while (a broken worker
-//! stream), and it can impair the traffic it carries (a slow, lossy network)
-//! where the kernel has no `netem` qdisc to do it.
+//! stream), and it can impair the traffic it carries (a slow, lossy network).
+//! The impairment is done here rather than with `tc qdisc ... netem` on the
+//! hosts' veths because the kernels the suite runs on, CI's included, have no
+//! `sch_netem` module: namespaces, veths and bridges work there, netem does not.
 //!
 //! Impairment works on what the relay reads: every chunk is held for the
 //! delay before it is written on (in order, so a connection stays pipelined),
