@@ -380,3 +380,31 @@ pub async fn stop_signal() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_the_config_never_shows_the_token() {
+        let config = AgentConfig {
+            coordinator: "http://127.0.0.1:7071".into(),
+            ca_cert: Some(b"-----BEGIN CERTIFICATE-----".to_vec()),
+            token: "s3cret-worker-token".into(),
+            hostname: "host".into(),
+            devices: Vec::new(),
+            cpu_cores: 1,
+            rank_threads: 1,
+            worker_bin: PathBuf::from("scop-worker"),
+            scratch_dir: PathBuf::from("scratch"),
+            advertise_host: "127.0.0.1".into(),
+            roots: None,
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret-worker-token"), "{shown}");
+        assert!(
+            shown.contains("token: \"<redacted>\"") && shown.contains("http://127.0.0.1:7071"),
+            "{shown}"
+        );
+    }
+}
