@@ -10,6 +10,7 @@ pub mod outbox;
 pub mod probe;
 pub mod relay;
 pub mod trainer;
+mod worker_id;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -112,10 +113,12 @@ pub async fn run(
     let bearer = Bearer::new(Some(&config.token)).map_err(address)?;
     let (events_tx, mut events_rx) = mpsc::channel(1024);
     let outbox = outbox::Outbox::open(&config.scratch_dir.join("outbox"));
+    // The identity of a previous run: the ranks its outbox speaks for are placed on it.
+    let worker_id = worker_id::load(&config.scratch_dir);
     let mut agent = Agent {
         outbox,
         config,
-        worker_id: String::new(),
+        worker_id,
         running: HashMap::new(),
         waiting: HashMap::new(),
         events_tx,
@@ -132,9 +135,19 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = &mut shutdown => break,
+        // Disconnected, the ranks go on: their events go into the outbox (and
+        // its file) now, not when the next stream comes.
+        let pause = tokio::time::sleep(backoff);
+        tokio::pin!(pause);
+        let stopping = loop {
+            tokio::select! {
+                () = &mut pause => break false,
+                Some(event) = events_rx.recv() => { agent.record(event); }
+                () = &mut shutdown => break true,
+            }
+        };
+        if stopping {
+            break;
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
@@ -158,7 +171,14 @@ impl Agent {
         bearer: Bearer,
         events_rx: &mut mpsc::Receiver<pb::TaskEvent>,
     ) -> Result<(), String> {
-        let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+        let connect = endpoint.connect();
+        tokio::pin!(connect);
+        let channel = loop {
+            tokio::select! {
+                channel = &mut connect => break channel.map_err(|e| e.to_string())?,
+                Some(event) = events_rx.recv() => { self.record(event); }
+            }
+        };
         let mut client = pb::worker_service_client::WorkerServiceClient::with_interceptor(channel, bearer);
         let (outbox, inbox) = mpsc::channel(256);
         let hello = pb::Hello {
@@ -175,11 +195,14 @@ impl Agent {
         };
         let send = |kind| pb::WorkerMessage { kind: Some(kind) };
         outbox.send(send(pb::worker_message::Kind::Hello(hello))).await.map_err(|e| e.to_string())?;
-        let mut inbound = client
-            .connect(ReceiverStream::new(inbox))
-            .await
-            .map_err(|s| s.message().to_owned())?
-            .into_inner();
+        let call = client.connect(ReceiverStream::new(inbox));
+        tokio::pin!(call);
+        let mut inbound = loop {
+            tokio::select! {
+                answer = &mut call => break answer.map_err(|s| s.message().to_owned())?.into_inner(),
+                Some(event) = events_rx.recv() => { self.record(event); }
+            }
+        };
         // What the last stream (or the last run of the agent) left unacknowledged, in order.
         for event in self.outbox.unacknowledged() {
             outbox.send(send(pb::worker_message::Kind::TaskEvent(event))).await.map_err(|e| e.to_string())?;
@@ -190,7 +213,10 @@ impl Agent {
                 message = inbound.message() => match message.map_err(|s| s.message().to_owned())? {
                     Some(pb::CoordinatorMessage { kind: Some(kind) }) => {
                         if let pb::coordinator_message::Kind::Welcome(welcome) = &kind {
-                            self.worker_id = welcome.worker_id.clone();
+                            if self.worker_id != welcome.worker_id {
+                                self.worker_id = welcome.worker_id.clone();
+                                worker_id::save(&self.config.scratch_dir, &self.worker_id);
+                            }
                             let every = Duration::from_millis(u64::from(welcome.heartbeat_interval_ms.max(50)));
                             heartbeat = tokio::time::interval(every);
                             tracing::info!(worker_id = %self.worker_id, "registered with the coordinator");
@@ -204,11 +230,7 @@ impl Agent {
                     None => return Ok(()),
                 },
                 Some(event) = events_rx.recv() => {
-                    if matches!(event.kind, Some(pb::task_event::Kind::Finished(_) | pb::task_event::Kind::Failed(_))) {
-                        self.running.remove(&event.task_id);
-                        self.waiting.remove(&event.task_id);
-                    }
-                    let event = self.outbox.push(event);
+                    let event = self.record(event);
                     outbox.send(send(pb::worker_message::Kind::TaskEvent(event))).await.map_err(|e| e.to_string())?;
                 }
                 _ = heartbeat.tick() => {
@@ -221,6 +243,16 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// Takes a rank's event: a finished or failed rank no longer runs, and
+    /// the event is numbered and kept in the outbox until acknowledged.
+    fn record(&mut self, event: pb::TaskEvent) -> pb::TaskEvent {
+        if matches!(event.kind, Some(pb::task_event::Kind::Finished(_) | pb::task_event::Kind::Failed(_))) {
+            self.running.remove(&event.task_id);
+            self.waiting.remove(&event.task_id);
+        }
+        self.outbox.push(event)
     }
 
     /// Acts on one coordinator message; returns events to send at once.
@@ -346,5 +378,33 @@ pub async fn stop_signal() {
             tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the agent");
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_the_config_never_shows_the_token() {
+        let config = AgentConfig {
+            coordinator: "http://127.0.0.1:7071".into(),
+            ca_cert: Some(b"-----BEGIN CERTIFICATE-----".to_vec()),
+            token: "s3cret-worker-token".into(),
+            hostname: "host".into(),
+            devices: Vec::new(),
+            cpu_cores: 1,
+            rank_threads: 1,
+            worker_bin: PathBuf::from("scop-worker"),
+            scratch_dir: PathBuf::from("scratch"),
+            advertise_host: "127.0.0.1".into(),
+            roots: None,
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret-worker-token"), "{shown}");
+        assert!(
+            shown.contains("token: \"<redacted>\"") && shown.contains("http://127.0.0.1:7071"),
+            "{shown}"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Project automation: `cargo xtask <command>`. Run `cargo xtask --help` for the list.
 
 mod bench;
+mod chaos;
 mod data;
 mod demo;
 mod deploy;
@@ -60,6 +61,19 @@ enum Command {
     },
     /// Fetch Fashion-MNIST (Debian's dataset-fashion-mnist) into data/fashion-mnist.
     Data,
+    /// Inject faults into a real cluster running a small job, one scenario at a time, and print
+    /// a checked table (outcome, restarts, steps recomputed, wall time lost, anything lost).
+    Chaos {
+        /// Run only this scenario (see --list).
+        #[arg(long)]
+        only: Option<String>,
+        /// List the scenarios and exit.
+        #[arg(long)]
+        list: bool,
+        /// Use the debug binaries as they are instead of building them first.
+        #[arg(long)]
+        no_build: bool,
+    },
     /// Run a benchmark and print its ratios measured side by side.
     Bench {
         #[arg(value_parser = bench::names())]
@@ -79,6 +93,7 @@ fn main() {
         Command::CheckDocs { write } => docs::run(write),
         Command::Install { root } => install::run(root.as_deref()),
         Command::Data => data::fashion_mnist().map(|_| ()),
+        Command::Chaos { only, list, no_build } => chaos::run(only.as_deref(), list, !no_build),
         Command::Bench { name } => bench::run(&name),
     };
     if let Err(e) = result {

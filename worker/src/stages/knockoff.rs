@@ -85,6 +85,7 @@ pub fn train(ctx: &mut StageContext<'_>, model: &mut ResNet, vs: &VarStore) -> R
         schedule: LrSchedule::new(spec.lr, Schedule::Constant, 0.0, steps_per_epoch, spec.epochs),
         checkpoint_every_steps: spec.checkpoint_every_steps,
     };
+    let epochs = spec.epochs;
     let mut hooks = KnockoffHooks::new(spec, model, vs, ctx.device)?;
     if ctx.replicas.rank() == 0 && !ctx.resume {
         // A fresh stage starts a fresh history.
@@ -93,7 +94,16 @@ pub fn train(ctx: &mut StageContext<'_>, model: &mut ResNet, vs: &VarStore) -> R
             std::fs::remove_file(&path).map_err(io(&path))?;
         }
     }
-    run_epochs(ctx, &cfg, vs, &train_loader, &test_loader, &mut hooks)
+    let summary = run_epochs(ctx, &cfg, vs, &train_loader, &test_loader, &mut hooks)?;
+    if ctx.replicas.rank() == 0 && epochs > 0 && hooks.reported < epochs {
+        // Resumed from the checkpoint written after the final epoch: this
+        // attempt trained nothing, yet the coordinator decides only from the
+        // statistics of the attempt that succeeds. They are the restored
+        // model's (the checkpoint was written after they were taken), already
+        // in statistics.jsonl, so they are only reported again.
+        ctx.sink.emit(&Event::Statistics(statistics(hooks.model, epochs)?));
+    }
+    Ok(summary)
 }
 
 /// The knockoff step and its score statistics, as hooks of the shared epoch loop.
@@ -103,6 +113,8 @@ pub struct KnockoffHooks<'m> {
     model: &'m mut ResNet,
     optimizer: Optimizer,
     trainable: Vec<Tensor>,
+    /// The last epoch whose statistics this run reported (0: none).
+    reported: u32,
 }
 
 impl<'m> KnockoffHooks<'m> {
@@ -122,7 +134,14 @@ impl<'m> KnockoffHooks<'m> {
         let trainable: Vec<Tensor> = betas.iter().map(|(_, t)| t.shallow_clone()).collect();
         let rule = Rule::Adam { beta1: spec.betas.0, beta2: spec.betas.1, eps: 1e-8, weight_decay: 0.0 };
         let optimizer = Optimizer::new(rule, betas.into_iter().map(|(n, t)| (n, t, false)).collect());
-        Ok(Self { knockoffs: Knockoffs::from_spec(&spec.source, device)?, spec, model, optimizer, trainable })
+        Ok(Self {
+            knockoffs: Knockoffs::from_spec(&spec.source, device)?,
+            spec,
+            model,
+            optimizer,
+            trainable,
+            reported: 0,
+        })
     }
 }
 
@@ -163,6 +182,7 @@ impl StageHooks for KnockoffHooks<'_> {
     }
 
     fn epoch_end(&mut self, ctx: &mut StageContext<'_>, epoch: u32) -> Result<()> {
+        self.reported = epoch;
         if ctx.replicas.rank() != 0 {
             return Ok(());
         }

@@ -199,7 +199,9 @@ pub fn run_epochs(
         });
         save(ctx, stage, vs, hooks.optimizer(), pos)?;
     }
-    if cfg.epochs == 0 {
+    // No epoch ran here (none asked for, or resumed after the last one): the
+    // summary is still the model's, not zeros.
+    if pos.global_step == steps_at_start && pos.epoch >= cfg.epochs {
         last = evaluate(ctx, stage, hooks.model(), test)?;
     }
     Ok(last)

@@ -120,4 +120,23 @@ fn resumed_knockoff_repeats_the_uninterrupted_losses_and_betas() {
         &whole_dir.path().join("knockoff/model.safetensors"),
         &dir.path().join("knockoff/model.safetensors"),
     );
+
+    // Resumed from the checkpoint written after the last epoch (a retry of an
+    // attempt that failed after it), the stage trains nothing but still
+    // reports the final statistics and a real evaluation: the coordinator
+    // decides only from the attempt that succeeds.
+    let after_end = tempfile::tempdir().unwrap();
+    interrupted_copy(whole_dir.path(), after_end.path(), "knockoff", "knockoff-step-00000008");
+    let (result, resumed) = run_stage(&knockoff_spec(after_end.path()), true, knockoff::run);
+    let report = result.unwrap();
+    assert!(step_losses(&resumed).is_empty(), "nothing left to train");
+    let reported: Vec<_> = resumed
+        .iter()
+        .filter_map(|e| match e {
+            Event::Statistics(stats) => Some(stats.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reported, [last(whole_dir.path())], "the final epoch's statistics, reported again");
+    assert!(report.after.samples > 0 && report.after.loss > 0.0, "evaluated, not zeros: {:?}", report.after);
 }
