@@ -8,7 +8,6 @@
 //! longer knows is re-attached when its workers report the ranks alive, and
 //! otherwise failed and retried.
 
-pub mod artifacts;
 pub mod decide;
 pub mod links;
 pub mod placement;
@@ -21,16 +20,14 @@ use std::time::Duration;
 
 use scop_core::job_dir::JobDir;
 use scop_core::spec::{DeviceKind, JobSpec};
-use scop_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-pub use self::artifacts::{ArtifactStore, LocalArtifacts};
 pub use self::links::WorkerLinks;
 pub use self::reports::RankReport;
 pub use self::wake::Wake;
-use crate::api::convert;
-use crate::domain::{Attempt, Job, JobState, NewAttempt, Stage, WorkerState};
+use crate::artifacts::{ArtifactStore, LocalArtifacts};
+use crate::domain::{Assignment, Attempt, Job, JobState, NewAttempt, Stage, WorkerCommand, WorkerState};
 use crate::error::{Error, Result};
 use crate::shutdown::Shutdown;
 use crate::store::{AttemptOutcome, Store, now_ms};
@@ -258,32 +255,22 @@ impl Scheduler {
         };
         let solo = (attempt.world_size == 1).then(|| rendezvous::single(&job_token));
         for rank in &attempt.ranks {
-            let assign = pb::AssignTask {
+            let assign = Assignment {
                 task_id: rank.task_id.clone(),
                 job_id: job.id.clone(),
-                stage: convert::stage(attempt.stage) as i32,
+                stage: attempt.stage,
                 spec_yaml: job.spec_yaml.clone(),
                 rank: rank.rank,
                 world_size: attempt.world_size,
-                rendezvous_json: solo
-                    .as_ref()
-                    .map(|r| serde_json::to_string(r).unwrap_or_default())
-                    .unwrap_or_default(),
-                resume_from: attempt.resume_from.clone().unwrap_or_default(),
+                rendezvous: solo.clone(),
+                resume_from: attempt.resume_from.clone(),
                 attempt: attempt.number,
-                checkpoint_dir: output.display().to_string(),
-                device: Some(pb::Device {
-                    kind: match kind {
-                        DeviceKind::Cpu => "cpu".into(),
-                        DeviceKind::Cuda => "cuda".into(),
-                    },
-                    index: rank.device_index,
-                    name: String::new(),
-                    memory_bytes: 0,
-                }),
+                checkpoint_dir: output.clone(),
+                device: kind,
+                device_index: rank.device_index,
                 plan_json: plan_json.clone(),
             };
-            if !self.links.send(&rank.worker_id, pb::coordinator_message::Kind::Assign(assign)) {
+            if !self.links.send(&rank.worker_id, WorkerCommand::Assign(assign)) {
                 let reason =
                     format!("worker {} is unreachable; rank {} was not assigned", rank.worker_id, rank.rank);
                 self.fail(attempt, reason).await?;
@@ -421,8 +408,8 @@ impl Scheduler {
 
     fn cancel_ranks(&self, attempt: &Attempt, reason: &str) {
         for rank in &attempt.ranks {
-            let cancel = pb::CancelTask { task_id: rank.task_id.clone(), reason: reason.to_owned() };
-            self.links.send(&rank.worker_id, pb::coordinator_message::Kind::Cancel(cancel));
+            let cancel = WorkerCommand::Cancel { task_id: rank.task_id.clone(), reason: reason.to_owned() };
+            self.links.send(&rank.worker_id, cancel);
         }
     }
 }
