@@ -43,7 +43,7 @@ pub fn command(command: WorkerCommand) -> pb::CoordinatorMessage {
                 name: String::new(),
                 memory_bytes: 0,
             }),
-            plan_json: a.plan_json,
+            plan_json: a.plan.map(|plan| plan.to_json()).unwrap_or_default(),
         }),
         WorkerCommand::Rendezvous { task_id, record } => {
             Kind::Rendezvous(pb::RendezvousRecord { task_id, rendezvous_json: json(&record) })

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use scop_core::plan::Plan;
 use scop_core::rendezvous::Rendezvous;
 use scop_core::spec::DeviceKind;
 
@@ -13,8 +14,8 @@ use super::Stage;
 /// One message for one worker.
 #[derive(Debug, Clone)]
 pub enum WorkerCommand {
-    /// Run one rank of a stage.
-    Assign(Assignment),
+    /// Run one rank of a stage (boxed: it carries the spec and the plan).
+    Assign(Box<Assignment>),
     /// The rendezvous record an assigned rank was waiting for.
     Rendezvous { task_id: String, record: Rendezvous },
     /// Stop a rank.
@@ -41,6 +42,6 @@ pub struct Assignment {
     pub checkpoint_dir: PathBuf,
     pub device: DeviceKind,
     pub device_index: u32,
-    /// The persisted plan (`plan.json`) for the stages after `decide`; empty before.
-    pub plan_json: String,
+    /// The plan `decide` persisted, for the stages after it; none before.
+    pub plan: Option<Plan>,
 }

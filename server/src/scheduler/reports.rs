@@ -1,8 +1,6 @@
 //! What ranks report that moves the scheduler: finish, failure, rendezvous
 //! parts, and the ranks a reconnecting worker still runs.
 
-use scop_core::spec::JobSpec;
-
 use super::{Scheduler, rendezvous};
 use crate::domain::{Artifact, AttemptState, WorkerCommand};
 use crate::error::{Error, Result};
@@ -195,7 +193,7 @@ impl Scheduler {
             self.store.mark_attempt_running(attempt_id).await?;
         }
         let job = self.store.get_job(&attempt.job_id).await?;
-        let spec = JobSpec::from_yaml(&job.spec_yaml).ok();
+        let spec = self.spec_of(&job).ok();
         let kind = spec.as_ref().map_or(scop_core::spec::DeviceKind::Cpu, |s| s.resources.device);
         self.track(attempt, kind, String::new(), spec.and_then(|s| s.resources.stage_timeout));
         Ok(())
