@@ -38,15 +38,6 @@ impl Relay {
                 allreduce_seconds,
                 ..
             } => {
-                // Trainers that do not time their steps leave 0; derive it from the ETA then.
-                let remaining = u64::from(epochs.saturating_sub(epoch)) * steps + steps.saturating_sub(step);
-                let step_seconds = if step_seconds > 0.0 {
-                    step_seconds
-                } else if remaining > 0 {
-                    eta_seconds / remaining as f64
-                } else {
-                    0.0
-                };
                 Some(Kind::Progress(pb::TaskProgress {
                     epoch,
                     step,
@@ -57,6 +48,8 @@ impl Relay {
                     epochs,
                     step_seconds,
                     allreduce_seconds,
+                    // The trainer's own estimate, carried as it is: nobody computes it again.
+                    eta_seconds,
                 }))
             }
             Event::Statistics(stats) => Some(Kind::Statistics(pb::ScoreStatistics {
@@ -193,12 +186,12 @@ mod tests {
             panic!("not progress")
         };
         assert_eq!((p.epoch, p.step, p.steps, p.loss), (1, 5, 10, 0.5));
-        // Untimed: 15 steps remain (5 of this epoch, 10 of the next), 2 s each.
-        assert_eq!((p.step_seconds, p.allreduce_seconds), (2.0, 0.0));
+        // The trainer's ETA travels unchanged; an untimed trainer's step time stays 0.
+        assert_eq!((p.eta_seconds, p.step_seconds, p.allreduce_seconds), (30.0, 0.0, 0.0));
         let timed =
             progress.replace(r#""lr":0.1"#, r#""lr":0.1,"step_seconds":0.5,"allreduce_seconds":0.125"#);
         let Some(pb::task_event::Kind::Progress(p)) = relay.translate(&timed) else { panic!("not progress") };
-        assert_eq!((p.step_seconds, p.allreduce_seconds), (0.5, 0.125));
+        assert_eq!((p.eta_seconds, p.step_seconds, p.allreduce_seconds), (30.0, 0.5, 0.125));
         let checkpoint =
             r#"{"type":"checkpoint_written","stage":"knockoff","path":"out/knockoff/checkpoints/step-5"}"#;
         assert_eq!(

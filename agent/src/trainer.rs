@@ -66,11 +66,13 @@ pub fn stage_of(stage: pb::Stage) -> Option<Stage> {
 
 /// The child's command line. The rendezvous record, which carries the job
 /// token, is passed as the path of a file only the agent's user can read,
-/// never inline: argv is visible to every user through `ps`.
+/// never inline: argv is visible to every user through `ps`. `plan_path` is
+/// the assignment's plan, written beside the spec, for the stages after decide.
 pub fn command_line(
     launch: &RankLaunch,
     spec_path: &Path,
     rendezvous_path: &Path,
+    plan_path: Option<&Path>,
 ) -> Result<Vec<String>, String> {
     let task = &launch.task;
     let stage = stage_of(task.stage()).ok_or_else(|| format!("task {}: no stage", task.task_id))?;
@@ -91,6 +93,9 @@ pub fn command_line(
     ];
     if !task.resume_from.is_empty() {
         args.push("--resume".into());
+    }
+    if let Some(plan) = plan_path {
+        args.extend(["--plan".into(), plan.display().to_string()]);
     }
     if launch.threads > 0 {
         args.extend(["--threads".into(), launch.threads.to_string()]);
@@ -142,7 +147,15 @@ where
     let rendezvous_path = scratch.join("rendezvous.json");
     write_private(&rendezvous_path, launch.rendezvous_json.as_bytes())
         .map_err(|e| format!("{}: {e}", rendezvous_path.display()))?;
-    let args = command_line(launch, &spec_path, &rendezvous_path)?;
+    // The plan travels with the assignment: the rank reads this copy, not the shared volume's.
+    let plan_path = if launch.task.plan_json.is_empty() {
+        None
+    } else {
+        let path = scratch.join(scop_core::job_dir::PLAN_FILE);
+        std::fs::write(&path, &launch.task.plan_json).map_err(|e| format!("{}: {e}", path.display()))?;
+        Some(path)
+    };
+    let args = command_line(launch, &spec_path, &rendezvous_path, plan_path.as_deref())?;
     let mut child = Command::new(&launch.worker_bin)
         .args(&args)
         .stdin(Stdio::null())
@@ -255,7 +268,8 @@ mod tests {
 
     #[test]
     fn the_child_gets_the_rank_contract() {
-        let args = command_line(&launch("w", "ckpt"), Path::new("s.yaml"), Path::new("r.json")).unwrap();
+        let args =
+            command_line(&launch("w", "ckpt"), Path::new("s.yaml"), Path::new("r.json"), None).unwrap();
         assert_eq!(
             args.join(" "),
             "rank --spec s.yaml --stage knockoff --rank 1 --world 2 --rendezvous r.json --output out --resume --threads 2"
@@ -263,8 +277,12 @@ mod tests {
         // A GPU rank is told its device, which a one-rank group's record does not carry.
         let mut gpu = launch("w", "");
         gpu.task.device = Some(pb::Device { kind: "cuda".into(), index: 1, ..Default::default() });
-        let args = command_line(&gpu, Path::new("s.yaml"), Path::new("r.json")).unwrap();
+        let args = command_line(&gpu, Path::new("s.yaml"), Path::new("r.json"), None).unwrap();
         assert!(args.join(" ").ends_with("--threads 2 --device 1"), "{args:?}");
+        // A stage after decide is handed the assignment's plan.
+        let args =
+            command_line(&gpu, Path::new("s.yaml"), Path::new("r.json"), Some(Path::new("p.json"))).unwrap();
+        assert!(args.join(" ").contains("--output out --plan p.json --threads 2"), "{args:?}");
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 //! on worker ranks; `server` wires the ports together.
 
 pub mod api;
+pub mod artifacts;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -19,10 +19,11 @@ use crate::api::auth::{BearerAuth, ClientAuth, Credentials, TokenSet};
 use crate::api::grpc_metrics::GrpcMetricsLayer;
 use crate::api::job_service::{JobApi, Tenancy};
 use crate::api::worker_service::{self, WorkerApi};
+use crate::artifacts::LocalArtifacts;
 use crate::config::{Config, TlsFiles};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::scheduler::{self, LocalArtifacts, Scheduler, WorkerLinks};
+use crate::scheduler::{self, Scheduler, WorkerLinks};
 use crate::shutdown::{self, Shutdown};
 use crate::store::Store;
 
@@ -265,13 +266,25 @@ fn tls(files: &TlsFiles) -> Result<ServerTlsConfig> {
     Ok(ServerTlsConfig::new().identity(Identity::from_pem(read(&files.cert)?, read(&files.key)?)))
 }
 
-fn reflection() -> Result<
+/// The reflection service of a port, listing only `services` (the port's own)
+/// besides health and reflection: each port describes what it answers.
+fn reflection(
+    services: &[&str],
+) -> Result<
     tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
 > {
-    Ok(tonic_reflection::server::Builder::configure()
+    use tonic::server::NamedService;
+    use tonic_health::pb::health_server::HealthServer;
+    use tonic_reflection::pb::v1::server_reflection_server::ServerReflectionServer;
+    let mut builder = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(scop_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    let health = <HealthServer<tonic_health::server::HealthService> as NamedService>::NAME;
+    let reflection = <ServerReflectionServer<()> as NamedService>::NAME;
+    for name in services.iter().copied().chain([health, reflection]) {
+        builder = builder.with_service_name(name);
+    }
+    Ok(builder.build_v1()?)
 }
 
 /// Accepted connections with Nagle's algorithm off: small gRPC frames (a job,
@@ -304,7 +317,7 @@ async fn serve_public(
     let router = builder
         .layer(GrpcMetricsLayer::new(metrics))
         .add_service(health_service)
-        .add_service(reflection()?)
+        .add_service(reflection(&[<JobServiceServer<JobApi> as tonic::server::NamedService>::NAME])?)
         .add_service(InterceptedService::new(jobs, ClientAuth::new(credentials)));
     Ok(async move {
         router.serve_with_incoming_shutdown(incoming(listener), wait(down)).await?;
@@ -332,7 +345,7 @@ async fn serve_worker(
     let router = builder
         .layer(GrpcMetricsLayer::new(metrics))
         .add_service(health_service)
-        .add_service(reflection()?)
+        .add_service(reflection(&[<WorkerServiceServer<WorkerApi> as tonic::server::NamedService>::NAME])?)
         .add_service(InterceptedService::new(workers, BearerAuth::new(tokens)));
     Ok(async move {
         router.serve_with_incoming_shutdown(incoming(listener), wait(down)).await?;

@@ -120,8 +120,8 @@ impl TestServer {
 
     /// The directory of `job_id`'s files in the artifact store.
     pub fn job_dir(&self, job_id: &str) -> PathBuf {
-        use crate::scheduler::ArtifactStore;
-        crate::scheduler::LocalArtifacts::new(self.config.artifacts_dir()).job_dir(job_id)
+        use crate::artifacts::ArtifactStore;
+        crate::artifacts::LocalArtifacts::new(self.config.artifacts_dir()).job_dir(job_id)
     }
 
     pub async fn channel(addr: SocketAddr) -> Channel {

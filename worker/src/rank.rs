@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use scop_core::plan::Plan;
 use scop_core::rendezvous::{BackendRendezvous, Rendezvous};
 use scop_core::spec::JobSpec;
 use scop_core::stage::Stage;
@@ -37,7 +38,7 @@ pub struct RankArgs {
     /// The job spec (YAML or JSON); relative paths in it resolve against its directory.
     #[arg(long)]
     pub spec: PathBuf,
-    /// The stage to run: pretrain, knockoff, finetune (reads <output>/plan.json) or
+    /// The stage to run: pretrain, knockoff, finetune (prunes by the plan) or
     /// export (rank 0 exports, other ranks only join and leave).
     #[arg(long, value_parser = rank_stage)]
     pub stage: Stage,
@@ -58,6 +59,10 @@ pub struct RankArgs {
     /// Continue the stage from its latest checkpoint in the output directory.
     #[arg(long)]
     pub resume: bool,
+    /// The pruning plan (JSON) for finetune and export, as the coordinator
+    /// handed it with the assignment; default: <output>/plan.json.
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
     /// Intra-op CPU threads of this rank; 0 uses every core.
     #[arg(long, default_value_t = 0)]
     pub threads: u32,
@@ -76,6 +81,9 @@ pub struct RankArgs {
 pub enum Error {
     #[error("{path}: {message}")]
     Spec { path: PathBuf, message: String },
+    /// The plan given with `--plan`, which the message names.
+    #[error("{0}")]
+    Plan(String),
     #[error("rendezvous {source_name}: {message}")]
     Rendezvous { source_name: String, message: String },
     #[error("rank {rank} of {world}: joining the collective group: {source}")]
@@ -142,6 +150,7 @@ pub fn run_rank(args: &RankArgs) -> Result<RankOutcome> {
     if let Some(dir) = &args.output {
         spec.output.dir = dir.clone();
     }
+    let plan = args.plan.as_deref().map(read_plan).transpose()?;
     let mut rendezvous = read_rendezvous(&args.rendezvous)?;
     // The spec's timeouts govern a job's ranks, whoever made the record (the local
     // launcher or the coordinator).
@@ -180,7 +189,7 @@ pub fn run_rank(args: &RankArgs) -> Result<RankOutcome> {
     let mut replicas = GroupReplicas::new(group);
     let mut sink = JsonLinesStdout;
     let started = Instant::now();
-    run_stage(args.stage, &spec, device, &mut replicas, &mut sink, args.resume).map_err(in_stage)?;
+    run_stage(args.stage, &spec, device, &mut replicas, &mut sink, args.resume, plan).map_err(in_stage)?;
     sink.emit(&Event::StageFinished {
         stage: args.stage.as_str().to_owned(),
         seconds: started.elapsed().as_secs_f64(),
@@ -197,7 +206,14 @@ pub fn run_rank(args: &RankArgs) -> Result<RankOutcome> {
     Ok(outcome)
 }
 
-/// Runs one stage with the given replicas and sink.
+/// The plan handed to a rank (`--plan`), checked as the job directory's would be.
+pub fn read_plan(path: &std::path::Path) -> Result<Plan> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Plan(format!("{}: {e}", path.display())))?;
+    Plan::from_json(&text, &path.display().to_string()).map_err(|e| Error::Plan(e.to_string()))
+}
+
+/// Runs one stage with the given replicas and sink; `plan` is the one handed
+/// to the rank, if any (else the stages after decide read the job directory's).
 pub fn run_stage(
     stage: Stage,
     spec: &JobSpec,
@@ -205,8 +221,10 @@ pub fn run_stage(
     replicas: &mut dyn crate::stages::parallel::Replicas,
     sink: &mut dyn EventSink,
     resume: bool,
+    plan: Option<Plan>,
 ) -> crate::stages::Result<()> {
     let mut ctx = StageContext::new(spec, device, replicas, sink, resume);
+    ctx.plan = plan;
     match stage {
         Stage::Pretrain => {
             pretrain::run(&mut ctx)?;
@@ -218,7 +236,7 @@ pub fn run_stage(
             return Err(crate::stages::Error::Input(DECIDE_ON_A_RANK.to_owned()));
         }
         Stage::Finetune => {
-            let plan = ctx.layout.read_plan()?;
+            let plan = ctx.plan()?;
             finetune::run(&mut ctx, &plan)?;
         }
         Stage::Export => {

@@ -54,7 +54,7 @@ impl Runner {
         match self {
             Runner::InProcess { device } => {
                 let started = Instant::now();
-                run_stage(stage, spec, *device, &mut Single, sink, resume)?;
+                run_stage(stage, spec, *device, &mut Single, sink, resume, None)?;
                 sink.emit(&Event::StageFinished {
                     stage: stage.as_str().to_owned(),
                     seconds: started.elapsed().as_secs_f64(),

@@ -3,6 +3,10 @@
 //!
 //! - Stage names and job-directory file names are written only in `scop-core`
 //!   (`stage.rs`, `job_dir.rs`); everyone else uses `Stage` and `JobDir`.
+//! - The coordinator's inside (`scheduler/`, `domain/`, `store/`, `users/`, the
+//!   artifact store and liveness) knows no protocol: no `pb::` type, no
+//!   `scop_proto`, no `tonic`, tests included. The scheduler sends domain
+//!   commands; `server/src/api/` converts at the edge.
 //!
 //! Only library and binary code is scanned: a file's `#[cfg(test)]` module (by
 //! convention its last item), `tests/` and `benches/` may spell names out, since
@@ -30,6 +34,19 @@ const JOB_DIR_FILES: [&str; 11] = [
     "job-spec.json",
 ];
 
+/// Where protocol types must not appear (folders and files), and the words that
+/// would bring them in.
+const PROTOCOL_FREE: [&str; 7] = [
+    "server/src/scheduler",
+    "server/src/domain",
+    "server/src/store",
+    "server/src/users",
+    "server/src/users.rs",
+    "server/src/artifacts.rs",
+    "server/src/liveness.rs",
+];
+const PROTOCOL_WORDS: [&str; 3] = ["pb::", "scop_proto", "tonic"];
+
 /// The crates that must take the vocabulary from `scop-core` (which writes it,
 /// and whose spec validation names the `pretrain` and `finetune` sections).
 const CRATES: [&str; 5] = ["connect", "server", "agent", "worker", "client"];
@@ -45,10 +62,22 @@ pub fn run() -> anyhow::Result<()> {
             problems.extend(check_file(&relative, &text));
         }
     }
+    for place in PROTOCOL_FREE {
+        for file in rust_files(&root.join(place))? {
+            let relative = file.strip_prefix(&root).unwrap_or(&file).to_string_lossy().replace('\\', "/");
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            problems.extend(check_protocol_free(&relative, &text));
+        }
+    }
     if !problems.is_empty() {
         bail!("architecture check failed ({} findings):\n  {}", problems.len(), problems.join("\n  "));
     }
-    eprintln!("check-architecture: stage and job-directory file names are written only in core");
+    eprintln!(
+        "check-architecture: stage and job-directory file names are written only in core; \
+         no protocol type in {}",
+        PROTOCOL_FREE.join(", ")
+    );
     Ok(())
 }
 
@@ -73,6 +102,31 @@ fn check_file(path: &str, text: &str) -> Vec<String> {
     found
 }
 
+/// The lines of a protocol-free file that name the protocol, comments aside.
+fn check_protocol_free(path: &str, text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or("");
+        for word in PROTOCOL_WORDS {
+            if contains_word(code, word) {
+                found.push(format!(
+                    "{path}:{}: protocol type `{word}` inside the coordinator (use domain types, \
+                     such as the scheduler's WorkerCommand; server/src/api/ converts)",
+                    index + 1
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// Whether `word` starts an identifier in `code` (so `tonic` is found in
+/// `use tonic::Status` but not in `monotonic`).
+fn contains_word(code: &str, word: &str) -> bool {
+    code.match_indices(word)
+        .any(|(at, _)| !code[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_'))
+}
+
 /// The contents of the plain string literals on one line (no raw strings, no escapes).
 fn string_literals(code: &str) -> Vec<&str> {
     let mut literals = Vec::new();
@@ -86,7 +140,11 @@ fn string_literals(code: &str) -> Vec<&str> {
     literals
 }
 
+/// The `.rs` files under `dir`, sorted; `dir` itself when it is a file.
 fn rust_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if dir.is_file() {
+        return Ok(vec![dir.to_path_buf()]);
+    }
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
@@ -131,6 +189,30 @@ mod tests {
             &[],
         );
         check("client/src/x.rs", "format!(\"{}/exported\", \"knock\")\n", &[]);
+    }
+
+    #[test]
+    fn protocol_types_in_the_scheduler_are_found_even_in_tests() {
+        let text = "use crate::domain::WorkerCommand; // not pb:: here\n#[cfg(test)]\nfn t() { let _ = pb::CancelTask::default(); }\nuse tonic::Status;\n";
+        let found = check_protocol_free("server/src/scheduler/x.rs", text);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].starts_with("server/src/scheduler/x.rs:3: protocol type `pb::`"), "{found:?}");
+        assert!(found[1].starts_with("server/src/scheduler/x.rs:4: protocol type `tonic`"), "{found:?}");
+        let clean =
+            "let c = WorkerCommand::Cancel;\nlet t = Instant::now(); // monotonic\nlet monotonic = 1;\n";
+        assert_eq!(check_protocol_free("server/src/scheduler/x.rs", clean), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_coordinator_inside_is_protocol_free_today() {
+        for place in PROTOCOL_FREE {
+            let files = rust_files(&workspace_root().join(place)).unwrap();
+            assert!(!files.is_empty(), "{place} has no Rust file: the list is out of date");
+            for file in files {
+                let text = std::fs::read_to_string(&file).unwrap();
+                assert_eq!(check_protocol_free(&file.display().to_string(), &text), Vec::<String>::new());
+            }
+        }
     }
 
     #[test]

@@ -35,6 +35,7 @@ async fn watch_resumes_after_the_coordinator_restarts() {
             epochs: 1,
             step_seconds: 0.1,
             allreduce_seconds: 0.0,
+            eta_seconds: 1.0,
         })
     };
     worker.send(&knockoff, progress(1)).await;

@@ -5,7 +5,7 @@ use scop_proto::v1 as pb;
 
 use crate::domain::{
     Artifact, Device, EventKind, Job, JobEvent, JobState, Plan, Stage, StateKind, UnitStatistics, Worker,
-    WorkerHello, WorkerState,
+    WorkerCommand, WorkerHello, WorkerState,
 };
 
 pub fn stage(stage: Stage) -> pb::Stage {
@@ -16,6 +16,41 @@ pub fn stage(stage: Stage) -> pb::Stage {
         Stage::Finetune => pb::Stage::Finetune,
         Stage::Export => pb::Stage::Export,
     }
+}
+
+/// A scheduler command as the message on the worker's stream.
+pub fn command(command: WorkerCommand) -> pb::CoordinatorMessage {
+    use pb::coordinator_message::Kind;
+    let json = |record: &scop_core::rendezvous::Rendezvous| serde_json::to_string(record).unwrap_or_default();
+    let kind = match command {
+        WorkerCommand::Assign(a) => Kind::Assign(pb::AssignTask {
+            task_id: a.task_id,
+            job_id: a.job_id,
+            stage: stage(a.stage) as i32,
+            spec_yaml: a.spec_yaml,
+            rank: a.rank,
+            world_size: a.world_size,
+            rendezvous_json: a.rendezvous.as_ref().map(json).unwrap_or_default(),
+            resume_from: a.resume_from.unwrap_or_default(),
+            attempt: a.attempt,
+            checkpoint_dir: a.checkpoint_dir.display().to_string(),
+            device: Some(pb::Device {
+                kind: match a.device {
+                    scop_core::spec::DeviceKind::Cpu => "cpu".into(),
+                    scop_core::spec::DeviceKind::Cuda => "cuda".into(),
+                },
+                index: a.device_index,
+                name: String::new(),
+                memory_bytes: 0,
+            }),
+            plan_json: a.plan.map(|plan| plan.to_json()).unwrap_or_default(),
+        }),
+        WorkerCommand::Rendezvous { task_id, record } => {
+            Kind::Rendezvous(pb::RendezvousRecord { task_id, rendezvous_json: json(&record) })
+        }
+        WorkerCommand::Cancel { task_id, reason } => Kind::Cancel(pb::CancelTask { task_id, reason }),
+    };
+    pb::CoordinatorMessage { kind: Some(kind) }
 }
 
 fn stage_or_unspecified(value: Option<Stage>) -> i32 {

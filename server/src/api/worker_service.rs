@@ -14,10 +14,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
-use crate::domain::{EventKind, Progress, UnitStatistics};
+use crate::domain::{EventKind, Progress, UnitStatistics, WorkerCommand};
 use crate::error::{Error, Result};
 use crate::liveness::Heard;
 use crate::metrics::Metrics;
+use crate::scheduler::links::CommandSink;
 use crate::scheduler::{RankReport, Wake, WorkerLinks};
 use crate::shutdown::Shutdown;
 use crate::store::{Applied, Store, TaskEffect};
@@ -83,7 +84,7 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
             .send(Ok(pb::CoordinatorMessage { kind: Some(pb::coordinator_message::Kind::Welcome(welcome)) }))
             .await
             .map_err(|_| Status::cancelled("the worker left before Welcome"))?;
-        let generation = self.link.links.attach(&worker.id, outbox.clone());
+        let generation = self.link.links.attach(&worker.id, std::sync::Arc::new(StreamSink(outbox.clone())));
         self.link.scheduler.wake();
         if !running.is_empty() {
             let _ = self.link.reports.send(RankReport::Alive { task_ids: running }).await;
@@ -97,6 +98,17 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
             self.shutdown.clone(),
         ));
         Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+}
+
+/// A worker stream's sending half as the scheduler sees it: its commands are
+/// converted to `scop.v1` here, at the edge.
+#[derive(Debug)]
+struct StreamSink(mpsc::Sender<Result<pb::CoordinatorMessage, Status>>);
+
+impl CommandSink for StreamSink {
+    fn offer(&self, command: WorkerCommand) -> bool {
+        self.0.try_send(Ok(convert::command(command))).is_ok()
     }
 }
 
@@ -256,8 +268,7 @@ async fn record_task_event(
     let mut report = None;
     let effect = match event.kind {
         Some(Kind::Progress(p)) if rank == 0 => {
-            let remaining_steps =
-                u64::from(p.epochs.saturating_sub(p.epoch)) * p.steps + p.steps.saturating_sub(p.step);
+            // The ETA is the trainer's, carried as it is.
             let progress = Progress {
                 stage: attempt.stage,
                 epoch: p.epoch,
@@ -267,7 +278,7 @@ async fn record_task_event(
                 loss: p.loss,
                 accuracy: p.accuracy,
                 samples_per_second: p.samples_per_second,
-                eta_seconds: remaining_steps as f64 * p.step_seconds,
+                eta_seconds: p.eta_seconds,
             };
             link.metrics.observe_progress(&attempt.job_id, &progress, p.step_seconds, p.allreduce_seconds);
             TaskEffect::Event { job_id: attempt.job_id.clone(), kind: EventKind::Progress(progress) }

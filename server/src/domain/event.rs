@@ -111,6 +111,7 @@ pub struct Progress {
     pub loss: f64,
     pub accuracy: f64,
     pub samples_per_second: f64,
+    /// Seconds the stage has left, as the trainer estimated it.
     pub eta_seconds: f64,
 }
 

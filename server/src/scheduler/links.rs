@@ -1,15 +1,22 @@
 //! The open Connect streams of worker agents, by worker id: how the scheduler
-//! sends assignments, rendezvous records and cancellations.
+//! sends assignments, rendezvous records and cancellations. It sends domain
+//! [`WorkerCommand`]s; the worker port's sink turns them into `scop.v1`
+//! messages, so no protocol type reaches the scheduler.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use scop_proto::v1 as pb;
-use tokio::sync::mpsc;
-use tonic::Status;
+use crate::domain::WorkerCommand;
+
+/// Where a worker's commands go: its stream's sending half, behind the
+/// conversion the worker port does.
+pub trait CommandSink: std::fmt::Debug + Send + Sync {
+    /// Queues `command` without waiting; false when the stream is closed or full.
+    fn offer(&self, command: WorkerCommand) -> bool;
+}
 
 /// A worker stream's sending half.
-pub type Outbox = mpsc::Sender<Result<pb::CoordinatorMessage, Status>>;
+pub type Outbox = Arc<dyn CommandSink>;
 
 /// Registry of connected workers' outboxes. A reconnecting worker replaces its
 /// old stream; the old session's detach then leaves the new one in place.
@@ -47,9 +54,9 @@ impl WorkerLinks {
 
     /// Queues `message` for `worker_id`; false when it has no open stream or
     /// its outbox is full (the caller treats the rank as unreachable).
-    pub fn send(&self, worker_id: &str, message: pb::coordinator_message::Kind) -> bool {
+    pub fn send(&self, worker_id: &str, command: WorkerCommand) -> bool {
         let Some(outbox) = self.lock().get(worker_id).map(|(_, o)| o.clone()) else { return false };
-        outbox.try_send(Ok(pb::CoordinatorMessage { kind: Some(message) })).is_ok()
+        outbox.offer(command)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Outbox)>> {
@@ -61,10 +68,18 @@ impl WorkerLinks {
 
 #[cfg(test)]
 mod tests {
+    use tokio::sync::mpsc;
+
     use super::*;
 
-    fn cancel() -> pb::coordinator_message::Kind {
-        pb::coordinator_message::Kind::Cancel(pb::CancelTask { task_id: "t".into(), reason: "r".into() })
+    impl CommandSink for mpsc::Sender<WorkerCommand> {
+        fn offer(&self, command: WorkerCommand) -> bool {
+            self.try_send(command).is_ok()
+        }
+    }
+
+    fn cancel() -> WorkerCommand {
+        WorkerCommand::Cancel { task_id: "t".into(), reason: "r".into() }
     }
 
     #[test]
@@ -72,13 +87,13 @@ mod tests {
         let links = WorkerLinks::default();
         assert!(!links.send("w", cancel()));
         assert!(!links.is_attached("w"));
-        let (old, _old_rx) = mpsc::channel(1);
-        let (new, mut new_rx) = mpsc::channel(1);
-        let first = links.attach("w", old);
-        links.attach("w", new);
+        let (old, _old_rx) = mpsc::channel::<WorkerCommand>(1);
+        let (new, mut new_rx) = mpsc::channel::<WorkerCommand>(1);
+        let first = links.attach("w", Arc::new(old));
+        links.attach("w", Arc::new(new));
         assert!(!links.detach("w", first), "the old stream is no longer current");
         assert!(links.is_attached("w"));
         assert!(links.send("w", cancel()));
-        assert!(new_rx.try_recv().is_ok());
+        assert!(matches!(new_rx.try_recv(), Ok(WorkerCommand::Cancel { task_id, .. }) if task_id == "t"));
     }
 }

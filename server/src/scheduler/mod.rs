@@ -8,7 +8,6 @@
 //! longer knows is re-attached when its workers report the ranks alive, and
 //! otherwise failed and retried.
 
-pub mod artifacts;
 pub mod decide;
 pub mod links;
 pub mod placement;
@@ -17,20 +16,19 @@ mod reports;
 pub mod wake;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use scop_core::job_dir::JobDir;
 use scop_core::spec::{DeviceKind, JobSpec};
-use scop_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-pub use self::artifacts::{ArtifactStore, LocalArtifacts};
 pub use self::links::WorkerLinks;
 pub use self::reports::RankReport;
 pub use self::wake::Wake;
-use crate::api::convert;
-use crate::domain::{Attempt, Job, JobState, NewAttempt, Stage, WorkerState};
+use crate::artifacts::{ArtifactStore, LocalArtifacts};
+use crate::domain::{Assignment, Attempt, Job, JobState, NewAttempt, Stage, WorkerCommand, WorkerState};
 use crate::error::{Error, Result};
 use crate::shutdown::Shutdown;
 use crate::store::{AttemptOutcome, Store, now_ms};
@@ -74,6 +72,9 @@ pub struct Scheduler {
     wake: Wake,
     /// Tasks of tracked attempts missing from their worker's last heartbeats, with the count.
     missing: HashMap<String, u32>,
+    /// The parsed specs of the jobs being moved, by job id: a spec (validated
+    /// at submission) is parsed once by this process, not on every pass.
+    specs: HashMap<String, Arc<JobSpec>>,
 }
 
 impl Scheduler {
@@ -96,6 +97,7 @@ impl Scheduler {
             grace_until: Instant::now() + grace,
             wake,
             missing: HashMap::new(),
+            specs: HashMap::new(),
         })
     }
 
@@ -190,6 +192,10 @@ impl Scheduler {
             candidates.extend(self.store.queued_jobs().await?);
         }
         candidates.sort_by_key(|j| std::cmp::Reverse(j.priority));
+        // Specs of jobs that are neither live nor waiting here any more are dropped.
+        let moving: HashSet<&str> =
+            live.iter().map(|a| a.job_id.as_str()).chain(candidates.iter().map(|j| j.id.as_str())).collect();
+        self.specs.retain(|id, _| moving.contains(id.as_str()));
         let mut free = live.clone();
         for job in candidates {
             if let Some(attempt) = self.advance(&job, &workers, &free).await? {
@@ -207,7 +213,7 @@ impl Scheduler {
         workers: &[crate::domain::Worker],
         live: &[Attempt],
     ) -> Result<Option<Attempt>> {
-        let spec = match JobSpec::from_yaml(&job.spec_yaml) {
+        let spec = match self.spec_of(job) {
             Ok(spec) => spec,
             Err(error) => {
                 self.store.transition_job(&job.id, JobState::Failed, Some(format!("spec: {error}"))).await?;
@@ -245,45 +251,53 @@ impl Scheduler {
         Ok(Some(attempt))
     }
 
+    /// `job`'s spec, parsed on first use and kept while the job moves.
+    fn spec_of(&mut self, job: &Job) -> scop_core::Result<Arc<JobSpec>> {
+        if let Some(spec) = self.specs.get(&job.id) {
+            return Ok(spec.clone());
+        }
+        let spec = Arc::new(JobSpec::from_yaml(&job.spec_yaml)?);
+        self.specs.insert(job.id.clone(), spec.clone());
+        Ok(spec)
+    }
+
     /// Sends every rank its assignment.
     async fn dispatch(&mut self, job: &Job, spec: &JobSpec, attempt: Attempt) -> Result<()> {
         let kind = spec.resources.device;
         let job_token = crate::secret::random_hex(16)
             .map_err(|source| Error::Io { path: "/dev/urandom".into(), source })?;
         let output = self.artifacts.job_dir(&job.id);
-        let plan_json = if attempt.stage >= Stage::Finetune {
-            std::fs::read_to_string(JobDir::new(&output).plan()).unwrap_or_default()
+        // The stages after decide are handed the plan with their assignment.
+        let plan = if attempt.stage > Stage::Decide {
+            match JobDir::new(&output).read_plan() {
+                Ok(plan) => Some(plan),
+                Err(error) => {
+                    let reason = format!("the plan for {} cannot be read: {error}", attempt.stage);
+                    self.fail(attempt, reason).await?;
+                    return Ok(());
+                }
+            }
         } else {
-            String::new()
+            None
         };
         let solo = (attempt.world_size == 1).then(|| rendezvous::single(&job_token));
         for rank in &attempt.ranks {
-            let assign = pb::AssignTask {
+            let assign = Assignment {
                 task_id: rank.task_id.clone(),
                 job_id: job.id.clone(),
-                stage: convert::stage(attempt.stage) as i32,
+                stage: attempt.stage,
                 spec_yaml: job.spec_yaml.clone(),
                 rank: rank.rank,
                 world_size: attempt.world_size,
-                rendezvous_json: solo
-                    .as_ref()
-                    .map(|r| serde_json::to_string(r).unwrap_or_default())
-                    .unwrap_or_default(),
-                resume_from: attempt.resume_from.clone().unwrap_or_default(),
+                rendezvous: solo.clone(),
+                resume_from: attempt.resume_from.clone(),
                 attempt: attempt.number,
-                checkpoint_dir: output.display().to_string(),
-                device: Some(pb::Device {
-                    kind: match kind {
-                        DeviceKind::Cpu => "cpu".into(),
-                        DeviceKind::Cuda => "cuda".into(),
-                    },
-                    index: rank.device_index,
-                    name: String::new(),
-                    memory_bytes: 0,
-                }),
-                plan_json: plan_json.clone(),
+                checkpoint_dir: output.clone(),
+                device: kind,
+                device_index: rank.device_index,
+                plan: plan.clone(),
             };
-            if !self.links.send(&rank.worker_id, pb::coordinator_message::Kind::Assign(assign)) {
+            if !self.links.send(&rank.worker_id, WorkerCommand::Assign(Box::new(assign))) {
                 let reason =
                     format!("worker {} is unreachable; rank {} was not assigned", rank.worker_id, rank.rank);
                 self.fail(attempt, reason).await?;
@@ -398,7 +412,7 @@ impl Scheduler {
         }
         self.cancel_ranks(&attempt, &reason);
         let job = self.store.get_job(&attempt.job_id).await?;
-        let max_restarts = JobSpec::from_yaml(&job.spec_yaml).map(|s| s.max_restarts).unwrap_or(0);
+        let max_restarts = self.spec_of(&job).map(|s| s.max_restarts).unwrap_or(0);
         let retrying = attempt.number <= max_restarts;
         tracing::warn!(job_id = %job.id, stage = %attempt.stage, attempt = attempt.number, retrying, %reason, "attempt failed");
         match self
@@ -421,8 +435,8 @@ impl Scheduler {
 
     fn cancel_ranks(&self, attempt: &Attempt, reason: &str) {
         for rank in &attempt.ranks {
-            let cancel = pb::CancelTask { task_id: rank.task_id.clone(), reason: reason.to_owned() };
-            self.links.send(&rank.worker_id, pb::coordinator_message::Kind::Cancel(cancel));
+            let cancel = WorkerCommand::Cancel { task_id: rank.task_id.clone(), reason: reason.to_owned() };
+            self.links.send(&rank.worker_id, cancel);
         }
     }
 }

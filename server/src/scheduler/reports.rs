@@ -1,11 +1,8 @@
 //! What ranks report that moves the scheduler: finish, failure, rendezvous
 //! parts, and the ranks a reconnecting worker still runs.
 
-use scop_core::spec::JobSpec;
-use scop_proto::v1 as pb;
-
 use super::{Scheduler, rendezvous};
-use crate::domain::{Artifact, AttemptState};
+use crate::domain::{Artifact, AttemptState, WorkerCommand};
 use crate::error::{Error, Result};
 use crate::store::AttemptOutcome;
 
@@ -96,9 +93,8 @@ impl Scheduler {
             };
             if !live {
                 tracing::info!(%worker_id, %task_id, "cancelling a task the coordinator no longer runs");
-                let cancel =
-                    pb::CancelTask { task_id, reason: "the coordinator no longer runs this task".to_owned() };
-                self.links.send(worker_id, pb::coordinator_message::Kind::Cancel(cancel));
+                let reason = "the coordinator no longer runs this task".to_owned();
+                self.links.send(worker_id, WorkerCommand::Cancel { task_id, reason });
             }
         }
         Ok(())
@@ -157,11 +153,8 @@ impl Scheduler {
         let devices: Vec<u32> = attempt.ranks.iter().map(|r| r.device_index).collect();
         let records = rendezvous::records(entry.kind, &entry.job_token, &entry.parts, &devices);
         for (placement, record) in attempt.ranks.iter().zip(records) {
-            let message = pb::RendezvousRecord {
-                task_id: placement.task_id.clone(),
-                rendezvous_json: serde_json::to_string(&record).unwrap_or_default(),
-            };
-            if !self.links.send(&placement.worker_id, pb::coordinator_message::Kind::Rendezvous(message)) {
+            let message = WorkerCommand::Rendezvous { task_id: placement.task_id.clone(), record };
+            if !self.links.send(&placement.worker_id, message) {
                 let reason =
                     format!("worker {} is unreachable; rendezvous not delivered", placement.worker_id);
                 return self.fail(attempt, reason).await;
@@ -200,7 +193,7 @@ impl Scheduler {
             self.store.mark_attempt_running(attempt_id).await?;
         }
         let job = self.store.get_job(&attempt.job_id).await?;
-        let spec = JobSpec::from_yaml(&job.spec_yaml).ok();
+        let spec = self.spec_of(&job).ok();
         let kind = spec.as_ref().map_or(scop_core::spec::DeviceKind::Cpu, |s| s.resources.device);
         self.track(attempt, kind, String::new(), spec.and_then(|s| s.resources.stage_timeout));
         Ok(())

@@ -54,6 +54,8 @@ impl FakeWorker {
                     epochs: EPOCHS,
                     step_seconds: 0.25,
                     allreduce_seconds: 0.0,
+                    // As a trainer estimates it: the steps left at the step time.
+                    eta_seconds: (u64::from(EPOCHS - epoch) * STEPS + (STEPS - step)) as f64 * 0.25,
                 };
                 self.send(task, Kind::Progress(progress)).await;
             }

@@ -37,7 +37,8 @@ async fn an_agent_runs_every_stage_of_a_job_through_child_processes() {
     let token_file = dir.path().join("agent.token");
     std::fs::write(&token_file, format!("{WORKER_TOKEN}\n")).unwrap();
 
-    // The knockoff trainer streams statistics; every stage reports progress.
+    // The knockoff trainer streams statistics; every stage reports progress;
+    // finetune and export exit 8 unless handed the plan (`--plan`).
     let stats = pb_statistics_line();
     let stats_file = dir.path().join("stats.jsonl");
     std::fs::write(&stats_file, stats).unwrap();
@@ -45,7 +46,9 @@ async fn an_agent_runs_every_stage_of_a_job_through_child_processes() {
     let script = format!(
         "#!/bin/sh\n# $1=rank $2=--spec $3=FILE $4=--stage $5=STAGE\n\
          test \"$1\" = rank || exit 9\n\
-         echo '{{\"type\":\"progress\",\"stage\":\"'$5'\",\"epoch\":1,\"epochs\":1,\"step\":8,\"steps\":8,\"loss\":0.7,\"accuracy\":0.75,\"samples_per_second\":512.0,\"eta_seconds\":0.0,\"lr\":0.1}}'\n\
+         plan=; prev=; for a in \"$@\"; do [ \"$prev\" = --plan ] && plan=$a; prev=$a; done\n\
+         case $5 in finetune|export) grep -q units \"$plan\" || exit 8;; esac\n\
+         echo '{{\"type\":\"progress\",\"stage\":\"'$5'\",\"epoch\":1,\"epochs\":1,\"step\":8,\"steps\":8,\"loss\":0.7,\"accuracy\":0.75,\"samples_per_second\":512.0,\"eta_seconds\":42.5,\"lr\":0.1}}'\n\
          if [ \"$5\" = knockoff ]; then cat {}; fi\n\
          echo '{{\"type\":\"evaluated\",\"stage\":\"'$5'\",\"epoch\":1,\"loss\":0.6,\"top1\":0.8,\"top5\":0.99}}'\n",
         stats_file.display()
@@ -87,6 +90,8 @@ async fn an_agent_runs_every_stage_of_a_job_through_child_processes() {
         match event.kind {
             Some(pb::job_event::Kind::Progress(p)) => {
                 assert_eq!((p.loss, p.accuracy, p.samples_per_second), (0.7, 0.75, 512.0));
+                // The trainer's ETA, carried unchanged by the agent and the coordinator.
+                assert_eq!(p.eta_seconds, 42.5);
                 progress += 1;
             }
             Some(pb::job_event::Kind::Evaluated(e)) => {

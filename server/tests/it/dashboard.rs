@@ -291,6 +291,7 @@ async fn every_metric_the_dashboard_queries_is_scraped_from_a_running_scopd() {
         epochs: 2,
         step_seconds: 0.12,
         allreduce_seconds: 0.03,
+        eta_seconds: 22.0,
     };
     worker.send(&task, pb::task_event::Kind::Progress(progress)).await;
     let _ = jobs.get_job(pb::GetJobRequest { job_id: "missing".into() }).await.unwrap_err();

@@ -193,6 +193,7 @@ async fn numbered_events_are_applied_once_across_a_reconnect() {
             epochs: 1,
             step_seconds: 0.1,
             allreduce_seconds: 0.0,
+            eta_seconds: 1.0,
         })
     };
     let acked = |message: pb::coordinator_message::Kind| match message {

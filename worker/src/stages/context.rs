@@ -19,6 +19,10 @@ pub struct StageContext<'a> {
     pub sink: &'a mut dyn EventSink,
     /// Continue from the stage's latest checkpoint when there is one.
     pub resume: bool,
+    /// The pruning plan this rank was handed with its assignment (`scop-worker
+    /// rank --plan`); without one, the stages after decide read the job
+    /// directory's.
+    pub plan: Option<scop_core::plan::Plan>,
 }
 
 impl<'a> StageContext<'a> {
@@ -29,7 +33,24 @@ impl<'a> StageContext<'a> {
         sink: &'a mut dyn EventSink,
         resume: bool,
     ) -> Self {
-        Self { layout: JobDir::new(spec.output.dir.clone()), spec, device, replicas, sink, resume }
+        Self {
+            layout: JobDir::new(spec.output.dir.clone()),
+            spec,
+            device,
+            replicas,
+            sink,
+            resume,
+            plan: None,
+        }
+    }
+
+    /// The plan of the stages after decide: the one handed to this rank, else
+    /// the job directory's `plan.json`.
+    pub fn plan(&self) -> Result<scop_core::plan::Plan> {
+        match &self.plan {
+            Some(plan) => Ok(plan.clone()),
+            None => Ok(self.layout.read_plan()?),
+        }
     }
 
     /// The side of the square input the model sees: the spec's, or the family default.

@@ -44,7 +44,7 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<ExportReport> {
     let layout = ctx.layout.clone();
     let desc = weights::read_arch(&layout.arch(Stage::Finetune))?;
     let (model, vs) = weights::load(&desc, &layout.model(Stage::Finetune), tch::Device::Cpu)?;
-    let plan = layout.read_plan()?;
+    let plan = ctx.plan()?;
     let input_size = ctx.input_size() as u32;
     let dir = layout.export_dir();
     let paths = export(&dir, &model, &vs, Some(&plan), input_size)?;

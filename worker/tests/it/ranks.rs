@@ -62,6 +62,10 @@ pub(crate) fn rendezvous(world: usize) -> Vec<Rendezvous> {
 }
 
 pub(crate) fn spawn_rank(spec: &Path, stage: &str, record: &Rendezvous, fingerprint: Option<&Path>) -> Child {
+    rank_command(spec, stage, record, fingerprint).spawn().unwrap()
+}
+
+fn rank_command(spec: &Path, stage: &str, record: &Rendezvous, fingerprint: Option<&Path>) -> Command {
     let mut cmd = Command::new(WORKER);
     cmd.args(["rank", "--stage", stage, "--threads", "1"])
         .arg("--spec")
@@ -74,16 +78,21 @@ pub(crate) fn spawn_rank(spec: &Path, stage: &str, record: &Rendezvous, fingerpr
     if let Some(path) = fingerprint {
         cmd.arg("--fingerprint-file").arg(path);
     }
-    cmd.spawn().unwrap()
+    cmd
 }
 
-/// Runs `stage` on `world` ranks; returns each rank's fingerprint.
-fn run_ranks(spec: &Path, dir: &Path, stage: &str, world: usize) -> Vec<String> {
+/// Runs `stage` on `world` ranks, handing them `plan` (`--plan`) if given;
+/// returns each rank's fingerprint.
+fn run_ranks(spec: &Path, dir: &Path, stage: &str, world: usize, plan: Option<&Path>) -> Vec<String> {
     let children: Vec<(Child, PathBuf)> = rendezvous(world)
         .iter()
         .map(|r| {
             let path = dir.join(format!("{stage}-rank{}.json", r.rank));
-            (spawn_rank(spec, stage, r, Some(&path)), path)
+            let mut cmd = rank_command(spec, stage, r, Some(&path));
+            if let Some(plan) = plan {
+                cmd.arg("--plan").arg(plan);
+            }
+            (cmd.spawn().unwrap(), path)
         })
         .collect();
     children
@@ -113,16 +122,36 @@ fn replicas_are_bit_identical_after_knockoff_and_finetune() {
     let init = init_weights(tmp.path());
     let spec_path = tiny_spec(tmp.path(), 64, Some(&init));
 
-    let knockoff = run_ranks(&spec_path, tmp.path(), "knockoff", 2);
+    let knockoff = run_ranks(&spec_path, tmp.path(), "knockoff", 2, None);
     assert_eq!(knockoff[0], knockoff[1], "knockoff replicas differ");
 
     let spec = JobSpec::from_file(&spec_path).unwrap();
     let (mut single, mut quiet) = (Single, Recorder::default());
     decide::run(&StageContext::new(&spec, tch::Device::Cpu, &mut single, &mut quiet, false)).unwrap();
 
-    let finetune = run_ranks(&spec_path, tmp.path(), "finetune", 2);
+    // The ranks prune by the plan they are handed, as the agent hands the
+    // assignment's: the job directory has none left.
+    let layout = scop_core::job_dir::JobDir::new(&spec.output.dir);
+    let handed = tmp.path().join("handed-plan.json");
+    std::fs::rename(layout.plan(), &handed).unwrap();
+    let finetune = run_ranks(&spec_path, tmp.path(), "finetune", 2, Some(&handed));
     assert_eq!(finetune[0], finetune[1], "finetune replicas differ");
     assert_ne!(finetune[0], knockoff[0]);
+}
+
+#[test]
+fn a_rank_handed_an_unreadable_plan_fails_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tiny_spec(tmp.path(), 64, None);
+    let record = &rendezvous(1)[0];
+    let bad = tmp.path().join("bad-plan.json");
+    std::fs::write(&bad, "{\"policy\": 3}").unwrap();
+    for plan in [tmp.path().join("missing-plan.json"), bad] {
+        let out = rank_command(&spec, "finetune", record, None).arg("--plan").arg(&plan).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains(&plan.display().to_string()), "the error does not name the plan: {stderr}");
+    }
 }
 
 #[test]

@@ -91,7 +91,7 @@ class TaskEvaluated(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., loss: _Optional[float] = ..., top1: _Optional[float] = ..., top5: _Optional[float] = ...) -> None: ...
 
 class TaskProgress(_message.Message):
-    __slots__ = ("epoch", "step", "steps", "loss", "accuracy", "samples_per_second", "epochs", "step_seconds", "allreduce_seconds")
+    __slots__ = ("epoch", "step", "steps", "loss", "accuracy", "samples_per_second", "epochs", "step_seconds", "allreduce_seconds", "eta_seconds")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +101,7 @@ class TaskProgress(_message.Message):
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     STEP_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ALLREDUCE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     step: int
     steps: int
@@ -110,7 +111,8 @@ class TaskProgress(_message.Message):
     epochs: int
     step_seconds: float
     allreduce_seconds: float
-    def __init__(self, epoch: _Optional[int] = ..., step: _Optional[int] = ..., steps: _Optional[int] = ..., loss: _Optional[float] = ..., accuracy: _Optional[float] = ..., samples_per_second: _Optional[float] = ..., epochs: _Optional[int] = ..., step_seconds: _Optional[float] = ..., allreduce_seconds: _Optional[float] = ...) -> None: ...
+    eta_seconds: float
+    def __init__(self, epoch: _Optional[int] = ..., step: _Optional[int] = ..., steps: _Optional[int] = ..., loss: _Optional[float] = ..., accuracy: _Optional[float] = ..., samples_per_second: _Optional[float] = ..., epochs: _Optional[int] = ..., step_seconds: _Optional[float] = ..., allreduce_seconds: _Optional[float] = ..., eta_seconds: _Optional[float] = ...) -> None: ...
 
 class ScoreStatistics(_message.Message):
     __slots__ = ("epoch", "units")

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-/// The artifact store as the scheduler needs it.
+/// The artifact store as the scheduler and the API need it.
 pub trait ArtifactStore {
     /// The directory a job's stages write into (`plan.json`, stage checkpoints,
     /// the export); the same path on every worker.
