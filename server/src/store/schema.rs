@@ -144,6 +144,10 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE attempt_ranks ADD COLUMN events_applied INTEGER NOT NULL DEFAULT 0;
     ",
+    // 4: workers an admin drained (no new ranks placed on them).
+    "
+    ALTER TABLE workers ADD COLUMN drained INTEGER NOT NULL DEFAULT 0;
+    ",
 ];
 
 /// The schema version this build writes.

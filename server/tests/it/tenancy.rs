@@ -38,7 +38,12 @@ fn code<T>(result: Result<T, tonic::Status>) -> Code {
 }
 
 /// Every RPC of the public API as one role, with the code each gives.
-async fn every_call(jobs: &mut Jobs, own_job: &str, other_job: &str) -> Vec<(&'static str, Code)> {
+async fn every_call(
+    jobs: &mut Jobs,
+    own_job: &str,
+    other_job: &str,
+    worker: &str,
+) -> Vec<(&'static str, Code)> {
     let id = |job: &str| job.to_owned();
     let mut codes = vec![("SubmitJob", code(submit(jobs, SPEC, 0).await))];
     codes.push(("SubmitJob priority 5", code(submit(jobs, SPEC, 5).await)));
@@ -61,6 +66,10 @@ async fn every_call(jobs: &mut Jobs, own_job: &str, other_job: &str) -> Vec<(&'s
     let statistics = pb::GetScoreStatisticsRequest { job_id: id(other_job), epoch: 0 };
     codes.push(("GetScoreStatistics", code(jobs.get_score_statistics(statistics).await)));
     codes.push(("WhoAmI", code(jobs.who_am_i(pb::WhoAmIRequest {}).await)));
+    let drain = pb::DrainWorkerRequest { worker_id: worker.into() };
+    codes.push(("DrainWorker", code(jobs.drain_worker(drain).await)));
+    let undrain = pb::UndrainWorkerRequest { worker_id: worker.into() };
+    codes.push(("UndrainWorker", code(jobs.undrain_worker(undrain).await)));
     codes.push(("CancelJob own", code(jobs.cancel_job(pb::CancelJobRequest { job_id: id(own_job) }).await)));
     codes.push((
         "CancelJob other",
@@ -86,6 +95,8 @@ async fn every_call_is_checked_against_every_role() {
     let fresh = async |jobs: &mut Jobs| submit(jobs, SPEC, 0).await.unwrap().id;
     let (sam_job, sue_job) = (fresh(&mut sam).await, fresh(&mut sue).await);
     let (sam_job2, sue_job2, ada_job) = (fresh(&mut sam).await, fresh(&mut sue).await, fresh(&mut ada).await);
+    // A worker to drain (it may take one of the jobs meanwhile; nothing below depends on it).
+    let worker = FakeWorker::connect(&server, "drainable", 1, &[]).await;
 
     use Code::{NotFound, Ok, PermissionDenied, ResourceExhausted};
     let read = [
@@ -99,24 +110,26 @@ async fn every_call_is_checked_against_every_role() {
         ("GetScoreStatistics", NotFound),
         ("WhoAmI", Ok),
     ];
-    let expect = |submit: Code, priority: Code, own: Code, other: Code| {
+    let expect = |submit: Code, priority: Code, drain: Code, own: Code, other: Code| {
         let mut all = vec![("SubmitJob", submit), ("SubmitJob priority 5", priority)];
         all.extend(read);
+        all.extend([("DrainWorker", drain), ("UndrainWorker", drain)]);
         all.extend([("CancelJob own", own), ("CancelJob other", other)]);
         all
     };
+    let w = worker.id.as_str();
     // A viewer reads everything and changes nothing (the "own" job is sam's).
     assert_eq!(
-        every_call(&mut vic, &sam_job, &sue_job).await,
-        expect(PermissionDenied, PermissionDenied, PermissionDenied, PermissionDenied)
+        every_call(&mut vic, &sam_job, &sue_job, w).await,
+        expect(PermissionDenied, PermissionDenied, PermissionDenied, PermissionDenied, PermissionDenied)
     );
     // A submitter submits at priorities up to 0 and cancels only its own jobs.
     assert_eq!(
-        every_call(&mut sam, &sam_job, &sue_job).await,
-        expect(Ok, ResourceExhausted, Ok, PermissionDenied)
+        every_call(&mut sam, &sam_job, &sue_job, w).await,
+        expect(Ok, ResourceExhausted, PermissionDenied, Ok, PermissionDenied)
     );
-    // An admin does everything, to anyone's jobs.
-    assert_eq!(every_call(&mut ada, &ada_job, &sue_job2).await, expect(Ok, Ok, Ok, Ok));
+    // An admin does everything, to anyone's jobs and to workers.
+    assert_eq!(every_call(&mut ada, &ada_job, &sue_job2, w).await, expect(Ok, Ok, Ok, Ok, Ok));
     assert_eq!(
         code(sue.cancel_job(pb::CancelJobRequest { job_id: sam_job2.clone() }).await),
         PermissionDenied
@@ -150,6 +163,12 @@ async fn every_call_is_checked_against_every_role() {
     );
     let submits = log.iter().filter(|e| e.action == "submit").count();
     assert_eq!(submits, 5 + 1 + 2, "five set-up jobs, sam's one, ada's two");
+    let drains: Vec<(&str, &str, &str)> = log
+        .iter()
+        .filter(|e| e.action.contains("drain"))
+        .map(|e| (e.user.as_str(), e.action.as_str(), e.target.as_str()))
+        .collect();
+    assert_eq!(drains, vec![("ada", "drain", w), ("ada", "undrain", w)], "refused calls are not audited");
     server.stop().await;
 }
 
