@@ -39,6 +39,10 @@ pub struct Config {
     pub public_tls: Option<TlsFiles>,
     /// TLS certificate chain and key (PEM) of the worker port.
     pub worker_tls: Option<TlsFiles>,
+    /// PEM CA certificate(s) the public port verifies client certificates
+    /// against; a verified certificate's subject CN names a user (its
+    /// `cert_subjects`), so it needs no token. `None`: no client certificates.
+    pub client_ca: Option<PathBuf>,
     /// Largest request message on the public port, in bytes.
     pub max_message_bytes: usize,
     /// Largest message on the worker port (score statistics are the big ones).
@@ -76,6 +80,7 @@ impl Default for Config {
             insecure_no_auth: false,
             public_tls: None,
             worker_tls: None,
+            client_ca: None,
             max_message_bytes: 4 << 20,
             worker_max_message_bytes: 64 << 20,
             heartbeat_interval_ms: 5_000,
@@ -101,6 +106,7 @@ pub struct FileConfig {
     pub insecure_no_auth: Option<bool>,
     pub public_tls: Option<TlsFiles>,
     pub worker_tls: Option<TlsFiles>,
+    pub client_ca: Option<PathBuf>,
     pub max_message_bytes: Option<usize>,
     pub worker_max_message_bytes: Option<usize>,
     pub heartbeat_interval_ms: Option<u32>,
@@ -156,6 +162,11 @@ pub struct Flags {
     /// PEM private key of the worker port.
     #[arg(long, env = "SCOP_WORKER_TLS_KEY", requires = "worker_tls_cert")]
     pub worker_tls_key: Option<PathBuf>,
+    /// PEM CA of client certificates (mTLS) on the public port: a certificate
+    /// it signed names the user whose `cert_subjects` lists its subject CN.
+    /// Needs --tls-cert and --users; tokens keep working.
+    #[arg(long, env = "SCOP_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
     /// Largest public request message in bytes [default: 4 MiB].
     #[arg(long, env = "SCOP_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
@@ -207,6 +218,7 @@ impl Config {
         set(&mut self.models_roots, f.models_roots);
         set_some(&mut self.public_tls, f.public_tls);
         set_some(&mut self.worker_tls, f.worker_tls);
+        set_some(&mut self.client_ca, f.client_ca);
         set(&mut self.max_message_bytes, f.max_message_bytes);
         set(&mut self.worker_max_message_bytes, f.worker_max_message_bytes);
         set(&mut self.heartbeat_interval_ms, f.heartbeat_interval_ms);
@@ -237,6 +249,7 @@ impl Config {
         if let (Some(cert), Some(key)) = (f.worker_tls_cert, f.worker_tls_key) {
             self.worker_tls = Some(TlsFiles { cert, key });
         }
+        set_some(&mut self.client_ca, f.client_ca);
         set(&mut self.max_message_bytes, f.max_message_bytes);
         set(&mut self.heartbeat_timeout_ms, f.heartbeat_timeout_ms);
     }
@@ -254,6 +267,13 @@ impl Config {
             return Err(Error::Config(
                 "--users and --token-file exclude each other: the shared token file is only for \
                  clusters without a users file"
+                    .into(),
+            ));
+        }
+        if self.client_ca.is_some() && (self.public_tls.is_none() || self.users_file.is_none()) {
+            return Err(Error::Config(
+                "--client-ca needs TLS on the public port (--tls-cert, --tls-key) and --users, whose \
+                 cert_subjects map certificate subjects to users"
                     .into(),
             ));
         }
@@ -374,5 +394,15 @@ mod tests {
         assert!(err.contains("--worker-token-file"), "{err}");
         let flags = Flags { insecure_no_auth: true, ..Flags::default() };
         assert!(Config::load(&flags).is_ok());
+        let flags = Flags {
+            users_file: Some("users.yaml".into()),
+            worker_token_file: Some("w.tok".into()),
+            client_ca: Some("clients.pem".into()),
+            ..Flags::default()
+        };
+        let err = Config::load(&flags).unwrap_err().to_string();
+        assert!(err.contains("--client-ca needs TLS"), "{err}");
+        let flags = Flags { tls_cert: Some("s.pem".into()), tls_key: Some("s.key".into()), ..flags };
+        assert_eq!(Config::load(&flags).unwrap().client_ca, Some(PathBuf::from("clients.pem")));
     }
 }
