@@ -199,6 +199,37 @@ impl Client {
         Ok(self.call(jobs.list_workers(pb::ListWorkersRequest { include_lost })).await?.workers)
     }
 
+    /// The id of the worker `name` names: its id, or a hostname of exactly one
+    /// worker (lost ones included). Anything else is passed on as an id, for
+    /// the coordinator to answer NOT_FOUND.
+    pub async fn worker_id(&self, name: &str) -> Result<String> {
+        let workers = self.workers(true).await?;
+        if workers.iter().any(|w| w.id == name) {
+            return Ok(name.to_owned());
+        }
+        let on_host: Vec<&pb::Worker> = workers.iter().filter(|w| w.hostname == name).collect();
+        match on_host.as_slice() {
+            [] => Ok(name.to_owned()),
+            [one] => Ok(one.id.clone()),
+            many => Err(Error::InvalidArgument(format!(
+                "hostname {name:?} names {} workers ({}): give the id",
+                many.len(),
+                many.iter().map(|w| w.id.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// Drains (`true`) or undrains a worker by id (admin only).
+    pub async fn set_drained(&self, worker_id: &str, drain: bool) -> Result<pb::Worker> {
+        let mut jobs = self.jobs.clone();
+        let worker_id = worker_id.to_owned();
+        if drain {
+            self.call(jobs.drain_worker(pb::DrainWorkerRequest { worker_id })).await
+        } else {
+            self.call(jobs.undrain_worker(pb::UndrainWorkerRequest { worker_id })).await
+        }
+    }
+
     pub async fn artifacts(&self, job_id: &str) -> Result<pb::ListArtifactsResponse> {
         let mut jobs = self.jobs.clone();
         self.call(jobs.list_artifacts(pb::ListArtifactsRequest { job_id: job_id.to_owned() })).await

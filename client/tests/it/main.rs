@@ -8,3 +8,4 @@ mod report;
 mod resume;
 mod support;
 mod tls;
+mod workers;
