@@ -8,10 +8,10 @@ use std::path::Path;
 
 use scop_proto::v1 as pb;
 use tonic::Code;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
+use scop_connect::ClientIdentity;
 use scop_server::config::TlsFiles;
-use scop_server::testing::{Jobs, SPEC, TestServer, Token, certificates, client_certificate};
+use scop_server::testing::{Jobs, SPEC, TestServer, bearer, certificates, client_certificate};
 use scop_server::users::{Role, UsersFile, add_to_file};
 
 /// A client of `addr` over TLS that trusts the test CA, presenting `identity`
@@ -22,17 +22,17 @@ async fn client(
     identity: Option<&TlsFiles>,
     token: Option<&str>,
 ) -> Result<Jobs, tonic::transport::Error> {
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(std::fs::read(dir.join("ca.pem")).unwrap()));
-    if let Some(files) = identity {
-        tls = tls.identity(Identity::from_pem(
-            std::fs::read(&files.cert).unwrap(),
-            std::fs::read(&files.key).unwrap(),
-        ));
-    }
+    let ca = std::fs::read(dir.join("ca.pem")).unwrap();
+    let identity = identity.map(|files| ClientIdentity {
+        cert_pem: std::fs::read(&files.cert).unwrap(),
+        key_pem: std::fs::read(&files.key).unwrap(),
+    });
     let channel =
-        Endpoint::from_shared(format!("https://{addr}")).unwrap().tls_config(tls).unwrap().connect().await?;
-    Ok(pb::job_service_client::JobServiceClient::with_interceptor(channel, Token(token.map(str::to_owned))))
+        scop_connect::endpoint_with_identity(&format!("https://{addr}"), Some(&ca), identity.as_ref())
+            .unwrap()
+            .connect()
+            .await?;
+    Ok(pb::job_service_client::JobServiceClient::with_interceptor(channel, bearer(token)))
 }
 
 async fn whoami(jobs: &mut Jobs) -> Result<(String, String), tonic::Status> {
