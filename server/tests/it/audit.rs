@@ -66,8 +66,20 @@ async fn every_mutating_call_is_an_audit_row_with_its_user() {
     let refused = jobs.drain_worker(pb::DrainWorkerRequest { worker_id: worker.id.clone() }).await;
     assert_eq!(refused.unwrap_err().code(), tonic::Code::PermissionDenied);
 
-    // Give the second SIGHUP time to be handled before reading the log.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A last user and a last SIGHUP: once dave's token works, every reload
+    // before it (the one that changed nobody included) has been handled.
+    let dave = add_to_file(&users, "dave", Role::Viewer).unwrap();
+    nix::sys::signal::raise(nix::sys::signal::Signal::SIGHUP).unwrap();
+    let mut daves = server.jobs_with(Some(&dave)).await;
+    let mut loaded = false;
+    for _ in 0..600 {
+        if daves.who_am_i(pb::WhoAmIRequest {}).await.is_ok() {
+            loaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(loaded, "dave's token was not accepted after SIGHUP");
     let rows: Vec<(String, String, String)> = server
         .store
         .audit_log(100)
@@ -87,10 +99,12 @@ async fn every_mutating_call_is_an_audit_row_with_its_user() {
             row("carol", "cancel", &job.id),
             row("ada", "drain", &worker.id),
             row("ada", "undrain", &worker.id),
+            row("SIGHUP", "users_reload", &users.display().to_string()),
         ]
     );
     let log = server.store.audit_log(100).await.unwrap();
     assert_eq!(log[1].detail, "added [\"carol\"], removed [], changed []");
+    assert_eq!(log[6].detail, "added [\"dave\"], removed [], changed []");
     assert!(log[0].detail.starts_with("role submitter, a new token"), "{}", log[0].detail);
     server.stop().await;
 }
