@@ -48,6 +48,13 @@ pub struct ConnectionArgs {
     /// PEM file of the CA that signed the server's certificate (implies TLS).
     #[arg(long, global = true, value_name = "PEM", help_heading = "Connection")]
     pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate for a coordinator that accepts them (mTLS), with
+    /// --client-key [env: SCOP_CLIENT_CERT].
+    #[arg(long, global = true, value_name = "PEM", help_heading = "Connection")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert [env: SCOP_CLIENT_KEY].
+    #[arg(long, global = true, value_name = "PEM", help_heading = "Connection")]
+    pub client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,6 +224,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         token: cli.connection.token,
         token_file: cli.connection.token_file,
         ca_cert: cli.connection.ca_cert,
+        client_cert: cli.connection.client_cert,
+        client_key: cli.connection.client_key,
     };
     let settings = Settings::resolve(&flags)?;
     // A spec is checked before anything is sent, or even connected.

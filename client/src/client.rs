@@ -5,7 +5,7 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use scop_connect::{Bearer, ConnectError};
+use scop_connect::{Bearer, ClientIdentity, ConnectError};
 use scop_proto::v1 as pb;
 use tonic::transport::Channel;
 use tonic_health::pb::{
@@ -38,20 +38,29 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `settings.server`, over TLS for `https://` or with a CA.
+    /// Connects to `settings.server`, over TLS for `https://` or with a CA,
+    /// presenting the client certificate when one is set.
     pub async fn connect(settings: &Settings) -> Result<Client> {
         let server = settings.server.clone();
         let ca_pem = match &settings.ca_cert {
             Some(ca) => Some(std::fs::read(ca).map_err(Error::io(ca.display()))?),
             None => None,
         };
-        let endpoint = scop_connect::endpoint(&server, ca_pem.as_deref()).map_err(|e| match e {
-            ConnectError::Address(reason) => {
-                Error::Config(format!("server {server:?} is not a URL: {reason}"))
-            }
-            ConnectError::Tls(reason) => Error::Config(format!("TLS for {server}: {reason}")),
-            ConnectError::Token => Error::Config(e.to_string()),
-        })?;
+        let identity = match &settings.client_identity {
+            Some((cert, key)) => Some(ClientIdentity {
+                cert_pem: std::fs::read(cert).map_err(Error::io(cert.display()))?,
+                key_pem: std::fs::read(key).map_err(Error::io(key.display()))?,
+            }),
+            None => None,
+        };
+        let endpoint = scop_connect::endpoint_with_identity(&server, ca_pem.as_deref(), identity.as_ref())
+            .map_err(|e| match e {
+                ConnectError::Address(reason) => {
+                    Error::Config(format!("server {server:?} is not a URL: {reason}"))
+                }
+                ConnectError::Tls(reason) => Error::Config(format!("TLS for {server}: {reason}")),
+                ConnectError::Token => Error::Config(e.to_string()),
+            })?;
         let bearer = Bearer::new(settings.token.as_deref()).map_err(|e| Error::Config(e.to_string()))?;
         let channel = endpoint
             .connect()
