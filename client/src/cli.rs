@@ -48,6 +48,13 @@ pub struct ConnectionArgs {
     /// PEM file of the CA that signed the server's certificate (implies TLS).
     #[arg(long, global = true, value_name = "PEM", help_heading = "Connection")]
     pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate for a coordinator that accepts them (mTLS), with
+    /// --client-key [env: SCOP_CLIENT_CERT].
+    #[arg(long, global = true, value_name = "PEM", help_heading = "Connection")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert [env: SCOP_CLIENT_KEY].
+    #[arg(long, global = true, value_name = "PEM", help_heading = "Connection")]
+    pub client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,6 +116,21 @@ pub enum Command {
         /// Also list workers that were declared lost.
         #[arg(long)]
         all: bool,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// Admin: stop placing new ranks on a worker; its running ranks finish.
+    /// It stays drained across reconnects until `scopctl undrain`.
+    Drain {
+        /// The worker's id, or a hostname that names exactly one worker.
+        worker: String,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// Admin: let the scheduler place ranks on a drained worker again.
+    Undrain {
+        /// The worker's id, or a hostname that names exactly one worker.
+        worker: String,
         #[arg(short, long, value_enum, default_value_t)]
         output: OutputFormat,
     },
@@ -202,6 +224,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         token: cli.connection.token,
         token_file: cli.connection.token_file,
         ca_cert: cli.connection.ca_cert,
+        client_cert: cli.connection.client_cert,
+        client_key: cli.connection.client_key,
     };
     let settings = Settings::resolve(&flags)?;
     // A spec is checked before anything is sent, or even connected.
@@ -261,6 +285,8 @@ pub async fn run(cli: Cli) -> Result<()> {
                 client.workers(all).await?.iter().map(WorkerRecord::from).collect();
             print(output, &workers, || tables::workers(&workers))
         }
+        Command::Drain { worker, output } => set_drained(&client, &worker, true, output).await,
+        Command::Undrain { worker, output } => set_drained(&client, &worker, false, output).await,
         Command::Artifacts { id, download, output } => {
             let listed = ArtifactsRecord::new(&id, &client.artifacts(&id).await?);
             match download {
@@ -352,6 +378,22 @@ async fn watch_job(client: Client, job_id: &str, output: StreamFormat, plain: bo
 
 fn compact<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::InvalidArgument(e.to_string()))
+}
+
+/// `drain` and `undrain`.
+async fn set_drained(client: &Client, worker: &str, drain: bool, output: OutputFormat) -> Result<()> {
+    let id = client.worker_id(worker).await?;
+    let changed = WorkerRecord::from(&client.set_drained(&id, drain).await?);
+    print(output, &changed, || {
+        if drain {
+            format!(
+                "worker {} ({}) drained: no new ranks go to it; its {} running ranks finish",
+                changed.id, changed.hostname, changed.slots_busy
+            )
+        } else {
+            format!("worker {} ({}) undrained: it takes new ranks again", changed.id, changed.hostname)
+        }
+    })
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use scop_connect::{Bearer, ConnectError};
+use scop_connect::{Bearer, ClientIdentity, ConnectError};
 use scop_proto::v1 as pb;
 use tonic::transport::Channel;
 use tonic_health::pb::{
@@ -38,20 +38,29 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `settings.server`, over TLS for `https://` or with a CA.
+    /// Connects to `settings.server`, over TLS for `https://` or with a CA,
+    /// presenting the client certificate when one is set.
     pub async fn connect(settings: &Settings) -> Result<Client> {
         let server = settings.server.clone();
         let ca_pem = match &settings.ca_cert {
             Some(ca) => Some(std::fs::read(ca).map_err(Error::io(ca.display()))?),
             None => None,
         };
-        let endpoint = scop_connect::endpoint(&server, ca_pem.as_deref()).map_err(|e| match e {
-            ConnectError::Address(reason) => {
-                Error::Config(format!("server {server:?} is not a URL: {reason}"))
-            }
-            ConnectError::Tls(reason) => Error::Config(format!("TLS for {server}: {reason}")),
-            ConnectError::Token => Error::Config(e.to_string()),
-        })?;
+        let identity = match &settings.client_identity {
+            Some((cert, key)) => Some(ClientIdentity {
+                cert_pem: std::fs::read(cert).map_err(Error::io(cert.display()))?,
+                key_pem: std::fs::read(key).map_err(Error::io(key.display()))?,
+            }),
+            None => None,
+        };
+        let endpoint = scop_connect::endpoint_with_identity(&server, ca_pem.as_deref(), identity.as_ref())
+            .map_err(|e| match e {
+                ConnectError::Address(reason) => {
+                    Error::Config(format!("server {server:?} is not a URL: {reason}"))
+                }
+                ConnectError::Tls(reason) => Error::Config(format!("TLS for {server}: {reason}")),
+                ConnectError::Token => Error::Config(e.to_string()),
+            })?;
         let bearer = Bearer::new(settings.token.as_deref()).map_err(|e| Error::Config(e.to_string()))?;
         let channel = endpoint
             .connect()
@@ -172,6 +181,37 @@ impl Client {
     pub async fn workers(&self, include_lost: bool) -> Result<Vec<pb::Worker>> {
         let mut jobs = self.jobs.clone();
         Ok(self.call(jobs.list_workers(pb::ListWorkersRequest { include_lost })).await?.workers)
+    }
+
+    /// The id of the worker `name` names: its id, or a hostname of exactly one
+    /// worker (lost ones included). Anything else is passed on as an id, for
+    /// the coordinator to answer NOT_FOUND.
+    pub async fn worker_id(&self, name: &str) -> Result<String> {
+        let workers = self.workers(true).await?;
+        if workers.iter().any(|w| w.id == name) {
+            return Ok(name.to_owned());
+        }
+        let on_host: Vec<&pb::Worker> = workers.iter().filter(|w| w.hostname == name).collect();
+        match on_host.as_slice() {
+            [] => Ok(name.to_owned()),
+            [one] => Ok(one.id.clone()),
+            many => Err(Error::InvalidArgument(format!(
+                "hostname {name:?} names {} workers ({}): give the id",
+                many.len(),
+                many.iter().map(|w| w.id.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// Drains (`true`) or undrains a worker by id (admin only).
+    pub async fn set_drained(&self, worker_id: &str, drain: bool) -> Result<pb::Worker> {
+        let mut jobs = self.jobs.clone();
+        let worker_id = worker_id.to_owned();
+        if drain {
+            self.call(jobs.drain_worker(pb::DrainWorkerRequest { worker_id })).await
+        } else {
+            self.call(jobs.undrain_worker(pb::UndrainWorkerRequest { worker_id })).await
+        }
     }
 
     pub async fn artifacts(&self, job_id: &str) -> Result<pb::ListArtifactsResponse> {

@@ -202,6 +202,8 @@ pub struct WorkerRecord {
     pub slots_total: u32,
     pub slots_busy: u32,
     pub slots_free: u32,
+    /// An admin drained it: no new ranks go to it.
+    pub drained: bool,
     pub last_seen_ms: i64,
 }
 
@@ -223,6 +225,7 @@ impl From<&pb::Worker> for WorkerRecord {
             slots_total: worker.slots_total,
             slots_busy: worker.slots_busy,
             slots_free: worker.slots_free,
+            drained: worker.drained,
             last_seen_ms: worker.last_seen_ms,
         }
     }

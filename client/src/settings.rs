@@ -21,6 +21,8 @@ pub struct ConnectionFlags {
     pub token: Option<String>,
     pub token_file: Option<PathBuf>,
     pub ca_cert: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 /// The resolved connection: every layer applied, the token read.
@@ -29,6 +31,8 @@ pub struct Settings {
     pub server: String,
     pub token: Option<String>,
     pub ca_cert: Option<PathBuf>,
+    /// The client certificate and its key (mTLS), both or neither.
+    pub client_identity: Option<(PathBuf, PathBuf)>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -38,6 +42,7 @@ impl std::fmt::Debug for Settings {
             .field("server", &self.server)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("ca_cert", &self.ca_cert)
+            .field("client_identity", &self.client_identity)
             .finish()
     }
 }
@@ -79,7 +84,30 @@ impl Settings {
             config.token_file.as_deref().map(|p| read_token(&in_config_dir(p))).transpose()?
         };
         let ca_cert = flags.ca_cert.clone().or_else(|| config.ca_cert.as_deref().map(in_config_dir));
-        Ok(Settings { server: normalise_server(&server), token, ca_cert })
+        // Flag, then variable, then the config file (relative to it).
+        let path_setting = |flag: &Option<PathBuf>, variable: &str, file: &Option<PathBuf>| {
+            flag.clone()
+                .or_else(|| var(variable).map(PathBuf::from))
+                .or_else(|| file.as_deref().map(in_config_dir))
+        };
+        let cert = path_setting(&flags.client_cert, "SCOP_CLIENT_CERT", &config.client_cert);
+        let key = path_setting(&flags.client_key, "SCOP_CLIENT_KEY", &config.client_key);
+        let client_identity = match (cert, key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(Error::Config(
+                    "client_cert and client_key go together: give both or neither".into(),
+                ));
+            }
+        };
+        let server = normalise_server(&server);
+        if client_identity.is_some() && !server.starts_with("https://") {
+            return Err(Error::Config(format!(
+                "a client certificate needs an https:// server, got {server}"
+            )));
+        }
+        Ok(Settings { server, token, ca_cert, client_identity })
     }
 }
 
@@ -153,6 +181,43 @@ mod tests {
         check(flags.clone(), &env, ("https://from-flag:3", Some("flag-file-token")));
         let flags = ConnectionFlags { token: Some("flag-token".into()), ..flags };
         check(flags, &env, ("https://from-flag:3", Some("flag-token")));
+    }
+
+    #[test]
+    fn a_client_certificate_comes_with_its_key_from_one_layer_or_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("scopctl.yaml");
+        std::fs::write(&config, "server: https://from-file:1\nclient_cert: me.pem\nclient_key: me.key\n")
+            .unwrap();
+        let file = Env(vec![("SCOPCTL_CONFIG", config.display().to_string())]);
+        let resolve = |flags: &ConnectionFlags, env: &Env| Settings::resolve_with(flags, env.lookup());
+        // Relative to the config file.
+        let identity = resolve(&ConnectionFlags::default(), &file).unwrap().client_identity;
+        assert_eq!(identity, Some((dir.path().join("me.pem"), dir.path().join("me.key"))));
+        // The variables beat the file, the flags beat both.
+        let env = Env(vec![
+            ("SCOPCTL_CONFIG", config.display().to_string()),
+            ("SCOP_CLIENT_CERT", "/env/c.pem".into()),
+            ("SCOP_CLIENT_KEY", "/env/c.key".into()),
+        ]);
+        let identity = resolve(&ConnectionFlags::default(), &env).unwrap().client_identity;
+        assert_eq!(identity, Some(("/env/c.pem".into(), "/env/c.key".into())));
+        let flags = ConnectionFlags {
+            client_cert: Some("/flag/c.pem".into()),
+            client_key: Some("/flag/c.key".into()),
+            ..ConnectionFlags::default()
+        };
+        let identity = resolve(&flags, &env).unwrap().client_identity;
+        assert_eq!(identity, Some(("/flag/c.pem".into(), "/flag/c.key".into())));
+
+        // A certificate without its key, or over plain text, is refused.
+        let none = Env(vec![("HOME", dir.path().join("nobody").display().to_string())]);
+        let half = ConnectionFlags { client_cert: Some("/c.pem".into()), ..ConnectionFlags::default() };
+        let error = resolve(&half, &none).unwrap_err().to_string();
+        assert!(error.contains("client_cert and client_key go together"), "{error}");
+        let plain = ConnectionFlags { server: Some("http://127.0.0.1:1".into()), ..flags };
+        let error = resolve(&plain, &none).unwrap_err().to_string();
+        assert!(error.contains("needs an https:// server, got http://127.0.0.1:1"), "{error}");
     }
 
     #[test]

@@ -129,7 +129,7 @@ pub fn workers(workers: &[WorkerRecord]) -> String {
         t.add_row([
             w.id.clone(),
             w.hostname.clone(),
-            w.state.clone(),
+            if w.drained { format!("{}, drained", w.state) } else { w.state.clone() },
             format!("{}/{}", w.slots_busy, w.slots_total),
             w.devices.join(", "),
             w.cpu_cores.to_string(),

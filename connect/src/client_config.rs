@@ -5,6 +5,8 @@
 //! server: http://127.0.0.1:7070
 //! token_file: /var/lib/scop/client.token   # or `token: <the token>`
 //! ca_cert: /etc/scop/ca.pem                # optional, for TLS
+//! client_cert: /etc/scop/me.pem            # optional, with client_key (mTLS)
+//! client_key: /etc/scop/me.key
 //! ```
 //!
 //! It lives at `$SCOPCTL_CONFIG`, else `$XDG_CONFIG_HOME/scop/scopctl.yaml`,
@@ -50,6 +52,13 @@ pub struct ClientConfig {
     /// PEM file of the CA that signed the server's certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate, presented to a port that asks for one (mTLS;
+    /// its subject names the user), with `client_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
 }
 
 impl ClientConfig {

@@ -2,7 +2,8 @@
 //! public port, the agent the worker port, and the test harness both.
 //!
 //! [`endpoint`] builds the channel's endpoint (TLS with the system's CAs plus
-//! an optional one, for `https://` or when a CA is given), [`Bearer`] adds
+//! an optional one, for `https://` or when a CA is given;
+//! [`endpoint_with_identity`] also presents a client certificate), [`Bearer`] adds
 //! `authorization: Bearer <token>` to every call, [`read_token`] reads a token
 //! file, and [`client_config`] is the file `scopctl` reads and `scopd
 //! standalone` writes. It sits below the client, the agent and the server so
@@ -17,7 +18,7 @@ use std::time::Duration;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// How long connecting may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,14 +44,42 @@ pub enum ConnectError {
 /// `https://host:port`), with TLS for `https://` or when `ca_pem` (a PEM CA to
 /// trust besides the system's) is given.
 pub fn endpoint(server: &str, ca_pem: Option<&[u8]>) -> Result<Endpoint, ConnectError> {
+    endpoint_with_identity(server, ca_pem, None)
+}
+
+/// A client certificate and its key (both PEM), presented to a port that
+/// asks for one (mTLS): its subject names the user. Its `Debug` never shows
+/// the key.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientIdentity(<certificate>, <redacted key>)")
+    }
+}
+
+/// [`endpoint`] that also presents `identity` when the server asks for a
+/// client certificate. An identity needs TLS, so it turns TLS on like a CA.
+pub fn endpoint_with_identity(
+    server: &str,
+    ca_pem: Option<&[u8]>,
+    identity: Option<&ClientIdentity>,
+) -> Result<Endpoint, ConnectError> {
     let mut endpoint = Endpoint::from_shared(server.to_owned())
         .map_err(|e| ConnectError::Address(e.to_string()))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_keepalive(Some(TCP_KEEPALIVE));
-    if server.starts_with("https://") || ca_pem.is_some() {
+    if server.starts_with("https://") || ca_pem.is_some() || identity.is_some() {
         let mut tls = ClientTlsConfig::new().with_native_roots();
         if let Some(pem) = ca_pem {
             tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        if let Some(identity) = identity {
+            tls = tls.identity(Identity::from_pem(&identity.cert_pem, &identity.key_pem));
         }
         endpoint = endpoint.tls_config(tls).map_err(|e| ConnectError::Tls(e.to_string()))?;
     }
@@ -141,5 +170,11 @@ mod tests {
     fn bad_addresses_are_refused_before_connecting() {
         assert!(matches!(endpoint("not a url", None), Err(ConnectError::Address(_))));
         assert!(endpoint("http://127.0.0.1:1", None).is_ok());
+    }
+
+    #[test]
+    fn an_identity_never_shows_its_key() {
+        let identity = ClientIdentity { cert_pem: b"CERT".to_vec(), key_pem: b"s3cret-key".to_vec() };
+        assert!(!format!("{identity:?}").contains("s3cret"));
     }
 }

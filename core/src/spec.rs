@@ -897,6 +897,17 @@ data: { format: idx, root: data/fashion-mnist }
                 "resources.threads: must be <= 1024, got 2000",
             ],
         );
+        let over = "model: { arch: resnet20, num_classes: 10 }\n\
+                    data: { format: idx, root: d, loader_workers: 65 }\nfinetune: { batch_size: 65537 }\n";
+        let got: Vec<String> =
+            JobSpec::from_yaml(over).unwrap_err().field_errors().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            got,
+            [
+                "data.loader_workers: must be <= 64, got 65",
+                "finetune.batch_size: must be <= 65536, got 65537"
+            ]
+        );
         assert!(
             JobSpec::from_yaml(&format!("{MINIMAL}finetune: {{ epochs: 10000 }}\nmax_restarts: 100")).is_ok()
         );

@@ -46,6 +46,10 @@ pub struct Config {
     pub public_tls: Option<TlsFiles>,
     /// TLS certificate chain and key (PEM) of the worker port.
     pub worker_tls: Option<TlsFiles>,
+    /// PEM CA certificate(s) the public port verifies client certificates
+    /// against; a verified certificate's subject CN names a user (its
+    /// `cert_subjects`), so it needs no token. `None`: no client certificates.
+    pub client_ca: Option<PathBuf>,
     /// Largest request message on the public port, in bytes.
     pub max_message_bytes: usize,
     /// Largest message on the worker port (score statistics are the big ones).
@@ -88,6 +92,7 @@ impl Default for Config {
             insecure_no_auth: false,
             public_tls: None,
             worker_tls: None,
+            client_ca: None,
             max_message_bytes: 4 << 20,
             worker_max_message_bytes: 64 << 20,
             heartbeat_interval_ms: 5_000,
@@ -148,6 +153,11 @@ pub struct Layer {
     #[command(flatten)]
     #[serde(default)]
     pub worker_tls: WorkerTlsLayer,
+    /// PEM CA of client certificates (mTLS) on the public port: a certificate
+    /// it signed names the user whose `cert_subjects` lists its subject CN.
+    /// Needs --tls-cert and --users; tokens keep working.
+    #[arg(long, env = "SCOP_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
     /// Largest public request message in bytes [default: 4 MiB].
     #[arg(long, env = "SCOP_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
@@ -284,6 +294,7 @@ impl Config {
         }
         set_some(&mut self.mlflow_tracking_uri, l.mlflow_tracking_uri);
         set_some(&mut self.mlflow_experiment, l.mlflow_experiment);
+        set_some(&mut self.client_ca, l.client_ca);
         Ok(())
     }
 
@@ -300,6 +311,13 @@ impl Config {
             return Err(Error::Config(
                 "--users and --token-file exclude each other: the shared token file is only for \
                  clusters without a users file"
+                    .into(),
+            ));
+        }
+        if self.client_ca.is_some() && (self.public_tls.is_none() || self.users_file.is_none()) {
+            return Err(Error::Config(
+                "--client-ca needs TLS on the public port (--tls-cert, --tls-key) and --users, whose \
+                 cert_subjects map certificate subjects to users"
                     .into(),
             ));
         }
@@ -433,6 +451,17 @@ mod tests {
         assert!(err.contains("--worker-token-file"), "{err}");
         let flags = Layer { insecure_no_auth: true, ..Layer::default() };
         assert!(Config::load(&flags).is_ok());
+        let flags = Layer {
+            users_file: Some("users.yaml".into()),
+            worker_token_file: Some("w.tok".into()),
+            client_ca: Some("clients.pem".into()),
+            ..Layer::default()
+        };
+        let err = Config::load(&flags).unwrap_err().to_string();
+        assert!(err.contains("--client-ca needs TLS"), "{err}");
+        let public_tls = PublicTlsLayer { cert: Some("s.pem".into()), key: Some("s.key".into()) };
+        let flags = Layer { public_tls, ..flags };
+        assert_eq!(Config::load(&flags).unwrap().client_ca, Some(PathBuf::from("clients.pem")));
     }
 
     #[test]
@@ -490,6 +519,7 @@ mod tests {
             models_roots: vec![path("models-a"), path("models-b")],
             mlflow_tracking_uri: Some(format!("http://mlflow-{n}:5000")),
             mlflow_experiment: Some(format!("experiment-{n}")),
+            client_ca: Some(path("clients.pem")),
         }
     }
 
@@ -505,7 +535,7 @@ mod tests {
              public_tls: {{cert: {}, key: {}}}\nworker_tls: {{cert: {}, key: {}}}\n\
              max_message_bytes: {}\nworker_max_message_bytes: {}\nheartbeat_interval_ms: {}\n\
              heartbeat_timeout_ms: {}\ndata_roots: [{}]\nmodels_roots: [{}]\n\
-             mlflow_tracking_uri: {}\nmlflow_experiment: {}\n",
+             mlflow_tracking_uri: {}\nmlflow_experiment: {}\nclient_ca: {}\n",
             c.data_dir.display(),
             c.artifacts.as_ref().unwrap().display(),
             c.public_addr,
@@ -527,6 +557,7 @@ mod tests {
             list(&c.models_roots),
             c.mlflow_tracking_uri.as_ref().unwrap(),
             c.mlflow_experiment.as_ref().unwrap(),
+            c.client_ca.as_ref().unwrap().display(),
         )
     }
 
@@ -558,6 +589,7 @@ mod tests {
             ("models-root", join(&c.models_roots)),
             ("mlflow-tracking-uri", c.mlflow_tracking_uri.clone().unwrap()),
             ("mlflow-experiment", c.mlflow_experiment.clone().unwrap()),
+            ("client-ca", c.client_ca.as_ref().unwrap().display().to_string()),
         ]
     }
 

@@ -91,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
             let path = users_file.unwrap_or_else(|| scop_server::standalone::users_file(&data_dir));
             let token = scop_server::users::add_to_file(&path, &name, role)
                 .with_context(|| format!("cannot add user {name:?}"))?;
-            tracing::info!(target: "audit", user = "scopd user add", action = "user_add", target_id = %name, role = role.name(), path = %path.display(), "audit");
+            audit_user_add(&data_dir, &name, role, &path).await?;
             eprintln!(
                 "added user {name:?} ({}) to {}; send SIGHUP to a running scopd to load it",
                 role.name(),
@@ -114,6 +114,31 @@ async fn main() -> anyhow::Result<()> {
                 .context("scopd standalone failed")
         }
     }
+}
+
+/// Records `scopd user add` in the audit log of the data dir's database when
+/// there is one (a coordinator's, running or not), and always as a structured
+/// log line; the acting user is the local account that ran the command.
+async fn audit_user_add(
+    data_dir: &std::path::Path,
+    name: &str,
+    role: scop_server::users::Role,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let actor = scop_server::users::local_account();
+    let detail = format!("role {}, a new token, in {}", role.name(), path.display());
+    let database =
+        scop_server::Config { data_dir: data_dir.to_owned(), ..Default::default() }.database_path();
+    if !database.exists() {
+        tracing::info!(target: "audit", user = %actor, action = "user_add", target_id = name, detail = %detail, "audit (no database to record it in)");
+        return Ok(());
+    }
+    let store = scop_server::store::Store::open(&database)
+        .await
+        .with_context(|| format!("cannot open {} to audit the change", database.display()))?;
+    store.audit(&actor, "user_add", name, detail).await.context("cannot record the audit event")?;
+    store.close().await;
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -109,7 +109,7 @@ pub async fn run_with_store(
     let mut tasks = JoinSet::new();
     let reloader = match &credentials {
         Credentials::Users(directory) => {
-            Some(tokio::spawn(reload_on_sighup(directory.clone(), down.clone())?))
+            Some(tokio::spawn(reload_on_sighup(directory.clone(), store.clone(), down.clone())?))
         }
         Credentials::Open | Credentials::Shared(_) => None,
     };
@@ -222,11 +222,12 @@ fn client_credentials(config: &Config) -> Result<Credentials> {
     Ok(tokens.map_or(Credentials::Open, Credentials::Shared))
 }
 
-/// Reloads the users file on every SIGHUP until shutdown. The handler is
-/// installed before this returns, so a SIGHUP sent once the port answers is
-/// never the default "terminate".
+/// Reloads the users file on every SIGHUP until shutdown, auditing a reload
+/// that changed users. The handler is installed before this returns, so a
+/// SIGHUP sent once the port answers is never the default "terminate".
 fn reload_on_sighup(
     directory: crate::users::Directory,
+    store: Store,
     mut down: Shutdown,
 ) -> Result<impl Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -238,7 +239,18 @@ fn reload_on_sighup(
                 () = down.wait() => return,
             }
             match directory.reload() {
-                Ok(users) => tracing::info!(users, path = %directory.path().display(), "users file reloaded"),
+                Ok(reload) => {
+                    let path = directory.path().display().to_string();
+                    tracing::info!(users = reload.users, %path, "users file reloaded");
+                    if reload.changes_users() {
+                        // Whoever edited the file is not known here: the signal is the actor.
+                        if let Err(error) =
+                            store.audit("SIGHUP", "users_reload", &path, reload.describe()).await
+                        {
+                            tracing::error!(%error, "the users reload was not recorded in the audit log");
+                        }
+                    }
+                }
                 Err(error) => {
                     tracing::error!(%error, "users file not reloaded; the previous users stay in force")
                 }
@@ -312,7 +324,15 @@ async fn serve_public(
     health.set_serving::<JobServiceServer<JobApi>>().await;
     let mut builder = Server::builder();
     if let Some(files) = &config.public_tls {
-        builder = builder.tls_config(tls(files)?)?;
+        let mut tls = tls(files)?;
+        if let Some(ca) = &config.client_ca {
+            // Asked for, not required: clients with a token and no certificate still connect.
+            let pem =
+                std::fs::read(ca).map_err(|source| Error::Io { path: ca.display().to_string(), source })?;
+            tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(pem)).client_auth_optional(true);
+            tracing::info!(ca = %ca.display(), "the public port verifies client certificates: their subject CN names a user");
+        }
+        builder = builder.tls_config(tls)?;
     }
     let router = builder
         .layer(GrpcMetricsLayer::new(metrics))

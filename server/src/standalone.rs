@@ -214,6 +214,7 @@ pub fn ensure_admin(users: &Path, client_token: &Path) -> Result<()> {
                     name: "admin".into(),
                     role: Role::Admin,
                     tokens: vec![hash],
+                    cert_subjects: Vec::new(),
                     quotas: crate::users::Quotas::default(),
                 }),
             }

@@ -22,7 +22,7 @@ mod certificates;
 mod fake_worker;
 pub mod script;
 
-pub use certificates::certificates;
+pub use certificates::{certificates, client_certificate};
 pub use fake_worker::{FakeWorker, final_statistics, statistics, wait_for_state};
 
 pub const CLIENT_TOKEN: &str = "client-token-0123456789";

@@ -8,6 +8,9 @@
 //!   - name: alice
 //!     role: submitter
 //!     tokens: ["sha256:5e88…"]
+//!   - name: pipeline
+//!     role: submitter
+//!     cert_subjects: ["pipeline.ml.example.org"]   # client certificate CNs (with --client-ca)
 //! ```
 
 mod quotas;
@@ -84,6 +87,10 @@ pub struct UserEntry {
     /// `sha256:<64 hex digits>` of each token the user may present.
     #[serde(default)]
     pub tokens: Vec<String>,
+    /// Subject common names (CN) of client certificates that name this user
+    /// when the public port verifies client certificates (`--client-ca`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cert_subjects: Vec<String>,
     #[serde(default, skip_serializing_if = "Quotas::is_empty")]
     pub quotas: Quotas,
 }
@@ -92,6 +99,8 @@ pub struct UserEntry {
 #[derive(Debug, Default)]
 pub struct Users {
     entries: Vec<(Arc<User>, Vec<[u8; 32]>)>,
+    /// Client certificate subject CN → user.
+    subjects: BTreeMap<String, Arc<User>>,
 }
 
 impl Users {
@@ -103,6 +112,7 @@ impl Users {
 
     pub fn from_file(file: &UsersFile) -> std::result::Result<Users, String> {
         let mut entries = Vec::new();
+        let mut subjects = BTreeMap::new();
         let mut seen = std::collections::BTreeSet::new();
         for (i, entry) in file.users.iter().enumerate() {
             let valid_name = !entry.name.is_empty()
@@ -132,10 +142,19 @@ impl Users {
                 quotas = role_quotas.over(&quotas);
             }
             quotas = entry.quotas.over(&quotas);
-            let user = User { name: entry.name.clone(), role: entry.role, quotas };
-            entries.push((Arc::new(user), hashes));
+            let user = Arc::new(User { name: entry.name.clone(), role: entry.role, quotas });
+            for (j, subject) in entry.cert_subjects.iter().enumerate() {
+                let field = format!("users[{i}].cert_subjects[{j}]");
+                if subject.trim().is_empty() || subject.trim() != subject {
+                    return Err(format!("{field}: must be a certificate's subject CN, got {subject:?}"));
+                }
+                if let Some(other) = subjects.insert(subject.clone(), user.clone()) {
+                    return Err(format!("{field}: {subject:?} already names user {:?}", other.name));
+                }
+            }
+            entries.push((user, hashes));
         }
-        Ok(Users { entries })
+        Ok(Users { entries, subjects })
     }
 
     /// The user holding `token`. Every hash of every user is compared in
@@ -153,6 +172,41 @@ impl Users {
             }
         }
         found
+    }
+
+    /// The user a verified client certificate with subject CN `subject` names.
+    pub fn by_subject(&self, subject: &str) -> Option<Arc<User>> {
+        self.subjects.get(subject).cloned()
+    }
+
+    /// Each user as the file defines it (name, role, quotas, how many
+    /// tokens, the certificate subjects), sorted by name; compared before
+    /// and after a reload to audit what changed.
+    pub fn summary(&self) -> BTreeMap<String, String> {
+        self.entries
+            .iter()
+            .map(|(user, hashes)| {
+                let subjects: Vec<&str> = self
+                    .subjects
+                    .iter()
+                    .filter(|(_, u)| Arc::ptr_eq(u, user))
+                    .map(|(s, _)| s.as_str())
+                    .collect();
+                let mut hashes = hashes.clone();
+                hashes.sort_unstable();
+                let tokens: String = hashes
+                    .iter()
+                    .map(|h| h.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let text = format!(
+                    "role {}, tokens [{tokens}], cert_subjects {subjects:?}, quotas {:?}",
+                    user.role.name(),
+                    user.quotas
+                );
+                (user.name.clone(), text)
+            })
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -177,21 +231,67 @@ impl Directory {
         Ok(Directory { path: path.to_owned(), users: Arc::new(RwLock::new(Arc::new(users))) })
     }
 
-    /// Reads the file again; on an error the users loaded before stay in force.
-    pub fn reload(&self) -> Result<usize> {
+    /// Reads the file again and says which users it changed; on an error the
+    /// users loaded before stay in force.
+    pub fn reload(&self) -> Result<Reload> {
         let users = Users::load(&self.path)?;
-        let count = users.len();
-        *self.users.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(users);
-        Ok(count)
+        let mut slot = self.users.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let reload = Reload::between(&slot.summary(), &users.summary(), users.len());
+        *slot = Arc::new(users);
+        Ok(reload)
+    }
+
+    fn current(&self) -> Arc<Users> {
+        self.users.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     pub fn authenticate(&self, token: &[u8]) -> Option<Arc<User>> {
-        let users = self.users.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        users.authenticate(token)
+        self.current().authenticate(token)
+    }
+
+    /// The user a verified client certificate's subject CN names.
+    pub fn by_subject(&self, subject: &str) -> Option<Arc<User>> {
+        self.current().by_subject(subject)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// What a reload changed, by user name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reload {
+    /// Users in the file now.
+    pub users: usize,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Users whose role, tokens, certificate subjects or quotas changed.
+    pub changed: Vec<String>,
+}
+
+impl Reload {
+    fn between(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>, users: usize) -> Reload {
+        let names =
+            |pick: &dyn Fn(&String, &String) -> bool, from: &BTreeMap<String, String>| -> Vec<String> {
+                from.iter().filter(|(name, text)| pick(name, text)).map(|(name, _)| name.clone()).collect()
+            };
+        Reload {
+            users,
+            added: names(&|name, _| !old.contains_key(name), new),
+            removed: names(&|name, _| !new.contains_key(name), old),
+            changed: names(&|name, text| old.get(name).is_some_and(|was| was != text), new),
+        }
+    }
+
+    /// Whether any user was added, removed or changed.
+    pub fn changes_users(&self) -> bool {
+        !(self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty())
+    }
+
+    /// `added [..], removed [..], changed [..]`, for the audit log.
+    pub fn describe(&self) -> String {
+        format!("added {:?}, removed {:?}, changed {:?}", self.added, self.removed, self.changed)
     }
 }
 
@@ -244,6 +344,7 @@ impl UsersFile {
                 name: name.to_owned(),
                 role,
                 tokens: vec![hash],
+                cert_subjects: Vec::new(),
                 quotas: Quotas::default(),
             }),
         }
@@ -270,6 +371,24 @@ fn parse_hash(text: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
+}
+
+/// The local account running this process, as the audit log names someone
+/// who changed the users file from a shell: `local:<login>` (from
+/// `/etc/passwd`), else `local:uid <n>`.
+pub fn local_account() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return "local:unknown".to_owned();
+    };
+    let login = std::fs::read_to_string("/etc/passwd").ok().and_then(|passwd| {
+        passwd.lines().find_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            (fields.nth(1)? == uid.to_string()).then(|| name.to_owned())
+        })
+    });
+    login.map_or_else(|| format!("local:uid {uid}"), |login| format!("local:{login}"))
 }
 
 /// Adds a user to the file at `path` (created if missing) and returns its new token.
@@ -332,6 +451,14 @@ mod tests {
             "users[1].name: \"a\" appears twice",
         );
         check("users: [{ name: 'a b', role: admin }]\n", "users[0].name: must be");
+        check(
+            "users: [{ name: a, role: admin, cert_subjects: [x] }, { name: b, role: viewer, cert_subjects: [y, x] }]\n",
+            "users[1].cert_subjects[1]: \"x\" already names user \"a\"",
+        );
+        check(
+            "users: [{ name: a, role: admin, cert_subjects: [' x'] }]\n",
+            "users[0].cert_subjects[0]: must be",
+        );
         check("users: [{ name: a, role: root }]\n", "unknown variant `root`");
         check("user: []\n", "unknown field `user`");
     }
@@ -360,8 +487,27 @@ mod tests {
         std::fs::write(&path, "users: [{ name: alice, role: admin, tokens: [nope] }]\n").unwrap();
         assert!(directory.reload().is_err());
         assert!(directory.authenticate(token.as_bytes()).is_some(), "a bad file must not lock everyone out");
+        // Reloading an unchanged file changes nobody.
         std::fs::write(&path, "users: []\n").unwrap();
-        assert_eq!(directory.reload().unwrap(), 0);
+        add_to_file(&path, "alice", Role::Admin).unwrap();
+        let bob = add_to_file(&path, "bob", Role::Viewer).unwrap();
+        let reload = directory.reload().unwrap();
+        assert_eq!(
+            (reload.users, reload.added.clone(), reload.changed.clone()),
+            (2, vec!["bob".into()], vec!["alice".into()])
+        );
+        assert!(!directory.reload().unwrap().changes_users());
+        let mut file = UsersFile::read(&path).unwrap();
+        file.users[1].cert_subjects = vec!["bob.example.org".into()];
+        file.write(&path).unwrap();
+        let reload = directory.reload().unwrap();
+        assert_eq!(reload.describe(), "added [], removed [], changed [\"bob\"]");
+        assert_eq!(directory.by_subject("bob.example.org").unwrap().name, "bob");
+        assert!(directory.authenticate(bob.as_bytes()).is_some());
+        std::fs::write(&path, "users: []\n").unwrap();
+        let reload = directory.reload().unwrap();
+        assert_eq!((reload.users, reload.removed), (0, vec!["alice".to_owned(), "bob".to_owned()]));
         assert!(directory.authenticate(token.as_bytes()).is_none());
+        assert!(directory.by_subject("bob.example.org").is_none());
     }
 }

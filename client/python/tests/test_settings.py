@@ -54,3 +54,18 @@ def test_missing_or_bad_files_are_named(tmp_path: Path) -> None:
     empty.write_text("# nothing\n\n")
     with pytest.raises(ConfigError, match=r"empty\.token: no token in the file$"):
         Settings.resolve(token_file=empty, env={})
+
+
+def test_a_client_certificate_and_key_come_together_and_need_tls(tmp_path: Path) -> None:
+    config = tmp_path / "scopctl.yaml"
+    config.write_text("server: https://from-file:1\nclient_cert: me.pem\nclient_key: me.key\n")
+    settings = Settings.resolve(env={"SCOPCTL_CONFIG": str(config)})
+    assert (settings.client_cert, settings.client_key) == (tmp_path / "me.pem", tmp_path / "me.key")
+    env = {"SCOPCTL_CONFIG": str(config), "SCOP_CLIENT_CERT": "/env/c.pem", "SCOP_CLIENT_KEY": "/env/c.key"}
+    assert Settings.resolve(env=env).client_cert == Path("/env/c.pem")
+    given = Settings.resolve(env=env, client_cert="a.pem", client_key="a.key")
+    assert (given.client_cert, given.client_key) == (Path("a.pem"), Path("a.key"))
+    with pytest.raises(ConfigError, match="client_cert and client_key go together"):
+        Settings.resolve(env={"HOME": "/nonexistent"}, server="https://x:1", client_cert="a.pem")
+    with pytest.raises(ConfigError, match="needs an https:// server"):
+        Settings.resolve(env={"HOME": "/nonexistent"}, server="x:1", client_cert="a.pem", client_key="a.key")

@@ -8,3 +8,5 @@ mod report;
 mod resume;
 mod support;
 mod tls;
+mod users;
+mod workers;

@@ -1,6 +1,8 @@
-//! Bearer-token authentication of a gRPC port: the users file (token hashes,
-//! each caller a user with a role) or static tokens from a file, compared in
-//! constant time; and the role check each public call makes.
+//! Authentication of a gRPC port: bearer tokens (the users file's token
+//! hashes, each caller a user with a role, or static tokens from a file,
+//! compared in constant time), or on the public port a verified client
+//! certificate whose subject CN a user lists; and the role check each public
+//! call makes.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -117,13 +119,35 @@ impl Interceptor for ClientAuth {
                 }
                 Arc::new(User::implicit_admin("admin"))
             }
-            Credentials::Users(directory) => directory
-                .authenticate(bearer(&request)?)
-                .ok_or_else(|| Status::unauthenticated("unknown or revoked token"))?,
+            // A bearer token, when sent, decides; otherwise a verified client certificate.
+            Credentials::Users(directory) => match certificate_subject(&request)? {
+                Some(subject) if request.metadata().get("authorization").is_none() => {
+                    directory.by_subject(&subject).ok_or_else(|| {
+                        Status::unauthenticated(format!(
+                            "client certificate subject CN={subject:?} names no user of the users file"
+                        ))
+                    })?
+                }
+                _ => directory
+                    .authenticate(bearer(&request)?)
+                    .ok_or_else(|| Status::unauthenticated("unknown or revoked token"))?,
+            },
         };
         request.extensions_mut().insert(Caller(user));
         Ok(request)
     }
+}
+
+/// The subject CN of the client certificate the TLS layer verified, if the
+/// client sent one (only when the port has a client CA).
+fn certificate_subject(request: &Request<()>) -> Result<Option<String>, Status> {
+    let Some(chain) = request.peer_certs() else { return Ok(None) };
+    let Some(leaf) = chain.first() else { return Ok(None) };
+    super::client_cert::subject_common_name(leaf).map(Some).ok_or_else(|| {
+        Status::unauthenticated(
+            "the client certificate's subject has no single common name (CN) to name a user",
+        )
+    })
 }
 
 fn bearer(request: &Request<()>) -> Result<&[u8], Status> {

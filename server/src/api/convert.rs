@@ -251,6 +251,7 @@ pub fn worker(worker: Worker) -> pb::Worker {
         slots_free,
         connected_at_ms: worker.connected_at_ms,
         last_seen_ms: worker.last_seen_ms,
+        drained: worker.drained,
     }
 }
 

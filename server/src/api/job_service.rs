@@ -70,6 +70,25 @@ impl JobApi {
         Self { store, artifacts, shutdown, scheduler, tenancy }
     }
 
+    /// DrainWorker and UndrainWorker: admin only, audited, and the scheduler
+    /// told (an undrained worker's slots are free again).
+    async fn set_drained(
+        &self,
+        request: Request<String>,
+        drained: bool,
+    ) -> Result<Response<pb::Worker>, Status> {
+        let user = caller(&request)?;
+        let (call, action) = if drained { ("DrainWorker", "drain") } else { ("UndrainWorker", "undrain") };
+        require(&user, Role::Admin, call)?;
+        let worker_id = validation::id("worker_id", request.get_ref())?;
+        let worker = self.store.set_worker_drained(worker_id, drained).await?;
+        tracing::info!(worker_id, drained, "worker drain changed");
+        let detail = format!("hostname {:?}, {} ranks running", worker.hostname, worker.slots_busy);
+        self.store.audit(&user.name, action, worker_id, detail).await?;
+        self.scheduler.wake();
+        Ok(Response::new(convert::worker(worker)))
+    }
+
     /// Why a queued job cannot start even on idle workers, if so.
     async fn queued_reason(&self, job: &Job) -> Result<String, Status> {
         if !matches!(job.state, crate::domain::JobState::Queued) {
@@ -81,12 +100,20 @@ impl JobApi {
             DeviceKind::Cuda => "cuda",
         };
         let workers = self.store.list_workers(false).await?;
-        let capacity: usize =
-            workers.iter().map(|w| w.devices.iter().filter(|d| d.kind == kind).count()).sum();
+        let slots = |drained: bool| -> usize {
+            workers
+                .iter()
+                .filter(|w| w.drained == drained)
+                .map(|w| w.devices.iter().filter(|d| d.kind == kind).count())
+                .sum()
+        };
+        let (capacity, drained) = (slots(false), slots(true));
         let wanted = spec.resources.world_size as usize;
         Ok(if capacity < wanted {
+            let also =
+                if drained > 0 { format!(" (and {drained} on drained workers)") } else { String::new() };
             format!(
-                "needs {wanted} {kind} rank slots; the registered workers have {capacity} in all: \
+                "needs {wanted} {kind} rank slots; the registered workers have {capacity} in all{also}: \
                  it starts once enough workers join"
             )
         } else {
@@ -297,6 +324,20 @@ impl pb::job_service_server::JobService for JobApi {
             .await?
             .ok_or_else(|| Error::StatisticsNotFound { job_id: job_id.to_owned(), epoch })?;
         Ok(Response::new(convert::statistics(job_id.to_owned(), epoch, units)))
+    }
+
+    async fn drain_worker(
+        &self,
+        request: Request<pb::DrainWorkerRequest>,
+    ) -> Result<Response<pb::Worker>, Status> {
+        self.set_drained(request.map(|r| r.worker_id), true).await
+    }
+
+    async fn undrain_worker(
+        &self,
+        request: Request<pb::UndrainWorkerRequest>,
+    ) -> Result<Response<pb::Worker>, Status> {
+        self.set_drained(request.map(|r| r.worker_id), false).await
     }
 
     async fn who_am_i(

@@ -3,6 +3,7 @@
 
 pub mod artifact_files;
 pub mod auth;
+pub mod client_cert;
 pub mod convert;
 pub mod grpc_metrics;
 pub mod job_service;

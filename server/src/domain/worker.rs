@@ -63,6 +63,8 @@ pub struct Worker {
     pub slots_busy: u32,
     pub connected_at_ms: i64,
     pub last_seen_ms: i64,
+    /// Drained by an admin: no new ranks go to it; its running ones finish.
+    pub drained: bool,
 }
 
 impl Worker {
@@ -70,8 +72,11 @@ impl Worker {
         u32::try_from(self.devices.len()).unwrap_or(u32::MAX)
     }
 
-    /// Slots a new rank may take: none unless connected.
+    /// Slots a new rank may take: none unless connected and not drained.
     pub fn slots_free(&self) -> u32 {
+        if self.drained {
+            return 0;
+        }
         match self.state {
             WorkerState::Connected => self.slots_total().saturating_sub(self.slots_busy),
             WorkerState::Disconnected | WorkerState::Lost => 0,
@@ -95,6 +100,7 @@ mod tests {
             slots_busy: busy,
             connected_at_ms: 0,
             last_seen_ms: 0,
+            drained: false,
         }
     }
 
@@ -104,5 +110,7 @@ mod tests {
         assert_eq!(worker(WorkerState::Connected, 2, 3).slots_free(), 0);
         assert_eq!(worker(WorkerState::Disconnected, 4, 0).slots_free(), 0);
         assert_eq!(worker(WorkerState::Lost, 4, 0).slots_free(), 0);
+        let drained = Worker { drained: true, ..worker(WorkerState::Connected, 4, 1) };
+        assert_eq!((drained.slots_total(), drained.slots_free()), (4, 0));
     }
 }

@@ -66,3 +66,54 @@ impl Store {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Collects what a tracing subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_audited_call_is_a_row_and_a_structured_log_line() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber =
+            tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("scop.db")).await.unwrap();
+        store.audit("ada", "drain", "worker-1", "hostname \"node-1\"".into()).await.unwrap();
+        store.audit("sam", "submit", "job-1", "priority 0".into()).await.unwrap();
+        let rows = store.audit_log(1).await.unwrap();
+        assert_eq!(rows.len(), 1, "the newest only");
+        assert_eq!(
+            (rows[0].user.as_str(), rows[0].action.as_str(), rows[0].target.as_str()),
+            ("sam", "submit", "job-1")
+        );
+        assert_eq!(store.audit_log(10).await.unwrap()[0].action, "drain");
+        store.close().await;
+
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line = text.lines().find(|l| l.contains("action=\"drain\"")).unwrap_or_else(|| panic!("{text}"));
+        for field in
+            ["INFO audit: audit", "user=\"ada\"", "target_id=\"worker-1\"", "detail=hostname \"node-1\""]
+        {
+            assert!(line.contains(field), "{field} not in {line}");
+        }
+    }
+}

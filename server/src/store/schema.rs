@@ -156,6 +156,10 @@ const MIGRATIONS: &[&str] = &[
         ended           INTEGER NOT NULL DEFAULT 0        -- 1 once the run got its final status
     ) WITHOUT ROWID;
     ",
+    // 5: workers an admin drained (no new ranks placed on them).
+    "
+    ALTER TABLE workers ADD COLUMN drained INTEGER NOT NULL DEFAULT 0;
+    ",
 ];
 
 /// The schema version this build writes.

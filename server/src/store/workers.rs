@@ -99,6 +99,22 @@ impl Store {
         .await
     }
 
+    /// Drains (`true`) or undrains a worker and returns it; the flag survives
+    /// reconnects (a Hello does not touch it) and restarts.
+    pub async fn set_worker_drained(&self, id: &str, drained: bool) -> Result<Worker> {
+        let id = id.to_owned();
+        self.call(move |conn| {
+            let changed = conn
+                .prepare_cached("UPDATE workers SET drained = ?2 WHERE id = ?1")?
+                .execute(params![id, drained])?;
+            if changed == 0 {
+                return Err(Error::WorkerNotFound(id));
+            }
+            load_worker(conn, &id)
+        })
+        .await
+    }
+
     /// One worker by id.
     pub async fn get_worker(&self, id: &str) -> Result<Worker> {
         let id = id.to_owned();
@@ -120,7 +136,7 @@ impl Store {
 
 /// A worker with its busy slots: ranks of live attempts placed on it.
 const WORKER_SELECT: &str = "SELECT id, hostname, agent_version, state, devices_json, cpu_cores, connected_at_ms, \
-     last_seen_ms, (SELECT count(*) FROM attempt_ranks r JOIN attempts a ON a.id = r.attempt_id \
+     last_seen_ms, drained, (SELECT count(*) FROM attempt_ranks r JOIN attempts a ON a.id = r.attempt_id \
      WHERE r.worker_id = w.id AND a.state IN ('pending', 'running')) FROM workers w";
 
 /// A `WORKER_SELECT` row before its state and devices are parsed.
@@ -133,6 +149,7 @@ struct RawWorker {
     cpu_cores: u32,
     connected_at_ms: i64,
     last_seen_ms: i64,
+    drained: bool,
     slots_busy: u32,
 }
 
@@ -147,7 +164,8 @@ impl RawWorker {
             cpu_cores: r.get(5)?,
             connected_at_ms: r.get(6)?,
             last_seen_ms: r.get(7)?,
-            slots_busy: r.get(8)?,
+            drained: r.get(8)?,
+            slots_busy: r.get(9)?,
         })
     }
 
@@ -166,6 +184,7 @@ impl RawWorker {
             slots_busy: self.slots_busy,
             connected_at_ms: self.connected_at_ms,
             last_seen_ms: self.last_seen_ms,
+            drained: self.drained,
         })
     }
 }

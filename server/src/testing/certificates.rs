@@ -1,5 +1,6 @@
 //! A test CA and a certificate it signed for 127.0.0.1, made with the
-//! `openssl` command, for the TLS tests of either gRPC port.
+//! `openssl` command, for the TLS tests of either gRPC port; and client
+//! certificates for mutual TLS, from that CA or from a CA of their own.
 
 use std::path::Path;
 use std::process::Command;
@@ -27,4 +28,35 @@ pub fn certificates(dir: &Path) -> TlsFiles {
         "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext",
     );
     TlsFiles { cert: dir.join("server.pem"), key: dir.join("server.key") }
+}
+
+/// Writes a client certificate with subject `CN=<common_name>` and its key
+/// into `dir` as `<name>.pem`/`<name>.key`, signed by the CA that
+/// [`certificates`] wrote there, or with `own_ca` by a fresh CA of its own
+/// (`<name>-ca.pem`) that the server does not trust.
+pub fn client_certificate(dir: &Path, name: &str, common_name: &str, own_ca: bool) -> TlsFiles {
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    let ca = if own_ca {
+        openssl(
+            dir,
+            &format!("req -x509 {ec} -keyout {name}-ca.key -out {name}-ca.pem -days 2 -subj /CN=other-CA"),
+        );
+        format!("{name}-ca")
+    } else {
+        "ca".to_owned()
+    };
+    openssl(dir, &format!("req {ec} -keyout {name}.key -out {name}.csr -subj /CN={common_name}"));
+    std::fs::write(
+        dir.join(format!("{name}.ext")),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &format!(
+            "x509 -req -in {name}.csr -CA {ca}.pem -CAkey {ca}.key -CAcreateserial -out {name}.pem -days 2 \
+             -extfile {name}.ext"
+        ),
+    );
+    TlsFiles { cert: dir.join(format!("{name}.pem")), key: dir.join(format!("{name}.key")) }
 }

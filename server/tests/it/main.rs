@@ -2,12 +2,14 @@
 
 mod agent;
 mod artifacts;
+mod audit;
 mod auth;
 mod dashboard;
 mod health;
 mod jobs;
 mod logs;
 mod metrics;
+mod mtls;
 mod reliability;
 mod restart;
 mod scheduling;

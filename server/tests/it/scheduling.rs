@@ -168,3 +168,56 @@ async fn a_failed_rank_fails_the_job_once_restarts_are_spent() {
     worker.assert_idle(Duration::from_millis(400)).await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_drained_worker_gets_no_new_ranks_and_keeps_its_running_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir).await;
+    let mut jobs = server.jobs().await;
+    let mut a = FakeWorker::connect(&server, "a", 2, &[]).await;
+    let first = submit(&server, SPEC, 0).await;
+    let running = a.assigned().await;
+    assert_eq!(running.job_id, first.id);
+
+    let drained = jobs.drain_worker(pb::DrainWorkerRequest { worker_id: a.id.clone() }).await.unwrap();
+    let drained = drained.into_inner();
+    assert!(drained.drained);
+    assert_eq!((drained.slots_total, drained.slots_busy, drained.slots_free), (2, 1, 0));
+
+    // Its free slot takes no new rank, and its running rank is not stopped.
+    let second = submit(&server, SPEC, 0).await;
+    a.assert_idle(Duration::from_millis(800)).await;
+    wait_for_state(&server, &first.id, pb::JobState::Running).await;
+    let queued = jobs.get_job(pb::GetJobRequest { job_id: second.id.clone() }).await.unwrap().into_inner();
+    assert_eq!(queued.state(), pb::JobState::Queued);
+    assert_eq!(
+        queued.queued_reason,
+        "needs 1 cpu rank slots; the registered workers have 0 in all (and 2 on drained workers): \
+         it starts once enough workers join"
+    );
+
+    // A reconnect keeps it drained; undraining lets the queued job onto it.
+    drop(a);
+    let mut a = FakeWorker::connect_as(&server, "a", &drained.id, 2, &[(&running.task_id, 0)]).await;
+    let listed = jobs.list_workers(pb::ListWorkersRequest::default()).await.unwrap().into_inner().workers;
+    assert!(listed.iter().all(|w| w.drained), "{listed:?}");
+    a.assert_idle(Duration::from_millis(600)).await;
+    let undrained = jobs.undrain_worker(pb::UndrainWorkerRequest { worker_id: drained.id.clone() }).await;
+    assert!(!undrained.unwrap().into_inner().drained);
+    assert_eq!(a.assigned().await.job_id, second.id);
+
+    let unknown = jobs.drain_worker(pb::DrainWorkerRequest { worker_id: "no-such-worker".into() }).await;
+    assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
+    let audited: Vec<(String, String, String)> = server
+        .store
+        .audit_log(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action.contains("drain"))
+        .map(|e| (e.user, e.action, e.target))
+        .collect();
+    let row = |action: &str| ("admin".to_owned(), action.to_owned(), drained.id.clone());
+    assert_eq!(audited, vec![row("drain"), row("undrain")]);
+    server.stop().await;
+}

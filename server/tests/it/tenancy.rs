@@ -38,7 +38,12 @@ fn code<T>(result: Result<T, tonic::Status>) -> Code {
 }
 
 /// Every RPC of the public API as one role, with the code each gives.
-async fn every_call(jobs: &mut Jobs, own_job: &str, other_job: &str) -> Vec<(&'static str, Code)> {
+async fn every_call(
+    jobs: &mut Jobs,
+    own_job: &str,
+    other_job: &str,
+    worker: &str,
+) -> Vec<(&'static str, Code)> {
     let id = |job: &str| job.to_owned();
     let mut codes = vec![("SubmitJob", code(submit(jobs, SPEC, 0).await))];
     codes.push(("SubmitJob priority 5", code(submit(jobs, SPEC, 5).await)));
@@ -61,6 +66,10 @@ async fn every_call(jobs: &mut Jobs, own_job: &str, other_job: &str) -> Vec<(&'s
     let statistics = pb::GetScoreStatisticsRequest { job_id: id(other_job), epoch: 0 };
     codes.push(("GetScoreStatistics", code(jobs.get_score_statistics(statistics).await)));
     codes.push(("WhoAmI", code(jobs.who_am_i(pb::WhoAmIRequest {}).await)));
+    let drain = pb::DrainWorkerRequest { worker_id: worker.into() };
+    codes.push(("DrainWorker", code(jobs.drain_worker(drain).await)));
+    let undrain = pb::UndrainWorkerRequest { worker_id: worker.into() };
+    codes.push(("UndrainWorker", code(jobs.undrain_worker(undrain).await)));
     codes.push(("CancelJob own", code(jobs.cancel_job(pb::CancelJobRequest { job_id: id(own_job) }).await)));
     codes.push((
         "CancelJob other",
@@ -86,6 +95,8 @@ async fn every_call_is_checked_against_every_role() {
     let fresh = async |jobs: &mut Jobs| submit(jobs, SPEC, 0).await.unwrap().id;
     let (sam_job, sue_job) = (fresh(&mut sam).await, fresh(&mut sue).await);
     let (sam_job2, sue_job2, ada_job) = (fresh(&mut sam).await, fresh(&mut sue).await, fresh(&mut ada).await);
+    // A worker to drain (it may take one of the jobs meanwhile; nothing below depends on it).
+    let worker = FakeWorker::connect(&server, "drainable", 1, &[]).await;
 
     use Code::{NotFound, Ok, PermissionDenied, ResourceExhausted};
     let read = [
@@ -99,24 +110,26 @@ async fn every_call_is_checked_against_every_role() {
         ("GetScoreStatistics", NotFound),
         ("WhoAmI", Ok),
     ];
-    let expect = |submit: Code, priority: Code, own: Code, other: Code| {
+    let expect = |submit: Code, priority: Code, drain: Code, own: Code, other: Code| {
         let mut all = vec![("SubmitJob", submit), ("SubmitJob priority 5", priority)];
         all.extend(read);
+        all.extend([("DrainWorker", drain), ("UndrainWorker", drain)]);
         all.extend([("CancelJob own", own), ("CancelJob other", other)]);
         all
     };
+    let w = worker.id.as_str();
     // A viewer reads everything and changes nothing (the "own" job is sam's).
     assert_eq!(
-        every_call(&mut vic, &sam_job, &sue_job).await,
-        expect(PermissionDenied, PermissionDenied, PermissionDenied, PermissionDenied)
+        every_call(&mut vic, &sam_job, &sue_job, w).await,
+        expect(PermissionDenied, PermissionDenied, PermissionDenied, PermissionDenied, PermissionDenied)
     );
     // A submitter submits at priorities up to 0 and cancels only its own jobs.
     assert_eq!(
-        every_call(&mut sam, &sam_job, &sue_job).await,
-        expect(Ok, ResourceExhausted, Ok, PermissionDenied)
+        every_call(&mut sam, &sam_job, &sue_job, w).await,
+        expect(Ok, ResourceExhausted, PermissionDenied, Ok, PermissionDenied)
     );
-    // An admin does everything, to anyone's jobs.
-    assert_eq!(every_call(&mut ada, &ada_job, &sue_job2).await, expect(Ok, Ok, Ok, Ok));
+    // An admin does everything, to anyone's jobs and to workers.
+    assert_eq!(every_call(&mut ada, &ada_job, &sue_job2, w).await, expect(Ok, Ok, Ok, Ok, Ok));
     assert_eq!(
         code(sue.cancel_job(pb::CancelJobRequest { job_id: sam_job2.clone() }).await),
         PermissionDenied
@@ -150,6 +163,12 @@ async fn every_call_is_checked_against_every_role() {
     );
     let submits = log.iter().filter(|e| e.action == "submit").count();
     assert_eq!(submits, 5 + 1 + 2, "five set-up jobs, sam's one, ada's two");
+    let drains: Vec<(&str, &str, &str)> = log
+        .iter()
+        .filter(|e| e.action.contains("drain"))
+        .map(|e| (e.user.as_str(), e.action.as_str(), e.target.as_str()))
+        .collect();
+    assert_eq!(drains, vec![("ada", "drain", w), ("ada", "undrain", w)], "refused calls are not audited");
     server.stop().await;
 }
 
@@ -188,6 +207,101 @@ async fn unknown_tokens_are_unauthenticated_and_sighup_revokes_a_removed_one() {
     server.stop().await;
 }
 
+/// A `scopd` process, killed at the end of the test, pass or fail.
+struct Scopd(std::process::Child);
+
+impl Drop for Scopd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The first line of the log file containing `needle`, once scopd wrote it
+/// (or panics with the log when it never does, or when scopd exits).
+fn log_line(scopd: &mut Scopd, log: &Path, needle: &str) -> String {
+    for _ in 0..600 {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+            return line.to_owned();
+        }
+        if let Some(status) = scopd.0.try_wait().unwrap() {
+            panic!("scopd exited ({status}) before logging {needle:?}:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("scopd never logged {needle:?}:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+}
+
+/// A real `scopd` process with a users file: removing a user from the file
+/// and sending the process SIGHUP revokes its token while the others keep
+/// working; a file that no longer parses leaves the old users in force.
+#[tokio::test]
+async fn a_running_scopd_revokes_a_removed_user_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.yaml");
+    let tokens = users_file(&users, &[("ada", Role::Admin), ("vic", Role::Viewer)]);
+    let worker_tokens = dir.path().join("worker.tokens");
+    std::fs::write(&worker_tokens, format!("{}\n", scop_server::testing::WORKER_TOKEN)).unwrap();
+    let log = dir.path().join("scopd.log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_scopd"))
+        .env_clear()
+        .env("RUST_LOG", "info")
+        .args(["--public-addr", "127.0.0.1:0", "--worker-addr", "127.0.0.1:0"])
+        .args(["--metrics-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--users")
+        .arg(&users)
+        .arg("--worker-token-file")
+        .arg(&worker_tokens)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut scopd = Scopd(child);
+    let pid = nix::unistd::Pid::from_raw(scopd.0.id().try_into().unwrap());
+    let line = log_line(&mut scopd, &log, "public gRPC API listening");
+    let addr = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")).expect(&line).to_owned();
+    let connect = async |token: &str| {
+        let channel =
+            scop_connect::endpoint(&format!("http://{addr}"), None).unwrap().connect().await.unwrap();
+        pb::job_service_client::JobServiceClient::with_interceptor(
+            channel,
+            scop_server::testing::bearer(Some(token)),
+        )
+    };
+    let whoami =
+        async |jobs: &mut Jobs| jobs.who_am_i(pb::WhoAmIRequest {}).await.map(|r| r.into_inner().user);
+    let (mut ada, mut vic) = (connect(&tokens[0]).await, connect(&tokens[1]).await);
+    // Once a call is answered, the SIGHUP handler is in place.
+    assert_eq!(whoami(&mut vic).await.unwrap(), "vic");
+
+    // A file that does not load is refused as a whole: vic keeps working.
+    let good = std::fs::read_to_string(&users).unwrap();
+    std::fs::write(&users, "users: [ { name: broken\n").unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    log_line(&mut scopd, &log, "users file not reloaded; the previous users stay in force");
+    assert_eq!(whoami(&mut vic).await.unwrap(), "vic");
+    std::fs::write(&users, good).unwrap();
+
+    // Remove vic from the file, as an operator would, and tell the process.
+    let mut file = scop_server::users::UsersFile::read(&users).unwrap();
+    file.users.retain(|u| u.name != "vic");
+    file.write(&users).unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    log_line(&mut scopd, &log, "users file reloaded");
+    let status = vic.who_am_i(pb::WhoAmIRequest {}).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(status.message().contains("unknown or revoked token"), "{}", status.message());
+    assert_eq!(whoami(&mut ada).await.unwrap(), "ada");
+    assert_eq!(
+        code(connect(&tokens[1]).await.list_jobs(pb::ListJobsRequest::default()).await),
+        Code::Unauthenticated
+    );
+    assert!(scopd.0.try_wait().unwrap().is_none(), "SIGHUP reloads; it does not stop scopd");
+}
+
 #[tokio::test]
 async fn quotas_refuse_naming_the_quota_and_capacity_is_explained() {
     let dir = tempfile::tempdir().unwrap();
@@ -197,6 +311,7 @@ async fn quotas_refuse_naming_the_quota_and_capacity_is_explained() {
     file.users[0].quotas.max_queued_jobs = Some(2);
     file.users[0].quotas.max_rank_slots = Some(3);
     file.users[0].quotas.max_watch_streams = Some(1);
+    file.users[0].quotas.max_downloads = Some(1);
     file.write(&users).unwrap();
     let server = start(dir.path(), &users, |_| {}).await;
     let mut sam = server.jobs_with(Some(&tokens[0])).await;
@@ -242,6 +357,31 @@ async fn quotas_refuse_naming_the_quota_and_capacity_is_explained() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(reopened, Code::Ok, "a closed stream frees its place");
+
+    // Concurrent downloads per user: one here. A download of 64 MiB that is
+    // not read stays open: flow control holds it far before its end.
+    let job_dir = server.job_dir(&first.id);
+    std::fs::create_dir_all(&job_dir).unwrap();
+    std::fs::write(job_dir.join("big.bin"), vec![0_u8; 64 << 20]).unwrap();
+    let download = || pb::DownloadArtifactRequest { job_id: first.id.clone(), path: "big.bin".into() };
+    let held = sam.download_artifact(download()).await.unwrap();
+    let status = sam.download_artifact(download()).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("max_downloads: user \"sam\""), "{}", status.message());
+    // The limit is sam's own: the admin downloads meanwhile.
+    let mut first_chunk = ada.download_artifact(download()).await.unwrap().into_inner();
+    assert_eq!(first_chunk.message().await.unwrap().unwrap().total_bytes, 64 << 20);
+    drop(first_chunk);
+    drop(held);
+    let mut reopened = Code::ResourceExhausted;
+    for _ in 0..600 {
+        reopened = code(sam.download_artifact(download()).await);
+        if reopened == Code::Ok {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reopened, Code::Ok, "a closed download frees its place");
     server.stop().await;
 }
 

@@ -45,6 +45,10 @@ class Client:
     `~/.config/scop/scopctl.yaml`, which `scopd standalone` writes), then
     `http://127.0.0.1:7070`. `ca_cert` is the PEM file of the CA that signed
     an `https://` server's certificate; without it the system's CAs are trusted.
+    `client_cert` and `client_key` (PEM files, `SCOP_CLIENT_CERT` and
+    `SCOP_CLIENT_KEY`, or the config file's `client_cert`/`client_key`) are a
+    certificate this client presents: a coordinator that verifies client
+    certificates takes its subject CN as the user, so no token is needed.
     """
 
     def __init__(
@@ -53,8 +57,12 @@ class Client:
         token: Optional[str] = None,
         token_file: Optional[PathLike] = None,
         ca_cert: Optional[PathLike] = None,
+        client_cert: Optional[PathLike] = None,
+        client_key: Optional[PathLike] = None,
     ) -> None:
-        self.settings = Settings.resolve(server, token, token_file, ca_cert)
+        self.settings = Settings.resolve(
+            server, token, token_file, ca_cert, client_cert=client_cert, client_key=client_key
+        )
         self._channel = self._connect()
         self._stub = jobs_pb2_grpc.JobServiceStub(self._channel)
 
@@ -67,13 +75,19 @@ class Client:
         s = self.settings
         if not s.tls:
             return grpc.insecure_channel(s.target, options=options)
-        root = None
-        if s.ca_cert is not None:
+
+        def read(path: Optional[Path]) -> Optional[bytes]:
+            if path is None:
+                return None
             try:
-                root = Path(s.ca_cert).read_bytes()
+                return Path(path).read_bytes()
             except OSError as e:
-                raise ScopError(f"{s.ca_cert}: {e.strerror or e}") from e
-        return grpc.secure_channel(s.target, grpc.ssl_channel_credentials(root_certificates=root), options=options)
+                raise ScopError(f"{path}: {e.strerror or e}") from e
+
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=read(s.ca_cert), private_key=read(s.client_key), certificate_chain=read(s.client_cert)
+        )
+        return grpc.secure_channel(s.target, credentials, options=options)
 
     def close(self) -> None:
         self._channel.close()
@@ -139,6 +153,16 @@ class Client:
     def workers(self, include_lost: bool = False) -> List[Worker]:
         request = jobs_pb2.ListWorkersRequest(include_lost=include_lost)
         return [Worker.from_proto(w) for w in self._call(self._stub.ListWorkers, request).workers]
+
+    def drain(self, worker_id: str) -> Worker:
+        """Admin only: no new ranks go to the worker; its running ones finish."""
+        request = jobs_pb2.DrainWorkerRequest(worker_id=worker_id)
+        return Worker.from_proto(self._call(self._stub.DrainWorker, request))
+
+    def undrain(self, worker_id: str) -> Worker:
+        """Admin only: the worker takes new ranks again."""
+        request = jobs_pb2.UndrainWorkerRequest(worker_id=worker_id)
+        return Worker.from_proto(self._call(self._stub.UndrainWorker, request))
 
     # Files.
 

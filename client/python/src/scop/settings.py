@@ -1,7 +1,8 @@
 """Where the coordinator is and how to authenticate, resolved exactly as `scopctl` does.
 
 Each setting is taken from the first layer that has it: the arguments given to
-`Client`, then the environment (`SCOP_SERVER`, `SCOP_TOKEN`), then the client
+`Client`, then the environment (`SCOP_SERVER`, `SCOP_TOKEN`, `SCOP_CLIENT_CERT`,
+`SCOP_CLIENT_KEY`), then the client
 config file that `scopd standalone` writes, then the default server
 `http://127.0.0.1:7070`. The config file is `$SCOPCTL_CONFIG`, else
 `$XDG_CONFIG_HOME/scop/scopctl.yaml`, else `$HOME/.config/scop/scopctl.yaml`;
@@ -21,7 +22,7 @@ from .errors import ConfigError
 
 DEFAULT_SERVER = "http://127.0.0.1:7070"
 CONFIG_ENV = "SCOPCTL_CONFIG"
-_CONFIG_KEYS = ("server", "token", "token_file", "ca_cert")
+_CONFIG_KEYS = ("server", "token", "token_file", "ca_cert", "client_cert", "client_key")
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -33,6 +34,10 @@ class Settings:
     server: str
     token: Optional[str] = field(default=None, repr=False)
     ca_cert: Optional[Path] = None
+    #: PEM certificate and key this client presents (mutual TLS): a coordinator
+    #: with a client CA takes the certificate's subject CN as the user.
+    client_cert: Optional[Path] = None
+    client_key: Optional[Path] = None
 
     @property
     def tls(self) -> bool:
@@ -50,6 +55,8 @@ class Settings:
         token_file: Optional[PathLike] = None,
         ca_cert: Optional[PathLike] = None,
         env: Optional[Mapping[str, str]] = None,
+        client_cert: Optional[PathLike] = None,
+        client_key: Optional[PathLike] = None,
     ) -> "Settings":
         """Applies every layer; `env` defaults to this process's environment."""
         env = os.environ if env is None else env
@@ -83,7 +90,22 @@ class Settings:
             resolved_ca = in_config_dir(config["ca_cert"])
         else:
             resolved_ca = None
-        return Settings(_normalise_server(resolved_server), resolved_token, resolved_ca)
+
+        def path_setting(given: Optional[PathLike], variable: str, key: str) -> Optional[Path]:
+            if given is not None:
+                return Path(given)
+            if var(variable):
+                return Path(var(variable))  # type: ignore[arg-type]
+            return in_config_dir(config[key]) if config.get(key) else None
+
+        cert = path_setting(client_cert, "SCOP_CLIENT_CERT", "client_cert")
+        key = path_setting(client_key, "SCOP_CLIENT_KEY", "client_key")
+        if (cert is None) != (key is None):
+            raise ConfigError("client_cert and client_key go together: give both or neither")
+        resolved = Settings(_normalise_server(resolved_server), resolved_token, resolved_ca, cert, key)
+        if cert is not None and not resolved.tls:
+            raise ConfigError(f"a client certificate needs an https:// server, got {resolved.server}")
+        return resolved
 
 
 def config_path(env: Mapping[str, str]) -> Optional[Path]:

@@ -342,9 +342,11 @@ class Worker:
     slots_total: int = 0
     slots_busy: int = 0
     slots_free: int = 0
+    #: An admin drained it: no new ranks go to it; its running ones finish.
+    drained: bool = False
 
     @staticmethod
     def from_proto(m: jobs_pb2.Worker) -> "Worker":
         state = jobs_pb2.WorkerState.Name(m.state).removeprefix("WORKER_STATE_").lower()
         devices = [Device(d.kind, d.index, d.name, d.memory_bytes) for d in m.devices]
-        return Worker(m.id, m.hostname, state, devices, m.slots_total, m.slots_busy, m.slots_free)
+        return Worker(m.id, m.hostname, state, devices, m.slots_total, m.slots_busy, m.slots_free, m.drained)

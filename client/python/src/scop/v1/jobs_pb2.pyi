@@ -102,6 +102,18 @@ class ListWorkersRequest(_message.Message):
     include_lost: bool
     def __init__(self, include_lost: _Optional[bool] = ...) -> None: ...
 
+class DrainWorkerRequest(_message.Message):
+    __slots__ = ("worker_id",)
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
+
+class UndrainWorkerRequest(_message.Message):
+    __slots__ = ("worker_id",)
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
+
 class ListWorkersResponse(_message.Message):
     __slots__ = ("workers",)
     WORKERS_FIELD_NUMBER: _ClassVar[int]
@@ -434,7 +446,7 @@ class ScoreSummary(_message.Message):
     def __init__(self, min: _Optional[float] = ..., mean: _Optional[float] = ..., max: _Optional[float] = ..., kept_min: _Optional[float] = ..., pruned_max: _Optional[float] = ..., median: _Optional[float] = ...) -> None: ...
 
 class Worker(_message.Message):
-    __slots__ = ("id", "hostname", "agent_version", "state", "devices", "cpu_cores", "slots_total", "slots_busy", "slots_free", "connected_at_ms", "last_seen_ms")
+    __slots__ = ("id", "hostname", "agent_version", "state", "devices", "cpu_cores", "slots_total", "slots_busy", "slots_free", "connected_at_ms", "last_seen_ms", "drained")
     ID_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -446,6 +458,7 @@ class Worker(_message.Message):
     SLOTS_FREE_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
+    DRAINED_FIELD_NUMBER: _ClassVar[int]
     id: str
     hostname: str
     agent_version: str
@@ -457,4 +470,5 @@ class Worker(_message.Message):
     slots_free: int
     connected_at_ms: int
     last_seen_ms: int
-    def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., state: _Optional[_Union[WorkerState, str]] = ..., devices: _Optional[_Iterable[_Union[_common_pb2.Device, _Mapping]]] = ..., cpu_cores: _Optional[int] = ..., slots_total: _Optional[int] = ..., slots_busy: _Optional[int] = ..., slots_free: _Optional[int] = ..., connected_at_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ...) -> None: ...
+    drained: bool
+    def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., state: _Optional[_Union[WorkerState, str]] = ..., devices: _Optional[_Iterable[_Union[_common_pb2.Device, _Mapping]]] = ..., cpu_cores: _Optional[int] = ..., slots_total: _Optional[int] = ..., slots_busy: _Optional[int] = ..., slots_free: _Optional[int] = ..., connected_at_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., drained: _Optional[bool] = ...) -> None: ...

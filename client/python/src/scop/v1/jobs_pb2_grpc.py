@@ -91,6 +91,16 @@ class JobServiceStub:
                 request_serializer=scop_dot_v1_dot_jobs__pb2.WhoAmIRequest.SerializeToString,
                 response_deserializer=scop_dot_v1_dot_jobs__pb2.WhoAmIResponse.FromString,
                 _registered_method=True)
+        self.DrainWorker = channel.unary_unary(
+                '/scop.v1.JobService/DrainWorker',
+                request_serializer=scop_dot_v1_dot_jobs__pb2.DrainWorkerRequest.SerializeToString,
+                response_deserializer=scop_dot_v1_dot_jobs__pb2.Worker.FromString,
+                _registered_method=True)
+        self.UndrainWorker = channel.unary_unary(
+                '/scop.v1.JobService/UndrainWorker',
+                request_serializer=scop_dot_v1_dot_jobs__pb2.UndrainWorkerRequest.SerializeToString,
+                response_deserializer=scop_dot_v1_dot_jobs__pb2.Worker.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -188,6 +198,23 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DrainWorker(self, request, context):
+        """Admin only. Drains a worker: the scheduler places no new ranks on it,
+        and the ranks already running there finish. It stays drained across
+        reconnects and coordinator restarts until UndrainWorker. Draining a
+        drained worker returns it unchanged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UndrainWorker(self, request, context):
+        """Admin only. Lets the scheduler place ranks on a drained worker again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -245,6 +272,16 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.WhoAmI,
                     request_deserializer=scop_dot_v1_dot_jobs__pb2.WhoAmIRequest.FromString,
                     response_serializer=scop_dot_v1_dot_jobs__pb2.WhoAmIResponse.SerializeToString,
+            ),
+            'DrainWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainWorker,
+                    request_deserializer=scop_dot_v1_dot_jobs__pb2.DrainWorkerRequest.FromString,
+                    response_serializer=scop_dot_v1_dot_jobs__pb2.Worker.SerializeToString,
+            ),
+            'UndrainWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.UndrainWorker,
+                    request_deserializer=scop_dot_v1_dot_jobs__pb2.UndrainWorkerRequest.FromString,
+                    response_serializer=scop_dot_v1_dot_jobs__pb2.Worker.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -545,6 +582,60 @@ class JobService:
             '/scop.v1.JobService/WhoAmI',
             scop_dot_v1_dot_jobs__pb2.WhoAmIRequest.SerializeToString,
             scop_dot_v1_dot_jobs__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/scop.v1.JobService/DrainWorker',
+            scop_dot_v1_dot_jobs__pb2.DrainWorkerRequest.SerializeToString,
+            scop_dot_v1_dot_jobs__pb2.Worker.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UndrainWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/scop.v1.JobService/UndrainWorker',
+            scop_dot_v1_dot_jobs__pb2.UndrainWorkerRequest.SerializeToString,
+            scop_dot_v1_dot_jobs__pb2.Worker.FromString,
             options,
             channel_credentials,
             insecure,
