@@ -30,9 +30,10 @@ pub struct AgentArgs {
     #[arg(long, env = "SCOP_RANK_THREADS")]
     pub threads: Option<u32>,
     /// Host name or address other ranks reach this worker's ring listeners at
-    /// (on Kubernetes, the pod IP).
-    #[arg(long, env = "SCOP_ADVERTISE_HOST", default_value = "127.0.0.1")]
-    pub advertise_host: String,
+    /// (on Kubernetes, the pod IP) [default: this machine's address on the
+    /// interface that routes to the coordinator; loopback for a loopback coordinator].
+    #[arg(long, env = "SCOP_ADVERTISE_HOST")]
+    pub advertise_host: Option<String>,
     /// The executable run for each rank as `<bin> rank …` (default: `scop-worker agent`
     /// runs itself; `scop-agent` runs the `scop-worker` beside it).
     #[arg(long)]
@@ -106,6 +107,17 @@ impl AgentArgs {
             .ok()
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "localhost".into());
+        let advertise_host = match &self.advertise_host {
+            Some(host) => host.clone(),
+            None => match super::advertise::routable_host(&coordinator) {
+                Ok(ip) => ip.to_string(),
+                // The coordinator may not resolve yet (it reconnects later): start anyway.
+                Err(error) => {
+                    tracing::warn!(%error, "advertising 127.0.0.1, which only ranks on this machine reach; pass --advertise-host");
+                    "127.0.0.1".to_owned()
+                }
+            },
+        };
         let scratch_dir = self
             .scratch_dir
             .clone()
@@ -126,7 +138,7 @@ impl AgentArgs {
             rank_threads,
             worker_bin,
             scratch_dir,
-            advertise_host: self.advertise_host.clone(),
+            advertise_host,
             roots: (!self.data_roots.is_empty() || !self.models_roots.is_empty()).then(|| {
                 scop_core::sandbox::Roots { data: self.data_roots.clone(), models: self.models_roots.clone() }
             }),
