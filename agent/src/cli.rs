@@ -23,9 +23,13 @@ pub struct AgentArgs {
     /// CPU slots to offer when no CUDA GPU is present (or with --cpu).
     #[arg(long, env = "SCOP_SLOTS", default_value_t = 1)]
     pub slots: u32,
-    /// Offer CPU slots even when CUDA GPUs are present.
+    /// Offer CPU slots only, even when CUDA GPUs are present.
     #[arg(long, env = "SCOP_CPU_ONLY")]
     pub cpu: bool,
+    /// CPU slots to offer beside the GPUs when CUDA GPUs are present, so that
+    /// jobs with `resources.device: cpu` run here too (0: GPU slots only).
+    #[arg(long, env = "SCOP_CPU_SLOTS", default_value_t = 0)]
+    pub cpu_slots: u32,
     /// Intra-op threads of each CPU rank [default: this machine's cores split between the slots].
     #[arg(long, env = "SCOP_RANK_THREADS")]
     pub threads: Option<u32>,
@@ -67,14 +71,20 @@ impl AgentArgs {
             })?;
         let cpu_cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let devices: Vec<pb::Device> = if cuda_devices > 0 && !self.cpu {
-            (0..cuda_devices)
-                .map(|index| pb::Device {
-                    kind: "cuda".into(),
-                    index,
-                    name: format!("cuda:{index}"),
-                    memory_bytes: 0,
-                })
-                .collect()
+            let gpus = (0..cuda_devices).map(|index| pb::Device {
+                kind: "cuda".into(),
+                index,
+                name: format!("cuda:{index}"),
+                memory_bytes: 0,
+            });
+            // Every slot has its own index: the coordinator tracks busy slots by it.
+            let cpus = (cuda_devices..cuda_devices + self.cpu_slots).map(|index| pb::Device {
+                kind: "cpu".into(),
+                index,
+                name: "cpu".into(),
+                memory_bytes: 0,
+            });
+            gpus.chain(cpus).collect()
         } else {
             (0..self.slots.max(1))
                 .map(|index| pb::Device { kind: "cpu".into(), index, name: "cpu".into(), memory_bytes: 0 })
