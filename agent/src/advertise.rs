@@ -33,7 +33,7 @@ mod tests {
     #[test]
     fn a_loopback_coordinator_gives_loopback() {
         assert_eq!(routable_host("http://127.0.0.1:7071").unwrap().to_string(), "127.0.0.1");
-        assert_eq!(routable_host("localhost:7071").unwrap().is_loopback(), true);
+        assert!(routable_host("localhost:7071").unwrap().is_loopback());
         assert_eq!(routable_host("https://[::1]:7071/").unwrap().to_string(), "::1");
     }
 
