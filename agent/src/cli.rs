@@ -23,16 +23,21 @@ pub struct AgentArgs {
     /// CPU slots to offer when no CUDA GPU is present (or with --cpu).
     #[arg(long, env = "SCOP_SLOTS", default_value_t = 1)]
     pub slots: u32,
-    /// Offer CPU slots even when CUDA GPUs are present.
+    /// Offer CPU slots only, even when CUDA GPUs are present.
     #[arg(long, env = "SCOP_CPU_ONLY")]
     pub cpu: bool,
+    /// CPU slots to offer beside the GPUs when CUDA GPUs are present, so that
+    /// jobs with `resources.device: cpu` run here too (0: GPU slots only).
+    #[arg(long, env = "SCOP_CPU_SLOTS", default_value_t = 0)]
+    pub cpu_slots: u32,
     /// Intra-op threads of each CPU rank [default: this machine's cores split between the slots].
     #[arg(long, env = "SCOP_RANK_THREADS")]
     pub threads: Option<u32>,
     /// Host name or address other ranks reach this worker's ring listeners at
-    /// (on Kubernetes, the pod IP).
-    #[arg(long, env = "SCOP_ADVERTISE_HOST", default_value = "127.0.0.1")]
-    pub advertise_host: String,
+    /// (on Kubernetes, the pod IP) [default: this machine's address on the
+    /// interface that routes to the coordinator; loopback for a loopback coordinator].
+    #[arg(long, env = "SCOP_ADVERTISE_HOST")]
+    pub advertise_host: Option<String>,
     /// The executable run for each rank as `<bin> rank …` (default: `scop-worker agent`
     /// runs itself; `scop-agent` runs the `scop-worker` beside it).
     #[arg(long)]
@@ -64,14 +69,20 @@ impl AgentArgs {
         })?;
         let cpu_cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let devices: Vec<pb::Device> = if cuda_devices > 0 && !self.cpu {
-            (0..cuda_devices)
-                .map(|index| pb::Device {
-                    kind: "cuda".into(),
-                    index,
-                    name: format!("cuda:{index}"),
-                    memory_bytes: 0,
-                })
-                .collect()
+            let gpus = (0..cuda_devices).map(|index| pb::Device {
+                kind: "cuda".into(),
+                index,
+                name: format!("cuda:{index}"),
+                memory_bytes: 0,
+            });
+            // Every slot has its own index: the coordinator tracks busy slots by it.
+            let cpus = (cuda_devices..cuda_devices + self.cpu_slots).map(|index| pb::Device {
+                kind: "cpu".into(),
+                index,
+                name: "cpu".into(),
+                memory_bytes: 0,
+            });
+            gpus.chain(cpus).collect()
         } else {
             (0..self.slots.max(1))
                 .map(|index| pb::Device { kind: "cpu".into(), index, name: "cpu".into(), memory_bytes: 0 })
@@ -104,6 +115,17 @@ impl AgentArgs {
             .ok()
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "localhost".into());
+        let advertise_host = match &self.advertise_host {
+            Some(host) => host.clone(),
+            None => match super::advertise::routable_host(&coordinator) {
+                Ok(ip) => ip.to_string(),
+                // The coordinator may not resolve yet (it reconnects later): start anyway.
+                Err(error) => {
+                    tracing::warn!(%error, "advertising 127.0.0.1, which only ranks on this machine reach; pass --advertise-host");
+                    "127.0.0.1".to_owned()
+                }
+            },
+        };
         let scratch_dir = self
             .scratch_dir
             .clone()
@@ -124,7 +146,7 @@ impl AgentArgs {
             rank_threads,
             worker_bin,
             scratch_dir,
-            advertise_host: self.advertise_host.clone(),
+            advertise_host,
             roots: (!self.data_roots.is_empty() || !self.models_roots.is_empty()).then(|| {
                 scop_core::sandbox::Roots { data: self.data_roots.clone(), models: self.models_roots.clone() }
             }),

@@ -4,6 +4,7 @@
 //! libtorch (`cargo xtask check-links` proves it on `scop-agent`); only the
 //! children, `scop-worker rank`, do.
 
+pub mod advertise;
 pub mod cli;
 mod nccl_id;
 pub mod outbox;
@@ -307,8 +308,13 @@ impl Agent {
                         Ok(hex) => pb::task_event::Kind::RendezvousReady(hex),
                         Err(reason) => pb::task_event::Kind::Failed(reason),
                     };
-                    let _ =
-                        events.blocking_send(pb::TaskEvent { task_id, rank, sequence: 0, kind: Some(kind) });
+                    let _ = events.blocking_send(pb::TaskEvent {
+                        task_id,
+                        rank,
+                        sequence: 0,
+                        kind: Some(kind),
+                        ..Default::default()
+                    });
                 });
             }
             return Vec::new();
@@ -324,6 +330,7 @@ impl Agent {
             rank: task.rank,
             sequence: 0,
             kind: Some(pb::task_event::Kind::RendezvousReady(part)),
+            ..Default::default()
         };
         self.waiting.insert(task.task_id.clone(), Waiting { task, listen: format!("0.0.0.0:{port}") });
         vec![event]
@@ -352,6 +359,7 @@ fn failed(task: &pb::AssignTask, reason: String) -> pb::TaskEvent {
         rank: task.rank,
         sequence: 0,
         kind: Some(pb::task_event::Kind::Failed(reason)),
+        ..Default::default()
     }
 }
 

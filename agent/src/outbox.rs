@@ -156,7 +156,7 @@ mod tests {
     use super::*;
 
     fn event(task: &str, kind: pb::task_event::Kind) -> pb::TaskEvent {
-        pb::TaskEvent { task_id: task.into(), rank: 0, sequence: 0, kind: Some(kind) }
+        pb::TaskEvent { task_id: task.into(), rank: 0, sequence: 0, kind: Some(kind), ..Default::default() }
     }
 
     fn sequences(events: &[pb::TaskEvent]) -> Vec<(String, u64)> {

@@ -27,6 +27,34 @@ pub enum Stop {
     Drain(String),
 }
 
+/// Why a rank failed, and whether running it again could help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: String,
+    /// No retry can fix it (the rank exited with
+    /// [`scop_core::event::PERMANENT_FAILURE_EXIT_CODE`], or the agent refused
+    /// the task's spec): the coordinator fails the job at once.
+    pub permanent: bool,
+}
+
+impl Failure {
+    fn permanent(reason: String) -> Self {
+        Self { reason, permanent: true }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Self {
+        Self { reason, permanent: false }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(reason: &str) -> Self {
+        reason.to_owned().into()
+    }
+}
+
 /// Everything needed to start one rank.
 #[derive(Debug, Clone)]
 pub struct RankLaunch {
@@ -115,30 +143,40 @@ pub async fn run_rank(
 ) {
     let task_id = launch.task.task_id.clone();
     let rank = launch.task.rank;
+    let event = |kind: pb::task_event::Kind| pb::TaskEvent {
+        task_id: task_id.clone(),
+        rank,
+        sequence: 0,
+        kind: Some(kind),
+        permanent: false,
+    };
     let send = |kind: pb::task_event::Kind| {
         let events = events.clone();
-        let task_id = task_id.clone();
+        let event = event(kind);
         async move {
-            let _ = events.send(pb::TaskEvent { task_id, rank, sequence: 0, kind: Some(kind) }).await;
+            let _ = events.send(event).await;
         }
     };
-    let outcome = supervise(&launch, &send, stop).await;
-    match outcome {
-        Ok(finished) => send(pb::task_event::Kind::Finished(finished)).await,
-        Err(reason) => send(pb::task_event::Kind::Failed(reason)).await,
-    }
+    let last = match supervise(&launch, &send, stop).await {
+        Ok(finished) => event(pb::task_event::Kind::Finished(finished)),
+        Err(Failure { reason, permanent }) => {
+            pb::TaskEvent { permanent, ..event(pb::task_event::Kind::Failed(reason)) }
+        }
+    };
+    let _ = events.send(last).await;
 }
 
 async fn supervise<F, Fut>(
     launch: &RankLaunch,
     send: &F,
     mut stop: oneshot::Receiver<Stop>,
-) -> Result<pb::TaskFinished, String>
+) -> Result<pb::TaskFinished, Failure>
 where
     F: Fn(pb::task_event::Kind) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    check_paths(launch)?;
+    // A spec the agent refuses is refused again on every retry.
+    check_paths(launch).map_err(Failure::permanent)?;
     let scratch = &launch.scratch;
     std::fs::create_dir_all(scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
     let spec_path = scratch.join("job.yaml");
@@ -186,7 +224,7 @@ where
             asked = &mut stop, if drain_deadline.is_none() => match stopped(asked) {
                 Stop::Kill(reason) => {
                     let _ = child.kill().await;
-                    return Err(format!("cancelled: {reason}"));
+                    return Err(format!("cancelled: {reason}").into());
                 }
                 Stop::Drain(reason) => {
                     tracing::info!(task_id = %launch.task.task_id, %reason, "asking the rank to checkpoint and stop");
@@ -196,7 +234,7 @@ where
             },
             () = sleep_until(drain_deadline) => {
                 let _ = child.kill().await;
-                return Err(format!("the rank did not stop within {} s of SIGTERM and was killed", DRAIN.as_secs()));
+                return Err(format!("the rank did not stop within {} s of SIGTERM and was killed", DRAIN.as_secs()).into());
             }
         }
     };
@@ -207,7 +245,12 @@ where
         Ok(relay.finished(export.as_deref()))
     } else {
         let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-        Err(format!("trainer exited with {status}: {last}"))
+        let reason = format!("trainer exited with {status}: {last}");
+        if status.code() == Some(scop_core::event::PERMANENT_FAILURE_EXIT_CODE) {
+            Err(Failure::permanent(reason))
+        } else {
+            Err(reason.into())
+        }
     }
 }
 

@@ -29,6 +29,10 @@ pub enum Error {
     /// The document is not valid YAML or does not have the spec's shape.
     #[error("{0}")]
     Parse(FieldError),
+    /// The document has several fields of the wrong shape (unknown, wrong type,
+    /// missing); every one is listed.
+    #[error("{}", render_invalid(.0))]
+    Shape(Vec<FieldError>),
     /// The document parsed but some values are out of range; every problem is listed.
     #[error("{}", render_invalid(.0))]
     Invalid(Vec<FieldError>),
@@ -50,7 +54,7 @@ impl Error {
     pub fn field_errors(&self) -> Vec<FieldError> {
         match self {
             Error::Parse(e) => vec![e.clone()],
-            Error::Invalid(errors) => errors.clone(),
+            Error::Shape(errors) | Error::Invalid(errors) => errors.clone(),
             Error::Io { path, source } => vec![FieldError::new(path.clone(), source.to_string())],
         }
     }

@@ -69,3 +69,10 @@ pub enum Event {
         seconds: f64,
     },
 }
+
+/// The exit status of a rank process whose failure no retry can fix: missing
+/// or malformed data, a spec the worker rejects, a plan for another network, an
+/// init checkpoint that does not fit. The agent reports such a failure as
+/// permanent and the coordinator fails the job at once instead of retrying it.
+/// (65 is `EX_DATAERR` of sysexits.h; every other non-zero status is transient.)
+pub const PERMANENT_FAILURE_EXIT_CODE: i32 = 65;

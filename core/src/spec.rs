@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, FieldError, Result};
 
 mod duration;
+mod shape;
 pub use duration::SpecDuration;
 
 /// A whole pruning job.
@@ -481,19 +482,9 @@ pub const ARCHS: &[&str] = &[
 impl JobSpec {
     /// Parses YAML and validates it; errors carry field paths.
     pub fn from_yaml(text: &str) -> Result<Self> {
-        let deserializer = serde_norway::Deserializer::from_str(text);
-        let spec: JobSpec = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let path = e.path().to_string();
-            let path = if path == "." { "spec".to_owned() } else { path };
-            // serde_norway already prefixes nested errors with their path; keep it once.
-            let message = e.into_inner().to_string();
-            let message = match message.split_once(": ") {
-                Some((prefix, rest)) if path.starts_with(prefix) => rest.to_owned(),
-                _ => message,
-            };
-            Error::Parse(FieldError::new(path, message))
+        let mut spec: JobSpec = shape::parse_all(text).map_err(|mut errors| {
+            if errors.len() == 1 { Error::Parse(errors.remove(0)) } else { Error::Shape(errors) }
         })?;
-        let mut spec = spec;
         if !round_to_given(text) && spec.resources.prefers_round_widths() {
             spec.prune.round_to = HARDWARE_ROUND_TO;
         }
@@ -921,6 +912,34 @@ data: { format: idx, root: data/fashion-mnist }
             "finetune: { learning_rate: 0.1 }",
             &["finetune.learning_rate: unknown field `learning_rate`, expected one of `epochs`"],
         );
+    }
+
+    #[test]
+    fn every_shape_problem_is_listed_not_just_the_first() {
+        // Three independent mistakes: an unknown field, a wrong type, an unknown variant.
+        check(
+            "finetune: { learning_rate: 0.1, epochs: 2 }\nknockoff: { lr: fast }\nprune: { policy: random }\n",
+            &[
+                "finetune.learning_rate: unknown field `learning_rate`",
+                "knockoff.lr: invalid type: string \"fast\"",
+                "prune.policy: unknown variant `random`",
+            ],
+        );
+        // A required field of the wrong type is reported once, and reading goes on past it.
+        let err = JobSpec::from_yaml(
+            "model: { arch: [resnet20], num_classes: 10, colour: true }\ndata: { format: idx, root: d }\nseed: -1\n",
+        )
+        .unwrap_err();
+        let got: Vec<String> = err.field_errors().iter().map(ToString::to_string).collect();
+        assert_eq!(got.len(), 3, "{got:#?}");
+        assert!(got[0].starts_with("model.arch: invalid type: sequence"), "{got:#?}");
+        assert!(got[1].starts_with("model.colour: unknown field `colour`"), "{got:#?}");
+        assert!(got[2].starts_with("seed: invalid value: integer `-1`"), "{got:#?}");
+        // A missing required section is named, and the rest is still read.
+        let err = JobSpec::from_yaml("model: { arch: resnet20, num_classes: 10 }\nsed: 1\n").unwrap_err();
+        let got: Vec<String> = err.field_errors().iter().map(ToString::to_string).collect();
+        assert!(got.iter().any(|e| e.starts_with("sed: unknown field `sed`")), "{got:#?}");
+        assert!(got.iter().any(|e| e.starts_with("spec: missing field `data`")), "{got:#?}");
     }
 
     #[test]

@@ -51,10 +51,12 @@ struct StandaloneArgs {
     #[command(flatten)]
     flags: scop_server::config::Layer,
     /// Local worker agents to start [default: one per GPU, or one CPU agent].
-    /// Each CPU agent offers one rank slot; the cores are split between them.
+    /// Every agent offers one CPU rank slot (the cores are split between them);
+    /// on a GPU machine the first ones also own one GPU each, so CPU and CUDA
+    /// jobs both run.
     #[arg(long, env = "SCOP_WORKERS")]
     workers: Option<u32>,
-    /// Offer CPU rank slots even when GPUs are present.
+    /// Leave the GPUs alone: every agent offers only its CPU rank slot.
     #[arg(long)]
     cpu: bool,
     /// The scop-worker executable [default: the one next to scopd, else on PATH].

@@ -25,7 +25,7 @@ use self::translate::{Batch, Follow, Translator};
 use crate::domain::{Job, JobState};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::scheduler::{ArtifactStore, LocalArtifacts};
+use crate::artifacts::{ArtifactStore, LocalArtifacts};
 use crate::shutdown::Shutdown;
 use crate::store::{EVENT_PAGE, Store, TRACKING_PAGE, TrackedRun};
 

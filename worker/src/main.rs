@@ -132,7 +132,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Rank(a) => {
             if let Err(e) = scop_worker::rank::run_rank(&a) {
-                fail(&e.to_string());
+                eprintln!("error: {e}");
+                // The agent reads this status: a permanent failure is not retried.
+                let code = if e.is_permanent() { scop_core::event::PERMANENT_FAILURE_EXIT_CODE } else { 1 };
+                std::process::exit(code)
             }
         }
         Command::BenchTrainStep(a) => {
@@ -151,7 +154,11 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Agent(args) => {
             // Probed before the runtime starts: libtorch stays off tokio threads.
-            let cuda = if args.cpu { 0 } else { u32::try_from(tch::Cuda::device_count()).unwrap_or(0) };
+            let cuda = if args.cpu {
+                0
+            } else {
+                u32::try_from(scop_worker::runtime::cuda_device_count()).unwrap_or(0)
+            };
             let config = args.config(cuda)?;
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(scop_agent::run(config, scop_agent::stop_signal()))?;

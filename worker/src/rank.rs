@@ -101,6 +101,19 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether no retry can fix this failure: the spec does not load, or the
+    /// stage failed on its inputs (data, plan, init checkpoint). Joining the
+    /// group, a bad rendezvous record and everything else may be transient.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Error::Spec { .. } => true,
+            Error::Stage { source, .. } => source.is_permanent(),
+            Error::Rendezvous { .. } | Error::Join { .. } => false,
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What a rank leaves behind besides its files.

@@ -322,8 +322,9 @@ async fn record_task_event(
             TaskEffect::Counted
         }
         Some(Kind::Failed(reason)) => {
-            tracing::warn!(%task_id, rank, %reason, "rank failed");
-            report = Some(RankReport::Failed { task_id: task_id.clone(), reason });
+            let permanent = event.permanent;
+            tracing::warn!(%task_id, rank, %reason, permanent, "rank failed");
+            report = Some(RankReport::Failed { task_id: task_id.clone(), reason, permanent });
             TaskEffect::Counted
         }
         Some(Kind::CheckpointFallback(message)) if rank == 0 => {

@@ -406,6 +406,17 @@ impl Scheduler {
     /// Fails an attempt, stops its other ranks, and fails the job when no
     /// restart is left (`max_restarts` retries after the first attempt).
     async fn fail(&mut self, attempt: Attempt, reason: String) -> Result<()> {
+        self.fail_attempt(attempt, reason, false).await
+    }
+
+    /// Fails an attempt whose rank classed the failure as permanent (missing or
+    /// malformed data, a spec the worker rejects, ...): the job fails now,
+    /// whatever `max_restarts` says, since every retry would fail alike.
+    async fn fail_permanently(&mut self, attempt: Attempt, reason: String) -> Result<()> {
+        self.fail_attempt(attempt, reason, true).await
+    }
+
+    async fn fail_attempt(&mut self, attempt: Attempt, reason: String, permanent: bool) -> Result<()> {
         self.dispatched.remove(&attempt.id);
         for rank in &attempt.ranks {
             self.missing.remove(&rank.task_id);
@@ -413,7 +424,7 @@ impl Scheduler {
         self.cancel_ranks(&attempt, &reason);
         let job = self.store.get_job(&attempt.job_id).await?;
         let max_restarts = self.spec_of(&job).map(|s| s.max_restarts).unwrap_or(0);
-        let retrying = attempt.number <= max_restarts;
+        let retrying = !permanent && attempt.number <= max_restarts;
         tracing::warn!(job_id = %job.id, stage = %attempt.stage, attempt = attempt.number, retrying, %reason, "attempt failed");
         match self
             .store
@@ -424,7 +435,11 @@ impl Scheduler {
             other => other?,
         };
         if !retrying {
-            let reason = format!("stage {} failed {} times; last: {reason}", attempt.stage, attempt.number);
+            let reason = if permanent {
+                format!("stage {} failed permanently (not retried): {reason}", attempt.stage)
+            } else {
+                format!("stage {} failed {} times; last: {reason}", attempt.stage, attempt.number)
+            };
             match self.store.transition_job(&job.id, JobState::Failed, Some(reason)).await {
                 Err(Error::Transition { .. }) => {}
                 other => drop(other?),

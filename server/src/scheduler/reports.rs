@@ -17,6 +17,8 @@ pub enum RankReport {
     Failed {
         task_id: String,
         reason: String,
+        /// No retry can fix it: the job fails at once.
+        permanent: bool,
     },
     /// This rank's part of its group's rendezvous (see `rendezvous_ready`).
     RendezvousPart {
@@ -40,10 +42,15 @@ impl Scheduler {
             RankReport::Finished { task_id, metrics, artifacts } => {
                 self.on_finished(&task_id, metrics, artifacts).await
             }
-            RankReport::Failed { task_id, reason } => {
+            RankReport::Failed { task_id, reason, permanent } => {
                 let (attempt, rank) = self.store.attempt_for_task(&task_id).await?;
                 if attempt.state.is_live() {
-                    self.fail(attempt, format!("rank {rank}: {reason}")).await?;
+                    let reason = format!("rank {rank}: {reason}");
+                    if permanent {
+                        self.fail_permanently(attempt, reason).await?;
+                    } else {
+                        self.fail(attempt, reason).await?;
+                    }
                 }
                 Ok(())
             }

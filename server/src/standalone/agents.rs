@@ -22,36 +22,38 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub struct AgentSpec {
     /// From 0; names its log file and scratch directory.
     pub index: u32,
-    /// The GPU it owns (through `CUDA_VISIBLE_DEVICES`), or `None` for one CPU rank slot.
+    /// The GPU it owns (through `CUDA_VISIBLE_DEVICES`) and offers beside one
+    /// CPU rank slot, or `None` for only the CPU rank slot.
     pub gpu: Option<u32>,
     /// Intra-op threads of its ranks.
     pub threads: u32,
 }
 
-/// The agents to start: one per GPU when there are GPUs (at most `workers`
-/// of them), otherwise `workers` CPU agents (1 by default) sharing the cores.
+/// The agents to start: `workers` of them (by default one per GPU, or one),
+/// sharing the cores. The first ones own a GPU each and offer it beside one CPU
+/// rank slot, so both CUDA and CPU jobs run on a GPU machine; agents beyond the
+/// GPUs (and every agent on a machine without, or under `--cpu`) offer one CPU
+/// rank slot.
 pub fn plan_agents(workers: Option<u32>, gpus: u32, cores: u32) -> Result<Vec<AgentSpec>> {
     let count = workers.unwrap_or(if gpus > 0 { gpus } else { 1 });
-    if gpus > 0 && count > gpus {
-        return Err(Error::Config(format!(
-            "--workers {count}: this machine has {gpus} GPU(s), one per agent; pass --cpu for CPU agents"
-        )));
-    }
     let threads = (cores / count.max(1)).max(1);
-    Ok((0..count).map(|index| AgentSpec { index, gpu: (gpus > 0).then_some(index), threads }).collect())
+    Ok((0..count).map(|index| AgentSpec { index, gpu: (index < gpus).then_some(index), threads }).collect())
 }
 
 /// A line for people: "2 agents, one CPU rank slot each (1 thread)".
 pub fn describe(plan: &[AgentSpec]) -> String {
-    match plan.first() {
-        None => "none (--workers 0): connect agents to the worker API".to_owned(),
-        Some(AgentSpec { gpu: Some(_), .. }) => format!("{} agent(s), one GPU each", plan.len()),
-        Some(first) => format!(
-            "{} agent(s), one CPU rank slot each ({} thread{})",
-            plan.len(),
-            first.threads,
-            if first.threads == 1 { "" } else { "s" }
-        ),
+    let Some(first) = plan.first() else {
+        return "none (--workers 0): connect agents to the worker API".to_owned();
+    };
+    let gpus = plan.iter().filter(|a| a.gpu.is_some()).count();
+    let threads = format!("{} thread{}", first.threads, if first.threads == 1 { "" } else { "s" });
+    if gpus == 0 {
+        format!("{} agent(s), one CPU rank slot each ({threads})", plan.len())
+    } else {
+        format!(
+            "{} agent(s), one CPU rank slot each ({threads}), {gpus} of them also one GPU slot",
+            plan.len()
+        )
     }
 }
 
@@ -159,8 +161,10 @@ fn agent_args(spec: &AgentSpec, coordinator: &str, token_file: &Path, data_dir: 
         "--scratch-dir".into(),
         data_dir.join(format!("agents/{}", spec.index)).display().to_string(),
     ];
-    if spec.gpu.is_none() {
-        args.extend(["--cpu".into(), "--slots".into(), "1".into()]);
+    match spec.gpu {
+        // Its GPU (CUDA_VISIBLE_DEVICES) and a CPU slot, for CPU jobs on a GPU machine.
+        Some(_) => args.extend(["--cpu-slots".into(), "1".into()]),
+        None => args.extend(["--cpu".into(), "--slots".into(), "1".into()]),
     }
     args
 }
@@ -256,8 +260,20 @@ mod tests {
         check(None, 2, 16, &[(Some(0), 8), (Some(1), 8)]);
         check(Some(1), 2, 16, &[(Some(0), 16)]);
         check(Some(0), 0, 2, &[]);
-        let err = plan_agents(Some(3), 2, 16).unwrap_err().to_string();
-        assert!(err.contains("--workers 3") && err.contains("--cpu"), "{err}");
+        // More agents than GPUs: the others are CPU agents (a CPU job needs no GPU).
+        check(Some(2), 1, 16, &[(Some(0), 8), (None, 8)]);
+    }
+
+    #[test]
+    fn gpu_agents_also_offer_a_cpu_slot() {
+        let spec = AgentSpec { index: 0, gpu: Some(0), threads: 4 };
+        let args = agent_args(&spec, "http://127.0.0.1:7071", Path::new("/d/worker.token"), Path::new("/d"));
+        assert!(args.join(" ").ends_with("--scratch-dir /d/agents/0 --cpu-slots 1"), "{args:?}");
+        let plan = plan_agents(Some(2), 1, 16).unwrap();
+        assert_eq!(
+            describe(&plan),
+            "2 agent(s), one CPU rank slot each (8 threads), 1 of them also one GPU slot"
+        );
     }
 
     #[test]

@@ -112,8 +112,13 @@ impl FakeWorker {
 
     /// Sends an event numbered `sequence`, as agents that keep an outbox do.
     pub async fn send_numbered(&self, task: &pb::AssignTask, sequence: u64, kind: pb::task_event::Kind) {
-        let event =
-            pb::TaskEvent { task_id: task.task_id.clone(), rank: task.rank, sequence, kind: Some(kind) };
+        let event = pb::TaskEvent {
+            task_id: task.task_id.clone(),
+            rank: task.rank,
+            sequence,
+            kind: Some(kind),
+            ..Default::default()
+        };
         self.outbox
             .send(pb::WorkerMessage { kind: Some(pb::worker_message::Kind::TaskEvent(event)) })
             .await
@@ -121,8 +126,13 @@ impl FakeWorker {
     }
 
     pub async fn send(&self, task: &pb::AssignTask, kind: pb::task_event::Kind) {
-        let event =
-            pb::TaskEvent { task_id: task.task_id.clone(), rank: task.rank, sequence: 0, kind: Some(kind) };
+        let event = pb::TaskEvent {
+            task_id: task.task_id.clone(),
+            rank: task.rank,
+            sequence: 0,
+            kind: Some(kind),
+            ..Default::default()
+        };
         self.outbox
             .send(pb::WorkerMessage { kind: Some(pb::worker_message::Kind::TaskEvent(event)) })
             .await

@@ -53,8 +53,15 @@ max_restarts: 0
 /// Starts `scopd standalone` on free loopback ports; returns it with the
 /// addresses it printed.
 fn start(dir: &Path) -> (Scopd, String, std::net::SocketAddr) {
+    start_with(dir, &["--workers", "2", "--cpu"], &[])
+}
+
+/// `start` with other standalone flags and environment variables.
+fn start_with(dir: &Path, flags: &[&str], env: &[(&str, &str)]) -> (Scopd, String, std::net::SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_scopd"))
-        .args(["standalone", "--workers", "2", "--cpu"])
+        .arg("standalone")
+        .args(flags)
+        .envs(env.iter().copied())
         .args([
             "--public-addr",
             "127.0.0.1:0",
@@ -167,6 +174,11 @@ async fn standalone_runs_a_two_rank_job_end_to_end() {
     assert_eq!(value(&scrape, "scop_workers", &[("state", "connected")]), Some(2.0));
 
     // SIGTERM: the coordinator drains, the agents stop, scopd exits cleanly.
+    stop(&mut scopd).await;
+}
+
+/// SIGTERM, and scopd (with its agents) exits cleanly within 30 s.
+async fn stop(scopd: &mut Scopd) {
     let pid = nix::unistd::Pid::from_raw(scopd.0.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let mut status = None;
@@ -178,4 +190,110 @@ async fn standalone_runs_a_two_rank_job_end_to_end() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(status.expect("scopd did not exit within 30 s of SIGTERM").success());
+}
+
+/// Waits until `ready` holds for the registered workers (60 s at most).
+async fn workers_until(jobs: &mut Jobs, ready: impl Fn(&[pb::Worker]) -> bool) -> Vec<pb::Worker> {
+    let mut workers = Vec::new();
+    for _ in 0..600 {
+        workers = jobs.list_workers(pb::ListWorkersRequest::default()).await.unwrap().into_inner().workers;
+        if ready(&workers) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    workers
+}
+
+/// The job once `done` holds for it, polled for up to `seconds`.
+async fn job_until(jobs: &mut Jobs, id: &str, seconds: u64, done: impl Fn(&pb::Job) -> bool) -> pb::Job {
+    let mut job = None;
+    for _ in 0..seconds * 5 {
+        let now = jobs.get_job(pb::GetJobRequest { job_id: id.to_owned() }).await.unwrap().into_inner();
+        let finished = done(&now);
+        job = Some(now);
+        if finished {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    job.unwrap()
+}
+
+/// A dataset that is not there is a failure no retry can fix: the rank says so,
+/// and the coordinator fails the job after the first attempt, naming the file,
+/// instead of spending `max_restarts` on it.
+#[tokio::test]
+async fn a_missing_dataset_fails_the_job_at_once_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("my-data");
+    std::fs::create_dir_all(&empty).unwrap();
+    let empty = std::fs::canonicalize(&empty).unwrap();
+    let (mut scopd, _, _) =
+        start_with(dir.path(), &["--workers", "1", "--cpu", "--data-root", empty.to_str().unwrap()], &[]);
+    let config = ClientConfig::read(&dir.path().join("scopctl.yaml")).unwrap();
+    let mut jobs = client(&config).await;
+    workers_until(&mut jobs, |w| w.len() == 1 && w[0].state() == pb::WorkerState::Connected).await;
+
+    let spec = format!(
+        "model: {{ arch: resnet20, num_classes: 10, in_channels: 1 }}
+data: {{ format: idx, root: {} }}
+pretrain: {{ epochs: 1, batch_size: 32 }}
+resources: {{ device: cpu, world_size: 1 }}
+max_restarts: 3
+",
+        empty.display()
+    );
+    let request = pb::SubmitJobRequest { spec_yaml: spec, ..Default::default() };
+    let job = jobs.submit_job(request).await.unwrap().into_inner();
+    let job = job_until(&mut jobs, &job.id, 300, |j| j.state() == pb::JobState::Failed).await;
+    assert_eq!(job.state(), pb::JobState::Failed, "{job:?}");
+    assert_eq!(job.attempt, 1, "a permanent failure is not retried: {job:?}");
+    assert!(job.error.contains("failed permanently (not retried)"), "{}", job.error);
+    assert!(job.error.contains(&format!("{}/train-images-idx3-ubyte", empty.display())), "{}", job.error);
+
+    // The one attempt's error event says it is not retrying.
+    let mut events = jobs
+        .watch_job(pb::WatchJobRequest { job_id: job.id.clone(), from_sequence: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut started, mut errors) = (0, Vec::new());
+    while let Some(event) = events.message().await.unwrap() {
+        match event.kind {
+            Some(pb::job_event::Kind::StageStarted(_)) => started += 1,
+            Some(pb::job_event::Kind::Error(e)) => errors.push(e),
+            _ => {}
+        }
+    }
+    assert_eq!(started, 1, "one attempt only");
+    assert!(errors.iter().all(|e| !e.retrying) && !errors.is_empty(), "{errors:?}");
+    stop(&mut scopd).await;
+}
+
+/// On a GPU machine (its GPU count faked: there is no GPU here), standalone's
+/// agents offer a CPU rank slot beside their GPU, so a `device: cpu` job is
+/// placed at once instead of waiting in the queue for CPU slots that never come.
+#[tokio::test]
+async fn on_a_gpu_machine_a_cpu_job_runs_on_the_agents_cpu_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = [("SCOP_TEST_FAKE_CUDA_DEVICES", "2")];
+    let (mut scopd, _, _) = start_with(dir.path(), &["--workers", "2"], &fake);
+    let config = ClientConfig::read(&dir.path().join("scopctl.yaml")).unwrap();
+    let mut jobs = client(&config).await;
+    let workers = workers_until(&mut jobs, |w| {
+        w.len() == 2 && w.iter().all(|w| w.state() == pb::WorkerState::Connected)
+    })
+    .await;
+    for worker in &workers {
+        let kinds: Vec<&str> = worker.devices.iter().map(|d| d.kind.as_str()).collect();
+        assert_eq!(kinds, ["cuda", "cpu"], "{worker:?}");
+    }
+
+    let request = pb::SubmitJobRequest { spec_yaml: tiny_spec(), ..Default::default() };
+    let job = jobs.submit_job(request).await.unwrap().into_inner();
+    let job = job_until(&mut jobs, &job.id, 120, |j| j.state() != pb::JobState::Queued).await;
+    assert_eq!(job.state(), pb::JobState::Running, "{job:?}");
+    assert!(job.queued_reason.is_empty(), "{job:?}");
+    stop(&mut scopd).await;
 }

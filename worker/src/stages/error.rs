@@ -43,6 +43,52 @@ pub enum Error {
     Input(String),
 }
 
+impl Error {
+    /// Whether the stage failed on its inputs, so that running it again cannot
+    /// succeed: missing or malformed data, a plan, architecture or init
+    /// checkpoint that does not fit the network, a knockoff generator that does
+    /// not load, a missing stage input. A file that is missing counts; other I/O
+    /// errors, libtorch errors, a non-finite loss, an interruption and
+    /// data-parallel failures may not recur and are retried.
+    pub fn is_permanent(&self) -> bool {
+        use crate::data::DataError;
+        use crate::models::Error as ModelError;
+        let missing = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        match self {
+            Error::Data(DataError::Io { source, .. }) => missing(source),
+            Error::Data(
+                DataError::MissingFile { .. }
+                | DataError::WrongMagic { .. }
+                | DataError::Truncated { .. }
+                | DataError::Malformed { .. }
+                | DataError::LabelOutOfRange { .. }
+                | DataError::ClassCount { .. }
+                | DataError::EmptyClass { .. }
+                | DataError::Undecodable { .. }
+                | DataError::Spec { .. },
+            ) => true,
+            Error::Data(_) => false,
+            Error::Model(ModelError::Io { source, .. }) => missing(source),
+            Error::Model(
+                ModelError::Core(_)
+                | ModelError::File { .. }
+                | ModelError::Checkpoint { .. }
+                | ModelError::Input(_),
+            ) => true,
+            Error::Model(ModelError::Torch { .. } | ModelError::Mode(_)) => false,
+            Error::Knockoff(super::knockoff_source::Error::LoadGenerator { .. }) => true,
+            Error::Knockoff(_) => false,
+            Error::Core(_) | Error::Input(_) => true,
+            Error::Checkpoint(_)
+            | Error::NonFiniteLoss { .. }
+            | Error::Torch { .. }
+            | Error::Io { .. }
+            | Error::Interrupted { .. }
+            | Error::Parallel { .. } => false,
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Attaches the stage name to libtorch errors.

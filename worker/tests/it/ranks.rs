@@ -183,6 +183,8 @@ fn killing_a_rank_ends_the_others_with_an_error_naming_it() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut survivor.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!status.success(), "rank 0 exited successfully after losing rank 1");
+    // A lost peer may not recur: a retry is worth it, so not the permanent status.
+    assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("lost rank 1"), "rank 0's error does not name rank 1: {stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "expected one line: {stderr}");
 }
@@ -262,7 +264,8 @@ fn launcher_names_the_rank_that_failed_first() {
     assert!(!out.status.success());
     let last = stderr.trim().lines().last().unwrap_or_default();
     assert!(last.contains("knockoff: rank "), "{stderr}");
-    assert!(last.contains("failed first (exit code 1)"), "{stderr}");
+    // An input error: no retry can fix it, and the exit status says so.
+    assert!(last.contains("failed first (exit code 65)"), "{stderr}");
     assert!(last.contains("knockoff needs trained weights"), "{stderr}");
 }
 
@@ -314,4 +317,60 @@ fn sigterm_checkpoints_and_resume_continues_from_the_next_step() {
         .find(|v| v["type"] == "progress")
         .expect("progress after resuming");
     assert_eq!(first["step"].as_u64(), Some(step + 1), "{first}");
+}
+
+/// Runs one `rank` process of `stage` to its end; returns its exit code and stderr.
+fn rank_once(spec: &Path, stage: &str) -> (Option<i32>, String) {
+    let out = spawn_rank(spec, stage, &rendezvous(1)[0], None).wait_with_output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A failure no retry can fix exits with the permanent status (65), which the
+/// agent reports so that the coordinator fails the job at once: missing data,
+/// a spec the worker rejects, a plan for another network.
+#[test]
+fn failures_no_retry_can_fix_exit_with_the_permanent_status() {
+    let permanent = scop_core::event::PERMANENT_FAILURE_EXIT_CODE;
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = std::fs::read_to_string(tiny_spec(tmp.path(), 64, None)).unwrap();
+
+    // Missing data: an empty folder as data.root.
+    let empty = tmp.path().join("no-data");
+    std::fs::create_dir_all(&empty).unwrap();
+    let root = format!("  root: {}", data_root().display());
+    let missing = tmp.path().join("missing.yaml");
+    std::fs::write(&missing, spec.replace(&root, &format!("  root: {}", empty.display()))).unwrap();
+    let (code, stderr) = rank_once(&missing, "pretrain");
+    assert_eq!(code, Some(permanent), "{stderr}");
+    assert!(stderr.contains(&format!("{}/train-images-idx3-ubyte", empty.display())), "{stderr}");
+
+    // A spec the worker rejects.
+    let rejected = tmp.path().join("rejected.yaml");
+    std::fs::write(&rejected, spec.replace("world_size: 1", "world_size: 0")).unwrap();
+    let (code, stderr) = rank_once(&rejected, "pretrain");
+    assert_eq!(code, Some(permanent), "{stderr}");
+    assert!(stderr.contains("world_size"), "{stderr}");
+
+    // A plan for another network: the knockoff stage's resnet20 weights are
+    // there, the plan beside them was decided for resnet56.
+    let good = tmp.path().join("tiny.yaml");
+    let job = JobSpec::from_file(&good).unwrap();
+    let layout = scop_core::job_dir::JobDir::new(tmp.path().join("out"));
+    let desc = weights::dense_desc(&job).unwrap();
+    let (_, vs) = weights::build(&desc, tch::Device::Cpu, 11).unwrap();
+    weights::save(&vs, &desc, &layout.model("knockoff"), &layout.arch("knockoff")).unwrap();
+    let other = scop_core::arch::ArchDesc::new("resnet56", 10, 1).unwrap();
+    let units = other
+        .units()
+        .map(|u| scop_core::plan::UnitPlan {
+            name: u.name.clone(),
+            channels: u.out_channels,
+            kept: (0..u.out_channels / 2).collect(),
+        })
+        .collect();
+    let plan = scop_core::plan::Plan::from_units(&other, units, job.prune.clone(), 32).unwrap();
+    std::fs::write(layout.plan(), plan.to_json()).unwrap();
+    let (code, stderr) = rank_once(&good, "finetune");
+    assert_eq!(code, Some(permanent), "{stderr}");
+    assert!(stderr.contains("plan.arch"), "{stderr}");
 }

@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from scop.v1 import common_pb2 as scop_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14scop/v1/worker.proto\x12\x07scop.v1\x1a\x14scop/v1/common.proto\"\x8b\x01\n\rWorkerMessage\x12\x1f\n\x05hello\x18\x01 \x01(\x0b\x32\x0e.scop.v1.HelloH\x00\x12\'\n\theartbeat\x18\x02 \x01(\x0b\x32\x12.scop.v1.HeartbeatH\x00\x12(\n\ntask_event\x18\x03 \x01(\x0b\x32\x12.scop.v1.TaskEventH\x00\x42\x06\n\x04kind\"\x9f\x01\n\x05Hello\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12 \n\x07\x64\x65vices\x18\x03 \x03(\x0b\x32\x0f.scop.v1.Device\x12\x11\n\tcpu_cores\x18\x04 \x01(\r\x12\x11\n\tworker_id\x18\x05 \x01(\t\x12%\n\x07running\x18\x06 \x03(\x0b\x32\x14.scop.v1.RunningRank\",\n\x0bRunningRank\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\r\"P\n\tHeartbeat\x12\x0f\n\x07time_ms\x18\x01 \x01(\x03\x12\x18\n\x10running_task_ids\x18\x02 \x03(\t\x12\x18\n\x10running_complete\x18\x03 \x01(\x08\"\xe2\x02\n\tTaskEvent\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\r\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12)\n\x08progress\x18\n \x01(\x0b\x32\x15.scop.v1.TaskProgressH\x00\x12.\n\nstatistics\x18\x0b \x01(\x0b\x32\x18.scop.v1.ScoreStatisticsH\x00\x12\x1c\n\x12\x63heckpoint_written\x18\x0c \x01(\tH\x00\x12)\n\x08\x66inished\x18\r \x01(\x0b\x32\x15.scop.v1.TaskFinishedH\x00\x12\x10\n\x06\x66\x61iled\x18\x0e \x01(\tH\x00\x12\x1a\n\x10rendezvous_ready\x18\x0f \x01(\tH\x00\x12+\n\tevaluated\x18\x10 \x01(\x0b\x32\x16.scop.v1.TaskEvaluatedH\x00\x12\x1d\n\x13\x63heckpoint_fallback\x18\x11 \x01(\tH\x00\x42\x06\n\x04kind\"H\n\rTaskEvaluated\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x0c\n\x04loss\x18\x02 \x01(\x01\x12\x0c\n\x04top1\x18\x03 \x01(\x01\x12\x0c\n\x04top5\x18\x04 \x01(\x01\"\xcc\x01\n\x0cTaskProgress\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x0c\n\x04step\x18\x02 \x01(\x04\x12\r\n\x05steps\x18\x03 \x01(\x04\x12\x0c\n\x04loss\x18\x04 \x01(\x01\x12\x10\n\x08\x61\x63\x63uracy\x18\x05 \x01(\x01\x12\x1a\n\x12samples_per_second\x18\x06 \x01(\x01\x12\x0e\n\x06\x65pochs\x18\x07 \x01(\r\x12\x14\n\x0cstep_seconds\x18\x08 \x01(\x01\x12\x19\n\x11\x61llreduce_seconds\x18\t \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\n \x01(\x01\"H\n\x0fScoreStatistics\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12&\n\x05units\x18\x02 \x03(\x0b\x32\x17.scop.v1.UnitStatistics\"\x99\x01\n\x0cTaskFinished\x12\x33\n\x07metrics\x18\x01 \x03(\x0b\x32\".scop.v1.TaskFinished.MetricsEntry\x12$\n\tartifacts\x18\x02 \x03(\x0b\x32\x11.scop.v1.Artifact\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xe7\x01\n\x12\x43oordinatorMessage\x12%\n\x06\x61ssign\x18\x01 \x01(\x0b\x32\x13.scop.v1.AssignTaskH\x00\x12%\n\x06\x63\x61ncel\x18\x02 \x01(\x0b\x32\x13.scop.v1.CancelTaskH\x00\x12#\n\x07welcome\x18\x03 \x01(\x0b\x32\x10.scop.v1.WelcomeH\x00\x12/\n\nrendezvous\x18\x04 \x01(\x0b\x32\x19.scop.v1.RendezvousRecordH\x00\x12%\n\x05\x61\x63ked\x18\x05 \x01(\x0b\x32\x14.scop.v1.EventsAckedH\x00\x42\x06\n\x04kind\"0\n\x0b\x45ventsAcked\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\";\n\x07Welcome\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\"\x8c\x02\n\nAssignTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x1d\n\x05stage\x18\x03 \x01(\x0e\x32\x0e.scop.v1.Stage\x12\x11\n\tspec_yaml\x18\x04 \x01(\t\x12\x0c\n\x04rank\x18\x05 \x01(\r\x12\x12\n\nworld_size\x18\x06 \x01(\r\x12\x17\n\x0frendezvous_json\x18\x07 \x01(\t\x12\x13\n\x0bresume_from\x18\x08 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\t \x01(\r\x12\x16\n\x0e\x63heckpoint_dir\x18\n \x01(\t\x12\x1f\n\x06\x64\x65vice\x18\x0b \x01(\x0b\x32\x0f.scop.v1.Device\x12\x11\n\tplan_json\x18\x0c \x01(\t\"-\n\nCancelTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"<\n\x10RendezvousRecord\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x17\n\x0frendezvous_json\x18\x02 \x01(\t2S\n\rWorkerService\x12\x42\n\x07\x43onnect\x12\x16.scop.v1.WorkerMessage\x1a\x1b.scop.v1.CoordinatorMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14scop/v1/worker.proto\x12\x07scop.v1\x1a\x14scop/v1/common.proto\"\x8b\x01\n\rWorkerMessage\x12\x1f\n\x05hello\x18\x01 \x01(\x0b\x32\x0e.scop.v1.HelloH\x00\x12\'\n\theartbeat\x18\x02 \x01(\x0b\x32\x12.scop.v1.HeartbeatH\x00\x12(\n\ntask_event\x18\x03 \x01(\x0b\x32\x12.scop.v1.TaskEventH\x00\x42\x06\n\x04kind\"\x9f\x01\n\x05Hello\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12 \n\x07\x64\x65vices\x18\x03 \x03(\x0b\x32\x0f.scop.v1.Device\x12\x11\n\tcpu_cores\x18\x04 \x01(\r\x12\x11\n\tworker_id\x18\x05 \x01(\t\x12%\n\x07running\x18\x06 \x03(\x0b\x32\x14.scop.v1.RunningRank\",\n\x0bRunningRank\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\r\"P\n\tHeartbeat\x12\x0f\n\x07time_ms\x18\x01 \x01(\x03\x12\x18\n\x10running_task_ids\x18\x02 \x03(\t\x12\x18\n\x10running_complete\x18\x03 \x01(\x08\"\xf5\x02\n\tTaskEvent\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\r\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x11\n\tpermanent\x18\x04 \x01(\x08\x12)\n\x08progress\x18\n \x01(\x0b\x32\x15.scop.v1.TaskProgressH\x00\x12.\n\nstatistics\x18\x0b \x01(\x0b\x32\x18.scop.v1.ScoreStatisticsH\x00\x12\x1c\n\x12\x63heckpoint_written\x18\x0c \x01(\tH\x00\x12)\n\x08\x66inished\x18\r \x01(\x0b\x32\x15.scop.v1.TaskFinishedH\x00\x12\x10\n\x06\x66\x61iled\x18\x0e \x01(\tH\x00\x12\x1a\n\x10rendezvous_ready\x18\x0f \x01(\tH\x00\x12+\n\tevaluated\x18\x10 \x01(\x0b\x32\x16.scop.v1.TaskEvaluatedH\x00\x12\x1d\n\x13\x63heckpoint_fallback\x18\x11 \x01(\tH\x00\x42\x06\n\x04kind\"H\n\rTaskEvaluated\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x0c\n\x04loss\x18\x02 \x01(\x01\x12\x0c\n\x04top1\x18\x03 \x01(\x01\x12\x0c\n\x04top5\x18\x04 \x01(\x01\"\xcc\x01\n\x0cTaskProgress\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12\x0c\n\x04step\x18\x02 \x01(\x04\x12\r\n\x05steps\x18\x03 \x01(\x04\x12\x0c\n\x04loss\x18\x04 \x01(\x01\x12\x10\n\x08\x61\x63\x63uracy\x18\x05 \x01(\x01\x12\x1a\n\x12samples_per_second\x18\x06 \x01(\x01\x12\x0e\n\x06\x65pochs\x18\x07 \x01(\r\x12\x14\n\x0cstep_seconds\x18\x08 \x01(\x01\x12\x19\n\x11\x61llreduce_seconds\x18\t \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\n \x01(\x01\"H\n\x0fScoreStatistics\x12\r\n\x05\x65poch\x18\x01 \x01(\r\x12&\n\x05units\x18\x02 \x03(\x0b\x32\x17.scop.v1.UnitStatistics\"\x99\x01\n\x0cTaskFinished\x12\x33\n\x07metrics\x18\x01 \x03(\x0b\x32\".scop.v1.TaskFinished.MetricsEntry\x12$\n\tartifacts\x18\x02 \x03(\x0b\x32\x11.scop.v1.Artifact\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xe7\x01\n\x12\x43oordinatorMessage\x12%\n\x06\x61ssign\x18\x01 \x01(\x0b\x32\x13.scop.v1.AssignTaskH\x00\x12%\n\x06\x63\x61ncel\x18\x02 \x01(\x0b\x32\x13.scop.v1.CancelTaskH\x00\x12#\n\x07welcome\x18\x03 \x01(\x0b\x32\x10.scop.v1.WelcomeH\x00\x12/\n\nrendezvous\x18\x04 \x01(\x0b\x32\x19.scop.v1.RendezvousRecordH\x00\x12%\n\x05\x61\x63ked\x18\x05 \x01(\x0b\x32\x14.scop.v1.EventsAckedH\x00\x42\x06\n\x04kind\"0\n\x0b\x45ventsAcked\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\";\n\x07Welcome\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\"\x8c\x02\n\nAssignTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x1d\n\x05stage\x18\x03 \x01(\x0e\x32\x0e.scop.v1.Stage\x12\x11\n\tspec_yaml\x18\x04 \x01(\t\x12\x0c\n\x04rank\x18\x05 \x01(\r\x12\x12\n\nworld_size\x18\x06 \x01(\r\x12\x17\n\x0frendezvous_json\x18\x07 \x01(\t\x12\x13\n\x0bresume_from\x18\x08 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\t \x01(\r\x12\x16\n\x0e\x63heckpoint_dir\x18\n \x01(\t\x12\x1f\n\x06\x64\x65vice\x18\x0b \x01(\x0b\x32\x0f.scop.v1.Device\x12\x11\n\tplan_json\x18\x0c \x01(\t\"-\n\nCancelTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"<\n\x10RendezvousRecord\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x17\n\x0frendezvous_json\x18\x02 \x01(\t2S\n\rWorkerService\x12\x42\n\x07\x43onnect\x12\x16.scop.v1.WorkerMessage\x1a\x1b.scop.v1.CoordinatorMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,29 +44,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEAT']._serialized_start=405
   _globals['_HEARTBEAT']._serialized_end=485
   _globals['_TASKEVENT']._serialized_start=488
-  _globals['_TASKEVENT']._serialized_end=842
-  _globals['_TASKEVALUATED']._serialized_start=844
-  _globals['_TASKEVALUATED']._serialized_end=916
-  _globals['_TASKPROGRESS']._serialized_start=919
-  _globals['_TASKPROGRESS']._serialized_end=1123
-  _globals['_SCORESTATISTICS']._serialized_start=1125
-  _globals['_SCORESTATISTICS']._serialized_end=1197
-  _globals['_TASKFINISHED']._serialized_start=1200
-  _globals['_TASKFINISHED']._serialized_end=1353
-  _globals['_TASKFINISHED_METRICSENTRY']._serialized_start=1307
-  _globals['_TASKFINISHED_METRICSENTRY']._serialized_end=1353
-  _globals['_COORDINATORMESSAGE']._serialized_start=1356
-  _globals['_COORDINATORMESSAGE']._serialized_end=1587
-  _globals['_EVENTSACKED']._serialized_start=1589
-  _globals['_EVENTSACKED']._serialized_end=1637
-  _globals['_WELCOME']._serialized_start=1639
-  _globals['_WELCOME']._serialized_end=1698
-  _globals['_ASSIGNTASK']._serialized_start=1701
-  _globals['_ASSIGNTASK']._serialized_end=1969
-  _globals['_CANCELTASK']._serialized_start=1971
-  _globals['_CANCELTASK']._serialized_end=2016
-  _globals['_RENDEZVOUSRECORD']._serialized_start=2018
-  _globals['_RENDEZVOUSRECORD']._serialized_end=2078
-  _globals['_WORKERSERVICE']._serialized_start=2080
-  _globals['_WORKERSERVICE']._serialized_end=2163
+  _globals['_TASKEVENT']._serialized_end=861
+  _globals['_TASKEVALUATED']._serialized_start=863
+  _globals['_TASKEVALUATED']._serialized_end=935
+  _globals['_TASKPROGRESS']._serialized_start=938
+  _globals['_TASKPROGRESS']._serialized_end=1142
+  _globals['_SCORESTATISTICS']._serialized_start=1144
+  _globals['_SCORESTATISTICS']._serialized_end=1216
+  _globals['_TASKFINISHED']._serialized_start=1219
+  _globals['_TASKFINISHED']._serialized_end=1372
+  _globals['_TASKFINISHED_METRICSENTRY']._serialized_start=1326
+  _globals['_TASKFINISHED_METRICSENTRY']._serialized_end=1372
+  _globals['_COORDINATORMESSAGE']._serialized_start=1375
+  _globals['_COORDINATORMESSAGE']._serialized_end=1606
+  _globals['_EVENTSACKED']._serialized_start=1608
+  _globals['_EVENTSACKED']._serialized_end=1656
+  _globals['_WELCOME']._serialized_start=1658
+  _globals['_WELCOME']._serialized_end=1717
+  _globals['_ASSIGNTASK']._serialized_start=1720
+  _globals['_ASSIGNTASK']._serialized_end=1988
+  _globals['_CANCELTASK']._serialized_start=1990
+  _globals['_CANCELTASK']._serialized_end=2035
+  _globals['_RENDEZVOUSRECORD']._serialized_start=2037
+  _globals['_RENDEZVOUSRECORD']._serialized_end=2097
+  _globals['_WORKERSERVICE']._serialized_start=2099
+  _globals['_WORKERSERVICE']._serialized_end=2182
 # @@protoc_insertion_point(module_scope)

@@ -53,10 +53,11 @@ class Heartbeat(_message.Message):
     def __init__(self, time_ms: _Optional[int] = ..., running_task_ids: _Optional[_Iterable[str]] = ..., running_complete: _Optional[bool] = ...) -> None: ...
 
 class TaskEvent(_message.Message):
-    __slots__ = ("task_id", "rank", "sequence", "progress", "statistics", "checkpoint_written", "finished", "failed", "rendezvous_ready", "evaluated", "checkpoint_fallback")
+    __slots__ = ("task_id", "rank", "sequence", "permanent", "progress", "statistics", "checkpoint_written", "finished", "failed", "rendezvous_ready", "evaluated", "checkpoint_fallback")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    PERMANENT_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_WRITTEN_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +69,7 @@ class TaskEvent(_message.Message):
     task_id: str
     rank: int
     sequence: int
+    permanent: bool
     progress: TaskProgress
     statistics: ScoreStatistics
     checkpoint_written: str
@@ -76,7 +78,7 @@ class TaskEvent(_message.Message):
     rendezvous_ready: str
     evaluated: TaskEvaluated
     checkpoint_fallback: str
-    def __init__(self, task_id: _Optional[str] = ..., rank: _Optional[int] = ..., sequence: _Optional[int] = ..., progress: _Optional[_Union[TaskProgress, _Mapping]] = ..., statistics: _Optional[_Union[ScoreStatistics, _Mapping]] = ..., checkpoint_written: _Optional[str] = ..., finished: _Optional[_Union[TaskFinished, _Mapping]] = ..., failed: _Optional[str] = ..., rendezvous_ready: _Optional[str] = ..., evaluated: _Optional[_Union[TaskEvaluated, _Mapping]] = ..., checkpoint_fallback: _Optional[str] = ...) -> None: ...
+    def __init__(self, task_id: _Optional[str] = ..., rank: _Optional[int] = ..., sequence: _Optional[int] = ..., permanent: _Optional[bool] = ..., progress: _Optional[_Union[TaskProgress, _Mapping]] = ..., statistics: _Optional[_Union[ScoreStatistics, _Mapping]] = ..., checkpoint_written: _Optional[str] = ..., finished: _Optional[_Union[TaskFinished, _Mapping]] = ..., failed: _Optional[str] = ..., rendezvous_ready: _Optional[str] = ..., evaluated: _Optional[_Union[TaskEvaluated, _Mapping]] = ..., checkpoint_fallback: _Optional[str] = ...) -> None: ...
 
 class TaskEvaluated(_message.Message):
     __slots__ = ("epoch", "loss", "top1", "top5")
