@@ -4,7 +4,8 @@
 use scop_core::spec::JobSpec;
 use scop_proto::v1 as pb;
 
-use super::{Scheduler, rendezvous};
+use super::Scheduler;
+use super::rendezvous::{self, Transport};
 use crate::domain::{Artifact, AttemptState};
 use crate::error::{Error, Result};
 use crate::store::AttemptOutcome;
@@ -151,11 +152,12 @@ impl Scheduler {
             self.store.record_rendezvous(&attempt.id, part).await?;
         }
         let Some(entry) = self.dispatched.get(&attempt.id) else { return Ok(()) };
-        if !rendezvous::complete(entry.kind, attempt.world_size, &entry.parts) {
+        if !rendezvous::complete(entry.transport, attempt.world_size, &entry.parts) {
             return Ok(());
         }
         let devices: Vec<u32> = attempt.ranks.iter().map(|r| r.device_index).collect();
-        let records = rendezvous::records(entry.kind, &entry.job_token, &entry.parts, &devices);
+        let records =
+            rendezvous::records(entry.transport, &entry.job_token, &entry.resources, &entry.parts, &devices);
         for (placement, record) in attempt.ranks.iter().zip(records) {
             let message = pb::RendezvousRecord {
                 task_id: placement.task_id.clone(),
@@ -200,9 +202,9 @@ impl Scheduler {
             self.store.mark_attempt_running(attempt_id).await?;
         }
         let job = self.store.get_job(&attempt.job_id).await?;
-        let spec = JobSpec::from_yaml(&job.spec_yaml).ok();
-        let kind = spec.as_ref().map_or(scop_core::spec::DeviceKind::Cpu, |s| s.resources.device);
-        self.track(attempt, kind, String::new(), spec.and_then(|s| s.resources.stage_timeout));
+        let resources = JobSpec::from_yaml(&job.spec_yaml).map(|s| s.resources).unwrap_or_default();
+        let transport = Transport::of(&resources, attempt.stage, attempt.world_size);
+        self.track(attempt, transport, resources, String::new());
         Ok(())
     }
 }
