@@ -55,15 +55,13 @@ impl AgentArgs {
     /// The configuration; `cuda_devices` is what libtorch sees (probed by the
     /// caller before any async runtime starts).
     pub fn config(&self, cuda_devices: u32) -> Result<AgentConfig, AgentError> {
-        let token = std::fs::read_to_string(&self.token_file)
-            .map_err(|e| AgentError::Token(self.token_file.display().to_string(), e.to_string()))?
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                AgentError::Token(self.token_file.display().to_string(), "no token in it".into())
-            })?;
+        let token = scop_connect::read_token(&self.token_file).map_err(|e| {
+            let reason = match e {
+                scop_connect::TokenFileError::Read(e) => e.to_string(),
+                scop_connect::TokenFileError::Empty => "no token in it".into(),
+            };
+            AgentError::Token(self.token_file.display().to_string(), reason)
+        })?;
         let cpu_cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let devices: Vec<pb::Device> = if cuda_devices > 0 && !self.cpu {
             (0..cuda_devices)

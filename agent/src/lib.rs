@@ -15,11 +15,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use scop_connect::Bearer;
 use scop_core::rendezvous::{BackendRendezvous, Rendezvous};
 use scop_proto::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::service::Interceptor;
 
 use self::nccl_id::{nccl_unique_id, uses_nccl};
 use self::trainer::{DRAIN, RankLaunch, Stop};
@@ -79,23 +79,6 @@ pub enum AgentError {
     Flag(String),
 }
 
-/// Adds the bearer token to every call.
-#[derive(Clone)]
-struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
-
-impl std::fmt::Debug for Bearer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Bearer(<redacted>)")
-    }
-}
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        request.metadata_mut().insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
-
 /// A task assigned without its rendezvous record, waiting for it.
 #[derive(Debug)]
 struct Waiting {
@@ -123,21 +106,10 @@ pub async fn run(
     config: AgentConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    let mut endpoint = tonic::transport::Endpoint::from_shared(config.coordinator.clone())
-        .map_err(|e| AgentError::Address(config.coordinator.clone(), e.to_string()))?
-        .connect_timeout(Duration::from_secs(5));
-    if config.coordinator.starts_with("https://") {
-        let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
-        if let Some(pem) = &config.ca_cert {
-            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
-        }
-        endpoint = endpoint
-            .tls_config(tls)
-            .map_err(|e| AgentError::Address(config.coordinator.clone(), format!("TLS: {e}")))?;
-    }
-    let bearer = Bearer(format!("Bearer {}", config.token).parse().map_err(|_| {
-        AgentError::Address(config.coordinator.clone(), "the token is not valid ASCII".into())
-    })?);
+    let address =
+        |e: scop_connect::ConnectError| AgentError::Address(config.coordinator.clone(), e.to_string());
+    let endpoint = scop_connect::endpoint(&config.coordinator, config.ca_cert.as_deref()).map_err(address)?;
+    let bearer = Bearer::new(Some(&config.token)).map_err(address)?;
     let (events_tx, mut events_rx) = mpsc::channel(1024);
     let outbox = outbox::Outbox::open(&config.scratch_dir.join("outbox"));
     let mut agent = Agent {

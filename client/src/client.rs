@@ -5,10 +5,9 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
+use scop_connect::{Bearer, ConnectError};
 use scop_proto::v1 as pb;
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -16,8 +15,6 @@ use tonic_health::pb::{
 use crate::error::{Error, Result};
 use crate::settings::Settings;
 
-/// How long connecting may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a unary call, or the wait for one chunk of a stream, may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// At most this many pages of `ListJobs` (of 1000 jobs each) are read.
@@ -30,20 +27,7 @@ pub enum ServerStatus {
     NotServing,
 }
 
-/// Adds `authorization: Bearer <token>` to every call.
-#[derive(Debug, Clone)]
-struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
-
-type Jobs = pb::job_service_client::JobServiceClient<InterceptedService<Channel, Bearer>>;
+type Jobs = pb::job_service_client::JobServiceClient<scop_connect::Authenticated>;
 
 /// A connected client of the public `JobService`.
 #[derive(Debug, Clone)]
@@ -57,34 +41,25 @@ impl Client {
     /// Connects to `settings.server`, over TLS for `https://` or with a CA.
     pub async fn connect(settings: &Settings) -> Result<Client> {
         let server = settings.server.clone();
-        let mut endpoint = Endpoint::from_shared(server.clone())
-            .map_err(|e| Error::Config(format!("server {server:?} is not a URL: {e}")))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_keepalive(Some(Duration::from_secs(30)));
-        if server.starts_with("https://") || settings.ca_cert.is_some() {
-            let mut tls = ClientTlsConfig::new().with_native_roots();
-            if let Some(ca) = &settings.ca_cert {
-                let pem = std::fs::read(ca).map_err(Error::io(ca.display()))?;
-                tls = tls.ca_certificate(Certificate::from_pem(pem));
-            }
-            endpoint =
-                endpoint.tls_config(tls).map_err(|e| Error::Config(format!("TLS for {server}: {e}")))?;
-        }
-        let bearer = match &settings.token {
-            Some(token) => Some(
-                format!("Bearer {token}")
-                    .parse()
-                    .map_err(|_| Error::Config("the token must be printable ASCII".into()))?,
-            ),
+        let ca_pem = match &settings.ca_cert {
+            Some(ca) => Some(std::fs::read(ca).map_err(Error::io(ca.display()))?),
             None => None,
         };
+        let endpoint = scop_connect::endpoint(&server, ca_pem.as_deref()).map_err(|e| match e {
+            ConnectError::Address(reason) => {
+                Error::Config(format!("server {server:?} is not a URL: {reason}"))
+            }
+            ConnectError::Tls(reason) => Error::Config(format!("TLS for {server}: {reason}")),
+            ConnectError::Token => Error::Config(e.to_string()),
+        })?;
+        let bearer = Bearer::new(settings.token.as_deref()).map_err(|e| Error::Config(e.to_string()))?;
         let channel = endpoint
             .connect()
             .await
             .map_err(|e| Error::Unreachable { server: server.clone(), reason: error_chain(&e) })?;
         Ok(Client {
             settings: settings.clone(),
-            jobs: pb::job_service_client::JobServiceClient::with_interceptor(channel.clone(), Bearer(bearer))
+            jobs: pb::job_service_client::JobServiceClient::with_interceptor(channel.clone(), bearer)
                 .max_decoding_message_size(64 << 20),
             health: HealthClient::new(channel),
         })

@@ -1,12 +1,13 @@
 //! Where the coordinator is and how to authenticate, layered: flags, then the
 //! environment (`SCOP_SERVER`, `SCOP_TOKEN`), then the client config file that
-//! `scopd standalone` writes (`scop_core::client_config`), then the default
+//! `scopd standalone` writes (`scop_connect::client_config`), then the default
 //! `http://127.0.0.1:7070`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use scop_core::client_config::{CONFIG_ENV, ClientConfig};
+use scop_connect::TokenFileError;
+use scop_connect::client_config::{CONFIG_ENV, ClientConfig};
 
 use crate::error::{Error, Result};
 
@@ -96,12 +97,10 @@ fn read_config(env: &impl Fn(&str) -> Option<OsString>) -> Result<Option<(Client
 
 /// The first line of a token file that is neither empty nor a `#` comment.
 pub fn read_token(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(Error::io(path.display()))?;
-    text.lines()
-        .map(str::trim)
-        .find(|line| !line.is_empty() && !line.starts_with('#'))
-        .map(str::to_owned)
-        .ok_or_else(|| Error::Config(format!("{}: no token in the file", path.display())))
+    scop_connect::read_token(path).map_err(|e| match e {
+        TokenFileError::Read(source) => Error::io(path.display())(source),
+        TokenFileError::Empty => Error::Config(format!("{}: no token in the file", path.display())),
+    })
 }
 
 /// `host:port` means `http://host:port`.

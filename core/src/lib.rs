@@ -4,7 +4,6 @@
 //! can validate specs and decide plans without linking libtorch.
 
 pub mod arch;
-pub mod client_config;
 pub mod durable;
 pub mod error;
 pub mod event;

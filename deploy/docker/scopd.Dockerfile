@@ -26,6 +26,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY proto proto
 COPY core core
+COPY connect connect
 COPY server server
 COPY agent agent
 COPY worker worker

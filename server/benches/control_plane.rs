@@ -19,8 +19,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use scop_proto::v1 as pb;
 use tokio::sync::Mutex;
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 const IN_FLIGHT: usize = 1_000;
@@ -32,18 +30,13 @@ const CONNECTIONS: usize = 16;
 const TOKEN: &str = "bench-token-0123456789abcdef";
 const SPEC: &str = "model: { arch: resnet20, num_classes: 10 }\ndata: { format: idx, root: /data }\n";
 
-#[derive(Clone)]
-struct Bearer;
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        request.metadata_mut().insert("authorization", format!("Bearer {TOKEN}").parse().expect("ascii"));
-        Ok(request)
-    }
+/// Every call carries the bench's token.
+fn bearer() -> scop_connect::Bearer {
+    scop_connect::Bearer::new(Some(TOKEN)).expect("ascii")
 }
 
-type Jobs = pb::job_service_client::JobServiceClient<InterceptedService<Channel, Bearer>>;
-type Workers = pb::worker_service_client::WorkerServiceClient<InterceptedService<Channel, Bearer>>;
+type Jobs = pb::job_service_client::JobServiceClient<scop_connect::Authenticated>;
+type Workers = pb::worker_service_client::WorkerServiceClient<scop_connect::Authenticated>;
 
 /// The coordinator under test, killed when dropped.
 struct Scopd {
@@ -91,7 +84,7 @@ fn start_scopd(bin: &Path, dir: &Path) -> Scopd {
 async fn channels(url: &str) -> Vec<Channel> {
     let mut out = Vec::new();
     for _ in 0..CONNECTIONS {
-        let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned()).expect("url");
+        let endpoint = scop_connect::endpoint(url, None).expect("url");
         for attempt in 0.. {
             match endpoint.connect().await {
                 Ok(channel) => {
@@ -107,7 +100,7 @@ async fn channels(url: &str) -> Vec<Channel> {
 }
 
 fn jobs(channels: &[Channel], i: usize) -> Jobs {
-    pb::job_service_client::JobServiceClient::with_interceptor(channels[i % channels.len()].clone(), Bearer)
+    pb::job_service_client::JobServiceClient::with_interceptor(channels[i % channels.len()].clone(), bearer())
 }
 
 /// p50, p99 and max of `samples`, in milliseconds.
@@ -177,7 +170,7 @@ where
 /// One simulated worker: Hello, then a heartbeat every second until `until`.
 async fn simulated_worker(channel: Channel, index: usize, until: Instant) {
     let mut client: Workers =
-        pb::worker_service_client::WorkerServiceClient::with_interceptor(channel, Bearer);
+        pb::worker_service_client::WorkerServiceClient::with_interceptor(channel, bearer());
     let (outbox, inbox) = tokio::sync::mpsc::channel(4);
     let device = pb::Device { kind: "cpu".into(), index: 0, name: "cpu".into(), memory_bytes: 0 };
     let hello = pb::Hello {

@@ -1,8 +1,15 @@
-//! Coordinator configuration, layered: defaults → optional YAML file →
-//! `SCOP_*` environment → flags. `main.rs` builds it once and passes it down.
+//! Coordinator configuration: one set of settings, merged once, in the order
+//! defaults → optional YAML file → `SCOP_*` environment → flags.
 //!
-//! Flags and environment variables are both read by clap (a flag wins over
-//! its variable); the file sits below both.
+//! [`Config`] is the resolved configuration `main.rs` builds once and passes
+//! down. [`Layer`] is one *layer* of it: the same struct is the shape of the
+//! YAML file (keys are the field names) and the command line (each flag
+//! also reads its `SCOP_*` variable, clap putting the flag above the
+//! variable), so a setting cannot exist in one layer and be missing from
+//! another. [`Config::merge`] is the one place a layer is applied, to the
+//! defaults first for the file, then for the environment and flags.
+//!
+//! A switch (`insecure_no_auth`) can only be turned on by a later layer.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -86,34 +93,15 @@ impl Default for Config {
     }
 }
 
-/// The optional config file: every field optional, unknown fields refused.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// One layer of settings: the YAML file's shape (unknown keys refused) and
+/// the command line's, where each flag also reads its `SCOP_*` variable.
+/// Every field is optional; [`Config::merge`] applies those that are set.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub data_dir: Option<PathBuf>,
-    pub artifacts_dir: Option<PathBuf>,
-    pub public_addr: Option<SocketAddr>,
-    pub worker_addr: Option<SocketAddr>,
-    pub metrics_addr: Option<SocketAddr>,
-    pub users_file: Option<PathBuf>,
-    pub token_file: Option<PathBuf>,
-    pub worker_token_file: Option<PathBuf>,
-    pub insecure_no_auth: Option<bool>,
-    pub public_tls: Option<TlsFiles>,
-    pub worker_tls: Option<TlsFiles>,
-    pub max_message_bytes: Option<usize>,
-    pub worker_max_message_bytes: Option<usize>,
-    pub heartbeat_interval_ms: Option<u32>,
-    pub heartbeat_timeout_ms: Option<u32>,
-    pub data_roots: Option<Vec<PathBuf>>,
-    pub models_roots: Option<Vec<PathBuf>>,
-}
-
-/// Flags of `scopd`; each also reads its `SCOP_*` variable.
-#[derive(Debug, Clone, Default, PartialEq, clap::Args)]
-pub struct Flags {
+pub struct Layer {
     /// YAML config file, applied below environment variables and flags.
     #[arg(long, env = "SCOP_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Directory of the database and artifacts [default: scop-data].
     #[arg(long, env = "SCOP_DATA_DIR")]
@@ -143,102 +131,145 @@ pub struct Flags {
     pub worker_token_file: Option<PathBuf>,
     /// Serve both gRPC ports without authentication. Never do this on a shared network.
     #[arg(long, env = "SCOP_INSECURE_NO_AUTH")]
+    #[serde(default)]
     pub insecure_no_auth: bool,
-    /// PEM certificate chain of the public port (with --tls-key).
-    #[arg(long, env = "SCOP_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of the public port.
-    #[arg(long, env = "SCOP_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// PEM certificate chain of the worker port (with --worker-tls-key).
-    #[arg(long, env = "SCOP_WORKER_TLS_CERT", requires = "worker_tls_key")]
-    pub worker_tls_cert: Option<PathBuf>,
-    /// PEM private key of the worker port.
-    #[arg(long, env = "SCOP_WORKER_TLS_KEY", requires = "worker_tls_cert")]
-    pub worker_tls_key: Option<PathBuf>,
+    /// The public port's certificate and key (`public_tls:` in the file).
+    #[command(flatten)]
+    #[serde(default)]
+    pub public_tls: PublicTlsLayer,
+    /// The worker port's certificate and key (`worker_tls:` in the file).
+    #[command(flatten)]
+    #[serde(default)]
+    pub worker_tls: WorkerTlsLayer,
     /// Largest public request message in bytes [default: 4 MiB].
     #[arg(long, env = "SCOP_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
+    /// Largest message on the worker port in bytes [default: 64 MiB].
+    #[arg(long, env = "SCOP_WORKER_MAX_MESSAGE_BYTES")]
+    pub worker_max_message_bytes: Option<usize>,
+    /// How often workers are told to heartbeat, in milliseconds [default: 5000].
+    #[arg(long, env = "SCOP_HEARTBEAT_INTERVAL_MS")]
+    pub heartbeat_interval_ms: Option<u32>,
     /// A worker silent for this many milliseconds is lost [default: 30000].
     #[arg(long, env = "SCOP_HEARTBEAT_TIMEOUT_MS")]
     pub heartbeat_timeout_ms: Option<u32>,
     /// A directory specs may read datasets from (repeatable; the variable
     /// separates them with `:`). Spec paths are checked at submission.
     #[arg(long = "data-root", env = "SCOP_DATA_ROOTS", value_delimiter = ':')]
+    #[serde(default)]
     pub data_roots: Vec<PathBuf>,
     /// A directory of models: checkpoints and knockoff generators (repeatable).
     #[arg(long = "models-root", env = "SCOP_MODELS_ROOTS", value_delimiter = ':')]
+    #[serde(default)]
     pub models_roots: Vec<PathBuf>,
 }
 
+/// The public port's TLS files in a [`Layer`]: `--tls-cert`/`--tls-key`, or
+/// `public_tls: {cert, key}` in the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct PublicTlsLayer {
+    /// PEM certificate chain of the public port (with --tls-key).
+    #[arg(
+        id = "tls_cert",
+        value_name = "TLS_CERT",
+        long = "tls-cert",
+        env = "SCOP_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the public port.
+    #[arg(
+        id = "tls_key",
+        value_name = "TLS_KEY",
+        long = "tls-key",
+        env = "SCOP_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub key: Option<PathBuf>,
+}
+
+/// The worker port's TLS files in a [`Layer`]: `--worker-tls-cert`/`--worker-tls-key`,
+/// or `worker_tls: {cert, key}` in the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerTlsLayer {
+    /// PEM certificate chain of the worker port (with --worker-tls-key).
+    #[arg(
+        id = "worker_tls_cert",
+        value_name = "WORKER_TLS_CERT",
+        long = "worker-tls-cert",
+        env = "SCOP_WORKER_TLS_CERT",
+        requires = "worker_tls_key"
+    )]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the worker port.
+    #[arg(
+        id = "worker_tls_key",
+        value_name = "WORKER_TLS_KEY",
+        long = "worker-tls-key",
+        env = "SCOP_WORKER_TLS_KEY",
+        requires = "worker_tls_cert"
+    )]
+    pub key: Option<PathBuf>,
+}
+
+/// The pair of a TLS layer: both files, neither, or an error naming the half missing.
+fn tls_pair(name: &str, cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<TlsFiles>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(Error::Config(format!("{name}: a certificate was given without its key"))),
+        (None, Some(_)) => Err(Error::Config(format!("{name}: a key was given without its certificate"))),
+    }
+}
+
 impl Config {
-    /// Defaults, then the file named by `flags.config` (if any), then `flags`
-    /// (which already hold the environment), then a consistency check.
-    pub fn load(flags: &Flags) -> Result<Config> {
-        let config = Config::layered(flags)?;
+    /// Defaults, then the file named by `layer.config` (if any), then `layer`
+    /// (flags, which already hold the environment), then a consistency check.
+    pub fn load(layer: &Layer) -> Result<Config> {
+        let config = Config::layered(layer)?;
         config.check()?;
         Ok(config)
     }
 
     /// [`Config::load`] without the final check, for callers that fill in
     /// more first (`scopd standalone` generates the token files).
-    pub fn layered(flags: &Flags) -> Result<Config> {
+    pub fn layered(layer: &Layer) -> Result<Config> {
         let mut config = Config::default();
-        if let Some(path) = &flags.config {
-            config.apply_file(&read_file_config(path)?);
+        if let Some(path) = &layer.config {
+            config.merge(&read_file_config(path)?)?;
         }
-        config.apply_flags(flags);
+        config.merge(layer)?;
         Ok(config)
     }
 
-    /// Overrides every field the file sets.
-    pub fn apply_file(&mut self, file: &FileConfig) {
-        let f = file.clone();
-        set(&mut self.data_dir, f.data_dir);
-        set_some(&mut self.artifacts, f.artifacts_dir);
-        set(&mut self.public_addr, f.public_addr);
-        set(&mut self.worker_addr, f.worker_addr);
-        set(&mut self.metrics_addr, f.metrics_addr);
-        set_some(&mut self.users_file, f.users_file);
-        set_some(&mut self.token_file, f.token_file);
-        set_some(&mut self.worker_token_file, f.worker_token_file);
-        set(&mut self.insecure_no_auth, f.insecure_no_auth);
-        set(&mut self.data_roots, f.data_roots);
-        set(&mut self.models_roots, f.models_roots);
-        set_some(&mut self.public_tls, f.public_tls);
-        set_some(&mut self.worker_tls, f.worker_tls);
-        set(&mut self.max_message_bytes, f.max_message_bytes);
-        set(&mut self.worker_max_message_bytes, f.worker_max_message_bytes);
-        set(&mut self.heartbeat_interval_ms, f.heartbeat_interval_ms);
-        set(&mut self.heartbeat_timeout_ms, f.heartbeat_timeout_ms);
-    }
-
-    /// Overrides every field a flag or its variable sets.
-    pub fn apply_flags(&mut self, flags: &Flags) {
-        let f = flags.clone();
-        set(&mut self.data_dir, f.data_dir);
-        set_some(&mut self.artifacts, f.artifacts_dir);
-        set(&mut self.public_addr, f.public_addr);
-        set(&mut self.worker_addr, f.worker_addr);
-        set(&mut self.metrics_addr, f.metrics_addr);
-        set_some(&mut self.users_file, f.users_file);
-        set_some(&mut self.token_file, f.token_file);
-        set_some(&mut self.worker_token_file, f.worker_token_file);
-        self.insecure_no_auth |= f.insecure_no_auth;
-        if !f.data_roots.is_empty() {
-            self.data_roots = f.data_roots;
+    /// Overrides every setting the layer sets: the one merge, for the file
+    /// and for the environment and flags alike.
+    pub fn merge(&mut self, layer: &Layer) -> Result<()> {
+        let l = layer.clone();
+        set(&mut self.data_dir, l.data_dir);
+        set_some(&mut self.artifacts, l.artifacts_dir);
+        set(&mut self.public_addr, l.public_addr);
+        set(&mut self.worker_addr, l.worker_addr);
+        set(&mut self.metrics_addr, l.metrics_addr);
+        set_some(&mut self.users_file, l.users_file);
+        set_some(&mut self.token_file, l.token_file);
+        set_some(&mut self.worker_token_file, l.worker_token_file);
+        self.insecure_no_auth |= l.insecure_no_auth;
+        set_some(&mut self.public_tls, tls_pair("public_tls", l.public_tls.cert, l.public_tls.key)?);
+        set_some(&mut self.worker_tls, tls_pair("worker_tls", l.worker_tls.cert, l.worker_tls.key)?);
+        set(&mut self.max_message_bytes, l.max_message_bytes);
+        set(&mut self.worker_max_message_bytes, l.worker_max_message_bytes);
+        set(&mut self.heartbeat_interval_ms, l.heartbeat_interval_ms);
+        set(&mut self.heartbeat_timeout_ms, l.heartbeat_timeout_ms);
+        if !l.data_roots.is_empty() {
+            self.data_roots = l.data_roots;
         }
-        if !f.models_roots.is_empty() {
-            self.models_roots = f.models_roots;
+        if !l.models_roots.is_empty() {
+            self.models_roots = l.models_roots;
         }
-        if let (Some(cert), Some(key)) = (f.tls_cert, f.tls_key) {
-            self.public_tls = Some(TlsFiles { cert, key });
-        }
-        if let (Some(cert), Some(key)) = (f.worker_tls_cert, f.worker_tls_key) {
-            self.worker_tls = Some(TlsFiles { cert, key });
-        }
-        set(&mut self.max_message_bytes, f.max_message_bytes);
-        set(&mut self.heartbeat_timeout_ms, f.heartbeat_timeout_ms);
+        Ok(())
     }
 
     /// Rejects settings that cannot work together.
@@ -292,7 +323,7 @@ impl Config {
 }
 
 /// Reads and parses a YAML config file; errors name the file and the field.
-pub fn read_file_config(path: &Path) -> Result<FileConfig> {
+pub fn read_file_config(path: &Path) -> Result<Layer> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
     serde_norway::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
@@ -318,7 +349,7 @@ mod tests {
     #[derive(Debug, Parser)]
     struct Cli {
         #[command(flatten)]
-        flags: Flags,
+        flags: Layer,
     }
 
     #[test]
@@ -359,20 +390,195 @@ mod tests {
         let err = read_file_config(&file).unwrap_err().to_string();
         assert!(err.contains("scopd.yaml") && err.contains("unknown field `data_dri`"), "{err}");
 
-        let err = Config::load(&Flags::default()).unwrap_err().to_string();
+        let err = Config::load(&Layer::default()).unwrap_err().to_string();
         assert!(err.contains("--users"), "{err}");
-        let flags = Flags {
+        let flags = Layer {
             users_file: Some("users.yaml".into()),
             token_file: Some("c.tok".into()),
             worker_token_file: Some("w.tok".into()),
-            ..Flags::default()
+            ..Layer::default()
         };
         let err = Config::load(&flags).unwrap_err().to_string();
         assert!(err.contains("exclude each other"), "{err}");
-        let flags = Flags { token_file: Some("c.tok".into()), ..Flags::default() };
+        let flags = Layer { token_file: Some("c.tok".into()), ..Layer::default() };
         let err = Config::load(&flags).unwrap_err().to_string();
         assert!(err.contains("--worker-token-file"), "{err}");
-        let flags = Flags { insecure_no_auth: true, ..Flags::default() };
+        let flags = Layer { insecure_no_auth: true, ..Layer::default() };
         assert!(Config::load(&flags).is_ok());
+    }
+
+    /// A configuration whose every setting differs from the defaults and from
+    /// the other layers' (`n` tells the layers apart).
+    fn every_setting(n: u16) -> Config {
+        let path = |what: &str| PathBuf::from(format!("/layer{n}/{what}"));
+        let addr = |port: u16| SocketAddr::from(([10, 0, 0, n as u8], port + n));
+        Config {
+            data_dir: path("data"),
+            artifacts: Some(path("artifacts")),
+            public_addr: addr(1000),
+            worker_addr: addr(2000),
+            metrics_addr: addr(3000),
+            users_file: Some(path("users.yaml")),
+            token_file: Some(path("client.tok")),
+            worker_token_file: Some(path("worker.tok")),
+            insecure_no_auth: true,
+            public_tls: Some(TlsFiles { cert: path("public.pem"), key: path("public.key") }),
+            worker_tls: Some(TlsFiles { cert: path("worker.pem"), key: path("worker.key") }),
+            max_message_bytes: 10_000 + usize::from(n),
+            worker_max_message_bytes: 20_000 + usize::from(n),
+            heartbeat_interval_ms: 100 + u32::from(n),
+            heartbeat_timeout_ms: 1_000 + u32::from(n),
+            data_roots: vec![path("data-a"), path("data-b")],
+            models_roots: vec![path("models-a"), path("models-b")],
+        }
+    }
+
+    /// `c` as the YAML file.
+    fn as_file(c: &Config) -> String {
+        let (public, worker) = (c.public_tls.clone().unwrap(), c.worker_tls.clone().unwrap());
+        let list = |paths: &[PathBuf]| {
+            paths.iter().map(|p| format!("\"{}\"", p.display())).collect::<Vec<_>>().join(", ")
+        };
+        format!(
+            "data_dir: {}\nartifacts_dir: {}\npublic_addr: {}\nworker_addr: {}\nmetrics_addr: {}\n\
+             users_file: {}\ntoken_file: {}\nworker_token_file: {}\ninsecure_no_auth: {}\n\
+             public_tls: {{cert: {}, key: {}}}\nworker_tls: {{cert: {}, key: {}}}\n\
+             max_message_bytes: {}\nworker_max_message_bytes: {}\nheartbeat_interval_ms: {}\n\
+             heartbeat_timeout_ms: {}\ndata_roots: [{}]\nmodels_roots: [{}]\n",
+            c.data_dir.display(),
+            c.artifacts.as_ref().unwrap().display(),
+            c.public_addr,
+            c.worker_addr,
+            c.metrics_addr,
+            c.users_file.as_ref().unwrap().display(),
+            c.token_file.as_ref().unwrap().display(),
+            c.worker_token_file.as_ref().unwrap().display(),
+            c.insecure_no_auth,
+            public.cert.display(),
+            public.key.display(),
+            worker.cert.display(),
+            worker.key.display(),
+            c.max_message_bytes,
+            c.worker_max_message_bytes,
+            c.heartbeat_interval_ms,
+            c.heartbeat_timeout_ms,
+            list(&c.data_roots),
+            list(&c.models_roots),
+        )
+    }
+
+    /// `c` as (variable, value) pairs; each flag's variable, read from its `--help`
+    /// metadata so that a flag without one is noticed.
+    fn as_pairs(c: &Config) -> Vec<(&'static str, String)> {
+        let (public, worker) = (c.public_tls.clone().unwrap(), c.worker_tls.clone().unwrap());
+        let join =
+            |paths: &[PathBuf]| paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
+        vec![
+            ("data-dir", c.data_dir.display().to_string()),
+            ("artifacts-dir", c.artifacts.as_ref().unwrap().display().to_string()),
+            ("public-addr", c.public_addr.to_string()),
+            ("worker-addr", c.worker_addr.to_string()),
+            ("metrics-addr", c.metrics_addr.to_string()),
+            ("users", c.users_file.as_ref().unwrap().display().to_string()),
+            ("token-file", c.token_file.as_ref().unwrap().display().to_string()),
+            ("worker-token-file", c.worker_token_file.as_ref().unwrap().display().to_string()),
+            ("insecure-no-auth", c.insecure_no_auth.to_string()),
+            ("tls-cert", public.cert.display().to_string()),
+            ("tls-key", public.key.display().to_string()),
+            ("worker-tls-cert", worker.cert.display().to_string()),
+            ("worker-tls-key", worker.key.display().to_string()),
+            ("max-message-bytes", c.max_message_bytes.to_string()),
+            ("worker-max-message-bytes", c.worker_max_message_bytes.to_string()),
+            ("heartbeat-interval-ms", c.heartbeat_interval_ms.to_string()),
+            ("heartbeat-timeout-ms", c.heartbeat_timeout_ms.to_string()),
+            ("data-root", join(&c.data_roots)),
+            ("models-root", join(&c.models_roots)),
+        ]
+    }
+
+    /// The variable each long flag reads.
+    fn env_of(flag: &str) -> String {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(flag))
+            .unwrap_or_else(|| panic!("no --{flag}"));
+        arg.get_env().unwrap_or_else(|| panic!("--{flag} has no variable")).to_string_lossy().into_owned()
+    }
+
+    const CHILD_ARGS: &str = "SCOP_CONFIG_TEST_CHILD_ARGS";
+    const MARKER: &str = "layered config: ";
+
+    /// The configuration a fresh process builds from `args` and `env` alone
+    /// (clap reads the real environment, so each case runs in its own process).
+    fn layered_in_child(args: &[String], env: &[(String, String)]) -> String {
+        let name = concat!(module_path!(), "::each_setting_can_be_set_at_each_layer_and_later_layers_win");
+        let name = name.split_once("::").unwrap().1;
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env_clear()
+            .envs(env.iter().cloned())
+            .env(CHILD_ARGS, args.join("\n"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        stdout
+            .lines()
+            .find_map(|line| line.split_once(MARKER).map(|(_, config)| config))
+            .unwrap_or_else(|| panic!("no configuration printed: {stdout}"))
+            .to_owned()
+    }
+
+    #[test]
+    fn each_setting_can_be_set_at_each_layer_and_later_layers_win() {
+        if let Some(args) = std::env::var_os(CHILD_ARGS) {
+            // In the child: parse the given flags against this process's environment.
+            let args = args.into_string().unwrap();
+            let argv = std::iter::once("scopd").chain(args.lines().filter(|l| !l.is_empty()));
+            let cli = Cli::try_parse_from(argv).unwrap();
+            println!("{MARKER}{:?}", Config::layered(&cli.flags).unwrap());
+            return;
+        }
+        let (file, env, flags) = (every_setting(1), every_setting(2), every_setting(3));
+        let dir = tempfile::tempdir().unwrap();
+        let file_path = dir.path().join("scopd.yaml");
+        std::fs::write(&file_path, as_file(&file)).unwrap();
+        let file_args = vec!["--config".to_owned(), file_path.display().to_string()];
+        let env_vars: Vec<(String, String)> =
+            as_pairs(&env).into_iter().map(|(f, v)| (env_of(f), v)).collect();
+        let flag_args: Vec<String> = as_pairs(&flags)
+            .into_iter()
+            .flat_map(|(flag, value)| match flag {
+                "insecure-no-auth" => vec![format!("--{flag}")],
+                "data-root" | "models-root" => {
+                    value.split(':').flat_map(|v| [format!("--{flag}"), v.to_owned()]).collect()
+                }
+                _ => vec![format!("--{flag}"), value],
+            })
+            .collect();
+        let both = [file_args.clone(), flag_args.clone()].concat();
+        let debug = |c: &Config| format!("{c:?}");
+
+        assert_eq!(layered_in_child(&[], &[]), debug(&Config::default()), "defaults");
+        assert_eq!(layered_in_child(&file_args, &[]), debug(&file), "the file sets every setting");
+        assert_eq!(layered_in_child(&[], &env_vars), debug(&env), "the environment sets every setting");
+        assert_eq!(layered_in_child(&flag_args, &[]), debug(&flags), "flags set every setting");
+        assert_eq!(layered_in_child(&file_args, &env_vars), debug(&env), "the environment beats the file");
+        assert_eq!(layered_in_child(&both, &env_vars), debug(&flags), "flags beat the environment");
+        // The file may also be named by its variable.
+        let by_variable = [("SCOP_CONFIG".to_owned(), file_path.display().to_string())];
+        assert_eq!(layered_in_child(&[], &by_variable), debug(&file), "SCOP_CONFIG names the file");
+    }
+
+    #[test]
+    fn half_a_tls_pair_in_the_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("scopd.yaml");
+        std::fs::write(&file, "worker_tls: {cert: w.pem}\n").unwrap();
+        let layer = Layer { config: Some(file), ..Layer::default() };
+        let err = Config::layered(&layer).unwrap_err().to_string();
+        assert!(err.contains("worker_tls") && err.contains("without its key"), "{err}");
     }
 }

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 #[command(name = "scopd", version, about, args_conflicts_with_subcommands = true)]
 struct Args {
     #[command(flatten)]
-    flags: scop_server::config::Flags,
+    flags: scop_server::config::Layer,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -49,7 +49,7 @@ enum UserCommand {
 #[derive(Debug, clap::Args)]
 struct StandaloneArgs {
     #[command(flatten)]
-    flags: scop_server::config::Flags,
+    flags: scop_server::config::Layer,
     /// Local worker agents to start [default: one per GPU, or one CPU agent].
     /// Each CPU agent offers one rank slot; the cores are split between them.
     #[arg(long, env = "SCOP_WORKERS")]

@@ -19,7 +19,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use scop_core::client_config::ClientConfig;
+use scop_connect::client_config::ClientConfig;
 
 pub use self::agents::{AgentSpec, plan_agents};
 use crate::config::Config;

@@ -13,8 +13,6 @@ use std::time::Duration;
 
 use scop_proto::v1 as pb;
 use tokio::net::TcpListener;
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::store::Store;
@@ -33,21 +31,16 @@ pub const WORKER_TOKEN: &str = "worker-token-9876543210";
 pub const SPEC: &str =
     "model: { arch: resnet20, num_classes: 10 }\ndata: { format: idx, root: data/fashion-mnist }\n";
 
-/// Adds `authorization: Bearer <token>` to every call.
-#[derive(Debug, Clone)]
-pub struct Token(pub Option<String>);
+/// The header every scop client sends; `Bearer::new(None)` sends none.
+pub use scop_connect::Bearer;
 
-impl Interceptor for Token {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(token) = &self.0 {
-            request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-        }
-        Ok(request)
-    }
+/// A client's bearer header for `token` (a test's tokens are always valid ASCII).
+pub fn bearer(token: Option<&str>) -> Bearer {
+    Bearer::new(token).expect("a test token is printable ASCII")
 }
 
-pub type Jobs = pb::job_service_client::JobServiceClient<InterceptedService<Channel, Token>>;
-pub type Workers = pb::worker_service_client::WorkerServiceClient<InterceptedService<Channel, Token>>;
+pub type Jobs = pb::job_service_client::JobServiceClient<scop_connect::Authenticated>;
+pub type Workers = pb::worker_service_client::WorkerServiceClient<scop_connect::Authenticated>;
 
 /// A running coordinator; stops (and waits for a clean exit) on `stop`.
 pub struct TestServer {
@@ -132,14 +125,14 @@ impl TestServer {
     }
 
     pub async fn channel(addr: SocketAddr) -> Channel {
-        tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap()
+        scop_connect::endpoint(&format!("http://{addr}"), None).unwrap().connect().await.unwrap()
     }
 
     /// A JobService client sending `token` (none when `None`).
     pub async fn jobs_with(&self, token: Option<&str>) -> Jobs {
         pb::job_service_client::JobServiceClient::with_interceptor(
             Self::channel(self.public).await,
-            Token(token.map(str::to_owned)),
+            bearer(token),
         )
     }
 
@@ -152,7 +145,7 @@ impl TestServer {
     pub async fn workers(&self) -> Workers {
         pb::worker_service_client::WorkerServiceClient::with_interceptor(
             Self::channel(self.worker).await,
-            Token(Some(WORKER_TOKEN.to_owned())),
+            bearer(Some(WORKER_TOKEN)),
         )
     }
 

@@ -32,7 +32,7 @@ const JOB_DIR_FILES: [&str; 11] = [
 
 /// The crates that must take the vocabulary from `scop-core` (which writes it,
 /// and whose spec validation names the `pretrain` and `finetune` sections).
-const CRATES: [&str; 4] = ["server", "agent", "worker", "client"];
+const CRATES: [&str; 5] = ["connect", "server", "agent", "worker", "client"];
 
 pub fn run() -> anyhow::Result<()> {
     let root = workspace_root();

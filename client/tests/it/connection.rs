@@ -1,7 +1,7 @@
 //! Where scopctl finds its coordinator and token: flags, environment, the
 //! config file `scopd standalone` writes; and shell completions.
 
-use scop_core::client_config::ClientConfig;
+use scop_connect::client_config::ClientConfig;
 use scop_server::testing::{CLIENT_TOKEN, TestServer};
 
 use crate::support::{bare, closed_port, run};

@@ -3,7 +3,7 @@
 use scop_proto::v1 as pb;
 use tonic::Code;
 
-use scop_server::testing::{CLIENT_TOKEN, TestServer, Token, WORKER_TOKEN};
+use scop_server::testing::{CLIENT_TOKEN, TestServer, WORKER_TOKEN, bearer};
 
 #[tokio::test]
 async fn the_public_api_wants_a_client_token() {
@@ -30,7 +30,7 @@ async fn the_worker_api_wants_a_worker_token() {
     let server = TestServer::start(&dir).await;
     let mut workers = pb::worker_service_client::WorkerServiceClient::with_interceptor(
         TestServer::channel(server.worker).await,
-        Token(Some(CLIENT_TOKEN.into())),
+        bearer(Some(CLIENT_TOKEN)),
     );
     let status = workers.connect(tokio_stream::iter(Vec::<pb::WorkerMessage>::new())).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);

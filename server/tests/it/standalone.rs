@@ -10,12 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use scop_core::client_config::ClientConfig;
+use scop_connect::client_config::ClientConfig;
 use scop_proto::v1 as pb;
-use tonic::transport::Channel;
 
 use crate::metrics::{get, value};
-use scop_server::testing::{Jobs, Token};
+use scop_server::testing::{Jobs, bearer};
 
 /// Stops scopd at the end of the test, pass or fail.
 struct Scopd(Child);
@@ -96,10 +95,9 @@ fn start(dir: &Path) -> (Scopd, String, std::net::SocketAddr) {
 
 async fn client(config: &ClientConfig) -> Jobs {
     let server = config.server.clone().unwrap();
-    let token = std::fs::read_to_string(config.token_file.as_ref().unwrap()).unwrap();
-    let token = token.lines().find(|l| !l.starts_with('#') && !l.is_empty()).unwrap().to_owned();
-    let channel: Channel = tonic::transport::Endpoint::from_shared(server).unwrap().connect().await.unwrap();
-    pb::job_service_client::JobServiceClient::with_interceptor(channel, Token(Some(token)))
+    let token = scop_connect::read_token(config.token_file.as_ref().unwrap()).unwrap();
+    let channel = scop_connect::endpoint(&server, None).unwrap().connect().await.unwrap();
+    pb::job_service_client::JobServiceClient::with_interceptor(channel, bearer(Some(&token)))
 }
 
 #[tokio::test]

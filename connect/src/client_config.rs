@@ -15,7 +15,21 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, FieldError, Result};
+/// Why a client config file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not YAML, or not the config's shape: `<file>: <field>: <problem>`.
+    #[error("{0}")]
+    Parse(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Environment variable naming the config file explicitly.
 pub const CONFIG_ENV: &str = "SCOPCTL_CONFIG";
@@ -62,7 +76,7 @@ impl ClientConfig {
         serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let field = e.path().to_string();
             let at = if field == "." { String::new() } else { format!(" {field}") };
-            Error::Parse(FieldError::new(format!("{}:{at}", path.display()), e.into_inner().to_string()))
+            Error::Parse(format!("{}:{at}: {}", path.display(), e.into_inner()))
         })
     }
 
