@@ -13,10 +13,15 @@ use scop_server::testing::{SPEC, TestServer, WORKER_TOKEN, statistics, wait_for_
 /// `scop-worker`, built next to this test binary (`target/<profile>/`);
 /// `cargo xtask test` builds the whole workspace first.
 pub(crate) fn worker_binary() -> PathBuf {
+    built_binary("scop-worker")
+}
+
+/// The workspace binary `name` (also its package's name), built next to this test binary.
+pub(crate) fn built_binary(name: &str) -> PathBuf {
     let test_exe = std::env::current_exe().unwrap();
     let profile_dir = test_exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let bin = profile_dir.join("scop-worker");
-    assert!(bin.exists(), "{} is missing: build it with `cargo build -p scop-worker`", bin.display());
+    let bin = profile_dir.join(name);
+    assert!(bin.exists(), "{} is missing: build it with `cargo build -p {name}`", bin.display());
     bin
 }
 

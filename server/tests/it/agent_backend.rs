@@ -1,8 +1,9 @@
-//! `resources.backend` through a real `scop-worker agent` on a machine that
-//! reports GPUs: the trainer is a shell script that says `info` sees two CUDA
-//! devices and, as a rank, keeps the rendezvous record the agent handed it. So
-//! the agent's own choice (ring port or NCCL unique id) is what is tested, with
-//! no GPU and no libtorch work.
+//! `resources.backend` through a real agent (the `scop-agent` binary, which asks
+//! its `--worker-bin`'s `info` for the GPU count) on a machine that reports
+//! GPUs: the trainer is a shell script that says `info` sees two CUDA devices
+//! and, as a rank, keeps the rendezvous record the agent handed it. So the
+//! agent's own choice (ring port or NCCL unique id) is what is tested, with no
+//! GPU and no libtorch work.
 
 use std::path::Path;
 use std::process::Command;
@@ -12,7 +13,7 @@ use scop_proto::v1 as pb;
 
 use scop_server::testing::{SPEC, TestServer, WORKER_TOKEN, wait_for_state};
 
-use super::agent::{Agent, pb_statistics_line, worker_binary};
+use super::agent::{Agent, built_binary, pb_statistics_line};
 
 /// Starts an agent whose trainer reports 2 GPUs and copies each rank's record
 /// to `records/<stage>-<rank>.json`.
@@ -39,8 +40,8 @@ fn gpu_agent(server: &TestServer, dir: &Path) -> Agent {
     std::fs::write(&trainer, script).unwrap();
     Command::new("chmod").arg("+x").arg(&trainer).status().unwrap();
     Agent(
-        Command::new(worker_binary())
-            .args(["agent", "--coordinator", &server.worker.to_string()])
+        Command::new(built_binary("scop-agent"))
+            .args(["--coordinator", &server.worker.to_string()])
             .arg("--token-file")
             .arg(&token_file)
             .arg("--worker-bin")
