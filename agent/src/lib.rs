@@ -23,7 +23,7 @@ use scop_proto::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
-use self::nccl_id::nccl_unique_id;
+use self::nccl_id::{nccl_unique_id, uses_nccl};
 use self::trainer::{DRAIN, RankLaunch, Stop};
 
 /// Everything the agent needs, from its flags. Its `Debug` leaves the token out.
@@ -292,13 +292,17 @@ impl Agent {
         }
     }
 
-    /// For a rank that needs a rendezvous: on CPU, reserves a port for its ring
-    /// listener and reports it; on CUDA, rank 0 creates the group's NCCL unique
+    /// For a rank that needs a rendezvous, by the spec's `resources.backend`:
+    /// for the TCP ring (CPU, or `backend: tcp` on GPUs), reserves a port for
+    /// its listener and reports it; for NCCL, rank 0 creates the group's unique
     /// id (on a blocking thread; NCCL's bootstrap root then lives in this
     /// agent) and reports it, while the other ranks only wait for the record.
     fn offer_part(&mut self, task: pb::AssignTask) -> Vec<pb::TaskEvent> {
-        let is_cuda = task.device.as_ref().is_some_and(|d| d.kind == "cuda");
-        if is_cuda {
+        let nccl = match uses_nccl(&task) {
+            Ok(nccl) => nccl,
+            Err(reason) => return vec![failed(&task, reason)],
+        };
+        if nccl {
             let (task_id, rank) = (task.task_id.clone(), task.rank);
             self.waiting.insert(task_id.clone(), Waiting { task, listen: String::new() });
             if rank == 0 {

@@ -418,11 +418,25 @@ impl Default for ResourcesSpec {
 impl ResourcesSpec {
     /// Whether the ranks talk over NCCL (otherwise the TCP ring).
     pub fn uses_nccl(&self) -> bool {
+        self.group_uses_nccl(self.world_size)
+    }
+
+    /// Whether a group of `world` ranks of this job talks over NCCL: the one
+    /// rule the local launcher, the coordinator and the agent all follow, for
+    /// stages that run on fewer ranks than `world_size` too.
+    pub fn group_uses_nccl(&self, world: u32) -> bool {
         match self.backend {
-            BackendChoice::Auto => self.device == DeviceKind::Cuda && self.world_size > 1,
+            BackendChoice::Auto => self.device == DeviceKind::Cuda && world > 1,
             BackendChoice::Tcp => false,
-            BackendChoice::Nccl => true,
+            BackendChoice::Nccl => self.device == DeviceKind::Cuda,
         }
+    }
+
+    /// Whether the ranks of one `stage` attempt on `world` ranks talk over NCCL,
+    /// as the coordinator and its agents decide it: export runs on rank 0 alone
+    /// and exchanges nothing, so it never needs a communicator.
+    pub fn stage_uses_nccl(&self, stage: crate::stage::Stage, world: u32) -> bool {
+        stage != crate::stage::Stage::Export && self.group_uses_nccl(world)
     }
 }
 

@@ -17,8 +17,8 @@
 #     --build-arg TORCH_INDEX_URL=<the CPU wheel index from PyTorch's install page> \
 #     -t scop-worker:0.1.0-cpu .
 #
-# The `nccl` feature can stay on for CPU images: scop-worker opens libnccl only
-# when a CUDA job with more than one rank needs it (WORKER_FEATURES= drops it).
+# The `nccl` feature is on by default, for CPU images too: scop-worker links no
+# NCCL or CUDA driver library and opens libnccl only when a job uses NCCL.
 #
 # Library layout: torch-sys records libtorch's directory as the binary's rpath
 # (worker/build.rs), and the wheel's libraries find their CUDA, cuDNN and NCCL
@@ -64,7 +64,8 @@ COPY agent agent
 COPY worker worker
 COPY client client
 COPY xtask xtask
-ARG WORKER_FEATURES=nccl
+# Extra cargo features of scop-worker, beyond its defaults (which include nccl).
+ARG WORKER_FEATURES=
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p scop-worker --bin scop-worker --features "${WORKER_FEATURES}" \

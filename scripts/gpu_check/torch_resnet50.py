@@ -1,6 +1,7 @@
 """PyTorch eager baseline of `scripts/gpu-check`: ResNet-50 training steps, bf16
 autocast, channels-last, SGD Nesterov, a random batch kept on the GPU; the loss
-is read back every step, as scop's epoch loop does. Prints one JSON object."""
+is read back every step, as scop's epoch loop does. Prints one JSON object.
+`--device cpu` runs the same steps on the CPU (the script's rehearsal)."""
 
 import argparse
 import json
@@ -53,32 +54,39 @@ def main():
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     a = p.parse_args()
+    dev = a.device
     torch.backends.cudnn.benchmark = True
-    model = resnet50(1000).cuda().to(memory_format=torch.channels_last).train()
+    model = resnet50(1000).to(dev).to(memory_format=torch.channels_last).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
-    x = torch.randn(a.batch, 3, a.size, a.size, device="cuda").to(memory_format=torch.channels_last)
-    y = torch.randint(0, 1000, (a.batch,), device="cuda")
+    x = torch.randn(a.batch, 3, a.size, a.size, device=dev).to(memory_format=torch.channels_last)
+    y = torch.randint(0, 1000, (a.batch,), device=dev)
     loss_fn = nn.CrossEntropyLoss()
 
     def step():
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(dev, dtype=torch.bfloat16):
             loss = loss_fn(model(x).float(), y)
         loss.backward()
         opt.step()
         return loss.item()
 
+    def synchronize():
+        if dev == "cuda":
+            torch.cuda.synchronize()
+
     for _ in range(a.warmup):
         step()
-    torch.cuda.synchronize()
+    synchronize()
     start = time.perf_counter()
     for _ in range(a.steps):
         step()
-    torch.cuda.synchronize()
+    synchronize()
     seconds = (time.perf_counter() - start) / a.steps
+    peak = torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else None
     print(json.dumps({"seconds_per_step": seconds, "images_per_second": a.batch / seconds,
-                      "max_memory_allocated_mib": torch.cuda.max_memory_allocated() / 2**20}))
+                      "max_memory_allocated_mib": peak}))
 
 
 if __name__ == "__main__":

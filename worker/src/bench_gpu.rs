@@ -5,6 +5,7 @@
 //!
 //! Every step reads its loss back (as the epoch loop does), so the time of a step
 //! includes its whole GPU work; the baseline does the same with `loss.item()`.
+//! `--cpu` runs the same step on the CPU, for the script's CPU rehearsal.
 
 use std::time::Instant;
 
@@ -33,6 +34,9 @@ pub struct GpuBenchArgs {
     /// CUDA device ordinal.
     #[arg(long, default_value_t = 0)]
     pub device: usize,
+    /// On the CPU instead (a rehearsal of the script: same step, no CUDA call).
+    #[arg(long)]
+    pub cpu: bool,
     /// Untimed steps first (cuDNN picks its algorithms here).
     #[arg(long, default_value_t = 10)]
     pub warmup: usize,
@@ -52,18 +56,18 @@ pub struct GpuBenchReport {
 
 /// Times `--steps` supervised steps after `--warmup` untimed ones.
 pub fn measure(args: &GpuBenchArgs) -> Result<GpuBenchReport> {
-    if !tch::Cuda::is_available() || args.device >= tch::Cuda::device_count() as usize {
+    if !args.cpu && (!tch::Cuda::is_available() || args.device >= tch::Cuda::device_count() as usize) {
         return Err(Error::Input(format!("bench-gpu-train: no CUDA device {}", args.device)));
     }
     if args.steps == 0 || args.batch < 2 {
         return Err(Error::Input("bench-gpu-train: --steps must be >= 1 and --batch >= 2".to_owned()));
     }
-    let device = Device::Cuda(args.device);
+    let (device, kind) = if args.cpu { (Device::Cpu, "cpu") } else { (Device::Cuda(args.device), "cuda") };
     let yaml = format!(
         "model: {{ arch: {arch}, num_classes: {n}, in_channels: 3, input_size: {s} }}
 data: {{ format: idx, root: . }}
 finetune: {{ epochs: 1, batch_size: {b}, lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 1.0e-4, amp: bf16 }}
-resources: {{ device: cuda, memory_format: channels_last }}
+resources: {{ device: {kind}, memory_format: channels_last }}
 ",
         arch = args.arch,
         n = args.num_classes,
@@ -95,11 +99,16 @@ resources: {{ device: cuda, memory_format: channels_last }}
         }
         Ok(())
     };
+    let synchronize = || {
+        if !args.cpu {
+            tch::Cuda::synchronize(args.device as i64);
+        }
+    };
     run(&mut ctx, args.warmup, 0)?;
-    tch::Cuda::synchronize(args.device as i64);
+    synchronize();
     let start = Instant::now();
     run(&mut ctx, args.steps, args.warmup as u64)?;
-    tch::Cuda::synchronize(args.device as i64);
+    synchronize();
     let seconds_per_step = start.elapsed().as_secs_f64() / args.steps as f64;
     Ok(GpuBenchReport {
         arch: args.arch.clone(),

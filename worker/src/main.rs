@@ -56,6 +56,10 @@ enum Command {
         /// CUDA device ordinal.
         #[arg(long, default_value_t = 0)]
         device: usize,
+        /// The same checks on a one-rank TCP ring under NCCL's rules, no CUDA call
+        /// (the CPU rehearsal of `scripts/gpu-check`).
+        #[arg(long)]
+        cpu: bool,
     },
 }
 
@@ -197,7 +201,7 @@ fn main() -> anyhow::Result<()> {
             let report = scop_worker::bench_gpu::measure(&args)?;
             println!("{}", serde_json::to_string(&report)?);
         }
-        Command::CheckNccl { device } => check_nccl(device)?,
+        Command::CheckNccl { device, cpu } => check_nccl(device, cpu)?,
         Command::BenchAllreduce(a) => {
             use scop_worker::collective::bench::{AllReduceBench, bench_all_reduce};
             let bench = AllReduceBench {
@@ -217,8 +221,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 #[cfg(feature = "nccl")]
-fn check_nccl(device: usize) -> anyhow::Result<()> {
-    let lines = scop_worker::nccl_check::run(device);
+fn check_nccl(device: usize, cpu: bool) -> anyhow::Result<()> {
+    use scop_worker::nccl_check::{Target, run};
+    let lines = run(if cpu { Target::Cpu } else { Target::Gpu(device) });
     for line in &lines {
         println!("{}", serde_json::to_string(line)?);
     }
@@ -231,7 +236,7 @@ fn check_nccl(device: usize) -> anyhow::Result<()> {
 }
 
 #[cfg(not(feature = "nccl"))]
-fn check_nccl(_device: usize) -> anyhow::Result<()> {
+fn check_nccl(_device: usize, _cpu: bool) -> anyhow::Result<()> {
     anyhow::bail!("check-nccl: this scop-worker was built without the `nccl` cargo feature")
 }
 

@@ -106,6 +106,10 @@ mod tests {
         let one = resources("{ device: cuda, backend: nccl }").unwrap();
         assert!(one.resources.uses_nccl(), "nccl is kept for one rank");
         assert!(!resources("{ device: cuda, world_size: 2, backend: tcp }").unwrap().resources.uses_nccl());
+        // A stage on fewer ranks (export runs on one) follows the same rule for its own width.
+        let auto = resources("{ device: cuda, world_size: 2 }").unwrap().resources;
+        assert!(auto.group_uses_nccl(2) && !auto.group_uses_nccl(1));
+        assert!(one.resources.group_uses_nccl(1));
 
         let text = |extra: &str| resources(extra).unwrap_err().to_string();
         let bad = text("{ collective_timeout: 10 }");

@@ -20,11 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scop_core::job_dir::JobDir;
-use scop_core::spec::{DeviceKind, JobSpec};
+use scop_core::spec::{DeviceKind, JobSpec, ResourcesSpec};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub use self::links::WorkerLinks;
+use self::rendezvous::Transport;
 pub use self::reports::RankReport;
 pub use self::wake::Wake;
 use crate::artifacts::{ArtifactStore, LocalArtifacts};
@@ -46,7 +47,10 @@ const DEBOUNCE: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 struct Dispatched {
     attempt: Attempt,
-    kind: DeviceKind,
+    /// How its ranks talk, from the spec's `resources.backend`.
+    transport: Transport,
+    /// The spec's resources, whose timeouts the records carry.
+    resources: ResourcesSpec,
     job_token: String,
     /// Rendezvous parts reported so far, by rank (empty when not needed).
     parts: BTreeMap<u32, String>,
@@ -280,7 +284,8 @@ impl Scheduler {
         } else {
             None
         };
-        let solo = (attempt.world_size == 1).then(|| rendezvous::single(&job_token));
+        let transport = Transport::of(&spec.resources, attempt.stage, attempt.world_size);
+        let solo = rendezvous::single(transport, attempt.world_size, &job_token, &spec.resources);
         for rank in &attempt.ranks {
             let assign = Assignment {
                 task_id: rank.task_id.clone(),
@@ -306,14 +311,16 @@ impl Scheduler {
         }
         let attempt = self.store.mark_attempt_running(&attempt.id).await?;
         tracing::info!(job_id = %job.id, stage = %attempt.stage, attempt = attempt.number, world = attempt.world_size, "stage dispatched");
-        self.track(attempt, kind, job_token, spec.resources.stage_timeout);
+        self.track(attempt, transport, spec.resources.clone(), job_token);
         Ok(())
     }
 
-    fn track(&mut self, attempt: Attempt, kind: DeviceKind, job_token: String, stage_timeout: Option<u64>) {
+    fn track(&mut self, attempt: Attempt, transport: Transport, resources: ResourcesSpec, job_token: String) {
+        let stage_timeout = resources.stage_timeout;
         let entry = Dispatched {
             attempt,
-            kind,
+            transport,
+            resources,
             job_token,
             parts: BTreeMap::new(),
             finished: HashSet::new(),

@@ -1,7 +1,8 @@
 //! What ranks report that moves the scheduler: finish, failure, rendezvous
 //! parts, and the ranks a reconnecting worker still runs.
 
-use super::{Scheduler, rendezvous};
+use super::Scheduler;
+use super::rendezvous::{self, Transport};
 use crate::domain::{Artifact, AttemptState, WorkerCommand};
 use crate::error::{Error, Result};
 use crate::store::AttemptOutcome;
@@ -154,11 +155,12 @@ impl Scheduler {
             self.store.record_rendezvous(&attempt.id, part).await?;
         }
         let Some(entry) = self.dispatched.get(&attempt.id) else { return Ok(()) };
-        if !rendezvous::complete(entry.kind, attempt.world_size, &entry.parts) {
+        if !rendezvous::complete(entry.transport, attempt.world_size, &entry.parts) {
             return Ok(());
         }
         let devices: Vec<u32> = attempt.ranks.iter().map(|r| r.device_index).collect();
-        let records = rendezvous::records(entry.kind, &entry.job_token, &entry.parts, &devices);
+        let records =
+            rendezvous::records(entry.transport, &entry.job_token, &entry.resources, &entry.parts, &devices);
         for (placement, record) in attempt.ranks.iter().zip(records) {
             let message = WorkerCommand::Rendezvous { task_id: placement.task_id.clone(), record };
             if !self.links.send(&placement.worker_id, message) {
@@ -200,9 +202,9 @@ impl Scheduler {
             self.store.mark_attempt_running(attempt_id).await?;
         }
         let job = self.store.get_job(&attempt.job_id).await?;
-        let spec = self.spec_of(&job).ok();
-        let kind = spec.as_ref().map_or(scop_core::spec::DeviceKind::Cpu, |s| s.resources.device);
-        self.track(attempt, kind, String::new(), spec.and_then(|s| s.resources.stage_timeout));
+        let resources = self.spec_of(&job).map(|s| s.resources.clone()).unwrap_or_default();
+        let transport = Transport::of(&resources, attempt.stage, attempt.world_size);
+        self.track(attempt, transport, resources, String::new());
         Ok(())
     }
 }

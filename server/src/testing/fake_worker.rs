@@ -23,6 +23,11 @@ impl FakeWorker {
         Self::connect_as(server, host, "", slots, running).await
     }
 
+    /// Connects with `gpus` CUDA devices.
+    pub async fn connect_gpus(server: &TestServer, host: &str, gpus: u32) -> FakeWorker {
+        Self::connect_with(server, host, "", "cuda", gpus, &[]).await
+    }
+
     /// As [`FakeWorker::connect`], saying Hello with the id an earlier Welcome gave.
     pub async fn connect_as(
         server: &TestServer,
@@ -31,10 +36,21 @@ impl FakeWorker {
         slots: u32,
         running: &[(&str, u32)],
     ) -> FakeWorker {
+        Self::connect_with(server, host, worker_id, "cpu", slots, running).await
+    }
+
+    async fn connect_with(
+        server: &TestServer,
+        host: &str,
+        worker_id: &str,
+        kind: &str,
+        slots: u32,
+        running: &[(&str, u32)],
+    ) -> FakeWorker {
         let mut client = server.workers().await;
         let (outbox, inbox) = mpsc::channel(64);
         let devices = (0..slots)
-            .map(|index| pb::Device { kind: "cpu".into(), index, name: "cpu".into(), memory_bytes: 0 })
+            .map(|index| pb::Device { kind: kind.into(), index, name: kind.into(), memory_bytes: 0 })
             .collect();
         let running = running
             .iter()

@@ -12,16 +12,21 @@ use scop_server::testing::{SPEC, TestServer, WORKER_TOKEN, statistics, wait_for_
 
 /// `scop-worker`, built next to this test binary (`target/<profile>/`);
 /// `cargo xtask test` builds the whole workspace first.
-fn worker_binary() -> PathBuf {
+pub(crate) fn worker_binary() -> PathBuf {
+    built_binary("scop-worker")
+}
+
+/// The workspace binary `name` (also its package's name), built next to this test binary.
+pub(crate) fn built_binary(name: &str) -> PathBuf {
     let test_exe = std::env::current_exe().unwrap();
     let profile_dir = test_exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let bin = profile_dir.join("scop-worker");
-    assert!(bin.exists(), "{} is missing: build it with `cargo build -p scop-worker`", bin.display());
+    let bin = profile_dir.join(name);
+    assert!(bin.exists(), "{} is missing: build it with `cargo build -p {name}`", bin.display());
     bin
 }
 
 /// Kills the agent when the test ends, pass or fail.
-struct Agent(Child);
+pub(crate) struct Agent(pub(crate) Child);
 
 impl Drop for Agent {
     fn drop(&mut self) {
@@ -117,7 +122,7 @@ async fn an_agent_runs_every_stage_of_a_job_through_child_processes() {
 
 /// The knockoff statistics as the trainer prints them: one `statistics` event
 /// line, for the final knockoff epoch of [`SPEC`] (the one `decide` uses).
-fn pb_statistics_line() -> String {
+pub(crate) fn pb_statistics_line() -> String {
     let mut stats = statistics("resnet20", 1);
     stats.epoch = scop_core::spec::JobSpec::from_yaml(SPEC).unwrap().knockoff.epochs;
     let units: Vec<serde_json::Value> = stats

@@ -1,9 +1,11 @@
 //! Integration tests: a real `scopd` on `127.0.0.1:0` with real SQLite.
 
 mod agent;
+mod agent_backend;
 mod artifacts;
 mod audit;
 mod auth;
+mod backend;
 mod dashboard;
 mod health;
 mod jobs;

@@ -41,7 +41,9 @@ pub use fingerprint::{check_replicas_agree, parameter_fingerprint};
 #[cfg(feature = "nccl")]
 pub use nccl::{NcclComm, new_unique_id};
 #[cfg(feature = "nccl")]
-pub use nccl_library::{NCCL_LINK_NAME, ensure_nccl_loadable, find_libnccl, nccl_link_dir};
+pub use nccl_library::{
+    NCCL_LINK_NAME, ensure_cuda_driver_loadable, ensure_nccl_loadable, find_libnccl, nccl_link_dir,
+};
 pub use tcp_ring::{DEFAULT_CHUNK_BYTES, TcpRing};
 
 use scop_core::rendezvous::{BackendRendezvous, Rendezvous};

@@ -27,7 +27,7 @@ use tch::{Device, Tensor};
 
 use super::contract::{NcclKind, check_root, check_tensor};
 use super::error::{Error, Result};
-use super::nccl_library::ensure_nccl_loadable;
+use super::nccl_library::{ensure_cuda_driver_loadable, ensure_nccl_loadable};
 use super::{Backend, Collective, ReduceOp};
 
 /// How often the host checks a running collective.
@@ -90,6 +90,7 @@ impl NcclComm {
             return Err(Error::Setup("NcclComm::connect needs a rendezvous with backend nccl".into()));
         };
         ensure_nccl_loadable()?;
+        ensure_cuda_driver_loadable()?;
         let (rank, world, device, timeout) =
             (rendezvous.rank as usize, rendezvous.world as usize, *device as usize, rendezvous.timeout());
         let connect_timeout = rendezvous.connect_timeout();

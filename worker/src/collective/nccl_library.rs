@@ -38,6 +38,23 @@ pub fn ensure_nccl_loadable() -> Result<()> {
     Err(Error::Nccl(format!("cannot load libnccl under any of the names {candidates:?}: {hint}")))
 }
 
+/// Succeeds if cudarc will be able to open the CUDA driver (`libcuda`) in this
+/// process; cudarc would panic instead. A machine with NCCL but no NVIDIA
+/// driver gets an error naming the library.
+pub fn ensure_cuda_driver_loadable() -> Result<()> {
+    let candidates = cudarc::get_lib_name_candidates("cuda");
+    // SAFETY: as in `ensure_nccl_loadable`: only the driver's own initialisers run.
+    #[allow(unsafe_code)]
+    let loadable = candidates.iter().any(|name| unsafe { libloading::Library::new(name) }.is_ok());
+    if loadable {
+        return Ok(());
+    }
+    Err(Error::Nccl(format!(
+        "cannot load the CUDA driver library (libcuda) under any of the names {candidates:?}: \
+         NCCL needs an NVIDIA GPU with its driver installed"
+    )))
+}
+
 /// Looks for `libnccl.so.2` on `LD_LIBRARY_PATH`, in the `nvidia/nccl/lib` folder of
 /// the Python environment whose libtorch this process has loaded, and in the usual
 /// system directories.

@@ -1,4 +1,4 @@
-//! The `scop-worker` binary: inspect, export with --init-from, and info keep working.
+//! The `scop-worker` binary: inspect, export, info and the GPU check's CPU rehearsal keep working.
 
 use std::process::{Command, Output};
 
@@ -97,4 +97,47 @@ fn export_with_init_from_writes_the_four_files() {
 fn info_still_reports_the_runtime() {
     let info = stdout_json(&worker(&["info"]));
     assert!(info["intra_op_threads"].as_i64().unwrap() >= 1);
+}
+
+/// The CPU rehearsal of `scripts/gpu-check`: the collective checks run on a
+/// one-rank TCP ring under NCCL's rules, and the training-step benchmark on the
+/// CPU, each printing what the script parses.
+#[cfg(feature = "nccl")]
+#[test]
+fn the_gpu_check_commands_rehearse_on_the_cpu() {
+    let out = worker(&["check-nccl", "--cpu"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let checks: Vec<&str> = lines.iter().map(|l| l["check"].as_str().unwrap()).collect();
+    assert_eq!(
+        checks,
+        [
+            "tcp (nccl rules) communicator (1 rank)",
+            "tcp (nccl rules) all_reduce / broadcast",
+            "collective contract",
+            "ddp over tcp (nccl rules)"
+        ]
+    );
+    assert!(lines.iter().all(|l| l["ok"] == Value::Bool(true)), "{lines:?}");
+    assert_eq!(lines[2]["detail"], "a raw channels-last weight is refused");
+
+    let bench = stdout_json(&worker(&[
+        "bench-gpu-train",
+        "--cpu",
+        "--arch",
+        "resnet20",
+        "--num-classes",
+        "10",
+        "--input-size",
+        "16",
+        "--batch",
+        "4",
+        "--warmup",
+        "0",
+        "--steps",
+        "1",
+    ]));
+    assert_eq!((bench["arch"].as_str(), bench["batch"].as_i64()), (Some("resnet20"), Some(4)));
+    assert!(bench["images_per_second"].as_f64().unwrap() > 0.0, "{bench}");
 }
