@@ -18,14 +18,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use scop_core::job_dir::{CARD_FILE, JobDir};
+use scop_core::job_dir::{CARD_FILE, JobDir, PLAN_FILE};
 
 use self::mlflow::{CallError, Mlflow};
 use self::translate::{Batch, Follow, Translator};
+use crate::artifacts::{ArtifactStore, LocalArtifacts};
 use crate::domain::{Job, JobState};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::artifacts::{ArtifactStore, LocalArtifacts};
 use crate::shutdown::Shutdown;
 use crate::store::{EVENT_PAGE, Store, TRACKING_PAGE, TrackedRun};
 
@@ -278,7 +278,7 @@ impl Tracker {
     async fn artifacts_of(&self, job: &Job) -> Vec<(&'static str, Vec<u8>)> {
         let dir = JobDir::new(self.artifacts.job_dir(&job.id));
         let mut files = Vec::new();
-        for (name, path) in [(CARD_FILE, dir.export_dir().join(CARD_FILE)), ("plan.json", dir.plan())] {
+        for (name, path) in [(CARD_FILE, dir.export_dir().join(CARD_FILE)), (PLAN_FILE, dir.plan())] {
             if let Ok(bytes) = tokio::fs::read(&path).await {
                 files.push((name, bytes));
             }

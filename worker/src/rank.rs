@@ -103,11 +103,13 @@ pub enum Error {
 
 impl Error {
     /// Whether no retry can fix this failure: the spec does not load, or the
-    /// stage failed on its inputs (data, plan, init checkpoint). Joining the
-    /// group, a bad rendezvous record and everything else may be transient.
+    /// stage failed on its inputs (data, plan, init checkpoint), or the plan
+    /// handed with the assignment does not read (a retry is handed the same
+    /// plan). Joining the group, a bad rendezvous record and everything else
+    /// may be transient.
     pub fn is_permanent(&self) -> bool {
         match self {
-            Error::Spec { .. } => true,
+            Error::Spec { .. } | Error::Plan(_) => true,
             Error::Stage { source, .. } => source.is_permanent(),
             Error::Rendezvous { .. } | Error::Join { .. } => false,
         }

@@ -119,7 +119,7 @@ fn the_spec_is_every_field_under_its_dotted_path() {
     assert_eq!(get("prune.rate"), Some("0.45"), "defaults are parameters too");
     assert_eq!(get("knockoff.betas"), Some("[0.5,0.9]"));
     assert_eq!(get("tracking.experiment"), Some("sweeps"));
-    assert_eq!(get("pretrain"), None, "absent optional sections are left out");
+    assert_eq!(get(Stage::Pretrain.as_ref()), None, "absent optional sections are left out");
     assert!(params.iter().all(|(k, v)| !k.is_empty() && v.chars().count() <= PARAM_CHARS));
     assert!(params.windows(2).all(|w| w[0].0 < w[1].0), "sorted, each key once");
 
