@@ -112,23 +112,25 @@ pub async fn run(
         |e: scop_connect::ConnectError| AgentError::Address(config.coordinator.clone(), e.to_string());
     let endpoint = scop_connect::endpoint(&config.coordinator, config.ca_cert.as_deref()).map_err(address)?;
     let bearer = Bearer::new(Some(&config.token)).map_err(address)?;
-    let (events_tx, mut events_rx) = mpsc::channel(1024);
-    let outbox = outbox::Outbox::open(&config.scratch_dir.join("outbox"));
-    // The identity of a previous run: the ranks its outbox speaks for are placed on it.
-    let worker_id = worker_id::load(&config.scratch_dir);
-    let mut agent = Agent {
-        outbox,
-        config,
-        worker_id,
-        running: HashMap::new(),
-        waiting: HashMap::new(),
-        events_tx,
-        ranks: tokio::task::JoinSet::new(),
-    };
+    let (events_tx, events_rx) = mpsc::channel(1024);
+    let agent = Agent::new(config, events_tx);
+    serve(agent, events_rx, &endpoint, bearer, shutdown).await;
+    Ok(())
+}
+
+/// Connects, reconnects with backoff and relays rank events until `shutdown`;
+/// then drains the running ranks.
+async fn serve(
+    mut agent: Agent,
+    mut events_rx: mpsc::Receiver<pb::TaskEvent>,
+    endpoint: &tonic::transport::Endpoint,
+    bearer: Bearer,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(200);
     loop {
-        let session = agent.session(&endpoint, bearer.clone(), &mut events_rx);
+        let session = agent.session(endpoint, bearer.clone(), &mut events_rx);
         tokio::select! {
             ended = session => match ended {
                 Ok(()) => backoff = Duration::from_millis(200),
@@ -161,10 +163,22 @@ pub async fn run(
         while agent.ranks.join_next().await.is_some() {}
     })
     .await;
-    Ok(())
 }
 
 impl Agent {
+    fn new(config: AgentConfig, events_tx: mpsc::Sender<pb::TaskEvent>) -> Agent {
+        Agent {
+            outbox: outbox::Outbox::open(&config.scratch_dir.join("outbox")),
+            // The identity of a previous run: the ranks its outbox speaks for are placed on it.
+            worker_id: worker_id::load(&config.scratch_dir),
+            config,
+            running: HashMap::new(),
+            waiting: HashMap::new(),
+            events_tx,
+            ranks: tokio::task::JoinSet::new(),
+        }
+    }
+
     /// One Connect stream, until it breaks.
     async fn session(
         &mut self,
@@ -397,10 +411,9 @@ pub async fn stop_signal() {
 mod tests {
     use super::*;
 
-    #[test]
-    fn debug_of_the_config_never_shows_the_token() {
-        let config = AgentConfig {
-            coordinator: "http://127.0.0.1:7071".into(),
+    fn config(coordinator: &str, scratch_dir: PathBuf) -> AgentConfig {
+        AgentConfig {
+            coordinator: coordinator.into(),
             ca_cert: Some(b"-----BEGIN CERTIFICATE-----".to_vec()),
             token: "s3cret-worker-token".into(),
             hostname: "host".into(),
@@ -408,10 +421,61 @@ mod tests {
             cpu_cores: 1,
             rank_threads: 1,
             worker_bin: PathBuf::from("scop-worker"),
-            scratch_dir: PathBuf::from("scratch"),
+            scratch_dir,
             advertise_host: "127.0.0.1".into(),
             roots: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn rank_events_reach_the_outbox_file_while_no_coordinator_answers() {
+        // A port nothing listens on: every connection attempt is refused, so
+        // the agent spends the test between sessions, backing off.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let config = config(&format!("http://{closed}"), scratch.path().to_owned());
+        let endpoint = scop_connect::endpoint(&config.coordinator, None).unwrap();
+        let bearer = Bearer::new(Some(&config.token)).unwrap();
+        let (events_tx, events_rx) = mpsc::channel(16);
+        let agent = Agent::new(config, events_tx.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = tokio::spawn(async move {
+            serve(agent, events_rx, &endpoint, bearer, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+
+        // A rank finishes while the agent is cut off from the coordinator.
+        let finished = pb::TaskEvent {
+            task_id: "job-1/knockoff/1/rank-0".into(),
+            rank: 0,
+            kind: Some(pb::task_event::Kind::Finished(pb::TaskFinished::default())),
+            ..Default::default()
         };
+        events_tx.send(finished).await.unwrap();
+        // The event must be on disk before anything else happens: poll the
+        // outbox files (the deadline only bounds a failing run).
+        let outbox_dir = scratch.path().join("outbox");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while outbox::Outbox::open(&outbox_dir).unacknowledged().is_empty()
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The agent is killed now: only what its outbox file holds survives.
+        let _ = stop.send(());
+        serving.await.unwrap();
+        let kept = outbox::Outbox::open(&outbox_dir).unacknowledged();
+        assert_eq!(kept.len(), 1, "the finished event is kept for the next agent: {kept:?}");
+        assert_eq!(kept[0].task_id, "job-1/knockoff/1/rank-0");
+        assert_eq!(kept[0].sequence, 1);
+        assert!(matches!(kept[0].kind, Some(pb::task_event::Kind::Finished(_))));
+    }
+
+    #[test]
+    fn debug_of_the_config_never_shows_the_token() {
+        let config = config("http://127.0.0.1:7071", PathBuf::from("scratch"));
         let shown = format!("{config:?}");
         assert!(!shown.contains("s3cret-worker-token"), "{shown}");
         assert!(
