@@ -153,3 +153,41 @@ impl AgentArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        agent: AgentArgs,
+    }
+
+    fn config(flags: &[&str]) -> AgentConfig {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "secret\n").unwrap();
+        let mut argv =
+            vec!["scop-agent", "--token-file", token.to_str().unwrap(), "--worker-bin", "/bin/true"];
+        argv.extend_from_slice(flags);
+        Flags::try_parse_from(argv).unwrap().agent.config(0).unwrap()
+    }
+
+    #[test]
+    fn by_default_a_remote_coordinator_is_told_a_routable_address() {
+        // A documentation address (TEST-NET-1): routed like any remote one, never contacted.
+        let advertised = config(&["--coordinator", "192.0.2.1:7071"]).advertise_host;
+        match super::super::advertise::routable_host("http://192.0.2.1:7071") {
+            // Ranks on other nodes can reach this address; 127.0.0.1 they could not.
+            Ok(ip) => assert_eq!(advertised, ip.to_string()),
+            // Only on a machine with no route beyond loopback.
+            Err(_) => assert_eq!(advertised, "127.0.0.1"),
+        }
+        assert_eq!(config(&["--coordinator", "127.0.0.1:7071"]).advertise_host, "127.0.0.1");
+        let chosen = config(&["--coordinator", "192.0.2.1:7071", "--advertise-host", "10.1.2.3"]);
+        assert_eq!(chosen.advertise_host, "10.1.2.3");
+    }
+}

@@ -3,7 +3,8 @@
 //! are the server's integration tests, which start this same agent library.)
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 fn agent(args: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_scop-agent"))
@@ -50,4 +51,41 @@ fn the_gpu_count_comes_from_the_trainer_binary_and_its_failure_is_named() {
     ]);
     assert!(!ok);
     assert!(stderr.contains(&format!("{} info: ", bin.display())), "{stderr}");
+}
+
+#[test]
+fn logs_to_a_file_carry_no_ansi_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "secret\n").unwrap();
+    // Nothing listens there: the agent logs each failed connection and retries.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let log_path = dir.path().join("agent.log");
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_scop-agent"))
+        .args(["--coordinator", &format!("http://{closed}"), "--token-file", token.to_str().unwrap()])
+        .args([
+            "--cpu",
+            "--worker-bin",
+            "/bin/true",
+            "--scratch-dir",
+            dir.path().join("scratch").to_str().unwrap(),
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        text = std::fs::read_to_string(&log_path).unwrap();
+        if text.contains("coordinator connection lost") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(text.contains("coordinator connection lost"), "the agent logged no retry:\n{text}");
+    assert!(!text.contains('\u{1b}'), "escape codes in a log file:\n{text:?}");
 }
