@@ -131,6 +131,23 @@ pub struct PlanRecord {
     pub flops_before: u64,
     pub flops_after: u64,
     pub input_size: u32,
+    /// `scatter`, `keep` or `group`; empty when the coordinator did not record it.
+    pub residual: String,
+    /// Pruned widths are multiples of this (1: not rounded; 0: not recorded).
+    pub round_to: u32,
+    /// With `residual: group`: each residual stream pruned as one group.
+    pub groups: Vec<PlanGroupRecord>,
+}
+
+/// One residual stream of a plan, pruned as a group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanGroupRecord {
+    /// The conv that writes the stream.
+    pub writer: String,
+    pub channels_before: u32,
+    pub channels_after: u32,
+    /// The units that add into the stream.
+    pub members: Vec<String>,
 }
 
 /// One unit of a plan.
@@ -185,6 +202,18 @@ impl From<&pb::Plan> for PlanRecord {
             flops_before: plan.flops_before,
             flops_after: plan.flops_after,
             input_size: plan.input_size,
+            residual: plan.residual.clone(),
+            round_to: plan.round_to,
+            groups: plan
+                .groups
+                .iter()
+                .map(|g| PlanGroupRecord {
+                    writer: g.writer.clone(),
+                    channels_before: g.channels_before,
+                    channels_after: g.channels_after,
+                    members: g.members.clone(),
+                })
+                .collect(),
         }
     }
 }

@@ -101,8 +101,29 @@ pub fn plan(plan: &PlanRecord) -> String {
             before as f64 / after.max(1) as f64
         )
     };
+    let mut groups = String::new();
+    if !plan.groups.is_empty() {
+        let mut g = table(["RESIDUAL STREAM", "CHANNELS", "KEPT", "MEMBERS"]);
+        for group in &plan.groups {
+            g.add_row([
+                group.writer.clone(),
+                format!("{:>4} -> {:<4}", group.channels_before, group.channels_after),
+                percent(f64::from(group.channels_after) / f64::from(group.channels_before.max(1))),
+                group.members.join(", "),
+            ]);
+        }
+        groups = format!("\n\n{}", render(&g));
+    }
+    let mut how = Vec::new();
+    if !plan.residual.is_empty() {
+        how.push(format!("residual {}", plan.residual));
+    }
+    if plan.round_to > 1 {
+        how.push(format!("widths rounded to multiples of {}", plan.round_to));
+    }
+    let how = if how.is_empty() { String::new() } else { format!(" ({})", how.join(", ")) };
     format!(
-        "{}\n\npolicy {} at rate {}, from the knockoff statistics of epoch {}\nchannels {} -> {} ({} kept)\nparams   {}\nFLOPs    {} at {}x{}",
+        "{}{groups}\n\npolicy {} at rate {}{how}, from the knockoff statistics of epoch {}\nchannels {} -> {} ({} kept)\nparams   {}\nFLOPs    {} at {}x{}",
         render(&t),
         plan.policy,
         plan.rate,
@@ -150,4 +171,45 @@ pub fn artifacts(listed: &ArtifactsRecord) -> String {
         t.add_row([a.kind.clone(), a.path.clone(), bytes(a.size_bytes), a.stage.clone().unwrap_or_default()]);
     }
     format!("{}\nin {} (fetch with --download DIR)", render(&t), listed.job_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::PlanGroupRecord;
+
+    #[test]
+    fn a_grouped_plan_lists_its_residual_streams_and_rounding() {
+        let plan = PlanRecord {
+            job_id: "j".into(),
+            policy: "layer".into(),
+            rate: 0.5,
+            statistics_epoch: 2,
+            decided_at_ms: 0,
+            units: Vec::new(),
+            channels_before: 64,
+            channels_after: 32,
+            params_before: 0,
+            params_after: 0,
+            flops_before: 0,
+            flops_after: 0,
+            input_size: 32,
+            residual: "group".into(),
+            round_to: 8,
+            groups: vec![PlanGroupRecord {
+                writer: "conv1".into(),
+                channels_before: 16,
+                channels_after: 8,
+                members: vec!["layer1.0.conv2".into(), "layer1.1.conv2".into()],
+            }],
+        };
+        let shown = super::plan(&plan);
+        assert!(shown.contains("RESIDUAL STREAM"), "{shown}");
+        let row = shown.lines().find(|l| l.contains("conv1")).unwrap();
+        assert!(row.contains("16 -> 8") && row.contains("layer1.0.conv2, layer1.1.conv2"), "{row}");
+        assert!(shown.contains("(residual group, widths rounded to multiples of 8)"), "{shown}");
+        let scattered = PlanRecord { residual: "scatter".into(), round_to: 1, groups: Vec::new(), ..plan };
+        let shown = super::plan(&scattered);
+        assert!(!shown.contains("RESIDUAL STREAM") && shown.contains("(residual scatter)"), "{shown}");
+    }
 }

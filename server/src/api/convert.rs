@@ -225,6 +225,18 @@ pub fn plan(plan: Plan) -> pb::Plan {
         flops_before: totals.flops_before,
         flops_after: totals.flops_after,
         input_size: totals.input_size,
+        groups: plan
+            .groups
+            .into_iter()
+            .map(|g| pb::PlanGroup {
+                writer: g.writer,
+                channels_before: g.channels_before,
+                channels_after: g.channels_after,
+                members: g.members,
+            })
+            .collect(),
+        residual: plan.residual,
+        round_to: plan.round_to,
     }
 }
 

@@ -12,5 +12,5 @@ pub use attempt::{Attempt, AttemptState, NewAttempt, RankPlacement};
 pub use command::{Assignment, WorkerCommand};
 pub use event::{Artifact, EventKind, JobEvent, Progress};
 pub use job::{Job, JobState, NewJob, Stage, StagePlan, StateKind, TransitionError};
-pub use plan::{Plan, PlanUnit, ScoreSummary, UnitStatistics};
+pub use plan::{Plan, PlanGroup, PlanUnit, ScoreSummary, UnitStatistics};
 pub use worker::{Device, Worker, WorkerHello, WorkerState};

@@ -21,6 +21,27 @@ pub struct Plan {
     /// `totals.input_size` (absent in plans stored by older coordinators).
     #[serde(default)]
     pub totals: Option<scop_core::plan::PlanSummary>,
+    /// The spec's `prune.residual` ("scatter", "keep", "group"); empty in
+    /// plans stored before it was recorded.
+    #[serde(default)]
+    pub residual: String,
+    /// The spec's `prune.round_to` as decided (0 in plans stored before).
+    #[serde(default)]
+    pub round_to: u32,
+    /// The residual streams pruned as groups (`residual: group` only).
+    #[serde(default)]
+    pub groups: Vec<PlanGroup>,
+}
+
+/// One residual stream pruned as a group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanGroup {
+    /// The conv that writes the stream.
+    pub writer: String,
+    pub channels_before: u32,
+    pub channels_after: u32,
+    /// The units that add into the stream.
+    pub members: Vec<String>,
 }
 
 impl Plan {
@@ -89,6 +110,15 @@ fn median(values: &[f64]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plan_stored_before_groups_were_recorded_still_loads() {
+        let stored =
+            r#"{"job_id":"j","decided_at_ms":1,"policy":"layer","rate":0.5,"statistics_epoch":2,"units":[]}"#;
+        let plan: Plan = serde_json::from_str(stored).unwrap();
+        assert_eq!((plan.residual.as_str(), plan.round_to, plan.groups.len()), ("", 0, 0));
+        assert_eq!(plan.totals, None);
+    }
 
     #[test]
     fn summary_separates_kept_from_pruned() {

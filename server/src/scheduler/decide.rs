@@ -9,7 +9,7 @@ use scop_core::plan::Plan as CorePlan;
 use scop_core::spec::JobSpec;
 use scop_core::stats::ScoreStatistics;
 
-use crate::domain::{Attempt, Plan, PlanUnit, ScoreSummary, UnitStatistics};
+use crate::domain::{Attempt, Plan, PlanGroup, PlanUnit, ScoreSummary, UnitStatistics};
 use crate::error::{Error, Result};
 
 /// Decides the plan of `job_id` from the statistics of knockoff epoch `epoch`.
@@ -56,6 +56,18 @@ pub fn decide(
         statistics_epoch: epoch,
         units,
         totals: Some(plan.summary),
+        residual: format!("{:?}", spec.prune.residual).to_lowercase(),
+        round_to: plan.prune.round_to,
+        groups: plan
+            .groups
+            .iter()
+            .map(|g| PlanGroup {
+                writer: g.writer.clone(),
+                channels_before: g.channels,
+                channels_after: u32::try_from(g.kept.len()).unwrap_or(u32::MAX),
+                members: g.members.clone(),
+            })
+            .collect(),
     };
     Ok((plan, record))
 }
@@ -139,6 +151,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_plan(&dir.path().join("job"), &plan).unwrap();
         assert_eq!(JobDir::new(dir.path().join("job")).read_plan().unwrap(), plan);
+    }
+
+    #[test]
+    fn a_grouped_plan_records_its_streams_residual_mode_and_rounding() {
+        let grouped = SPEC.replace("prune: {rate: 0.5}", "prune: {rate: 0.5, residual: group, round_to: 4}");
+        let spec = JobSpec::from_yaml(&grouped).unwrap();
+        let desc = ArchDesc::new("resnet20", 10, 1).unwrap();
+        let (plan, record) = decide("j1", &spec, 1, statistics(&desc), 0).unwrap();
+        assert_eq!((record.residual.as_str(), record.round_to), ("group", 4));
+        // ResNet-20: the stem's stream and the two downsample streams.
+        assert_eq!(record.groups.len(), 3, "{:?}", record.groups);
+        assert_eq!(record.groups.len(), plan.groups.len());
+        for (shown, decided) in record.groups.iter().zip(&plan.groups) {
+            assert_eq!(shown.writer, decided.writer);
+            assert_eq!(shown.channels_after as usize, decided.kept.len());
+            assert!(shown.channels_after < shown.channels_before, "{shown:?}");
+            assert_eq!(shown.channels_after % 4, 0, "{shown:?}");
+            assert!(!shown.members.is_empty());
+        }
+        assert_eq!(record.groups[0].writer, "conv1");
+        // Without groups the record says so.
+        let (_, scattered) =
+            decide("j1", &JobSpec::from_yaml(SPEC).unwrap(), 1, statistics(&desc), 0).unwrap();
+        assert_eq!((scattered.residual.as_str(), scattered.groups.len()), ("scatter", 0));
     }
 
     #[test]

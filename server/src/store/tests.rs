@@ -313,6 +313,14 @@ async fn statistics_plans_and_artifacts_are_stored_with_their_events() {
             flops_before: 1000,
             flops_after: 500,
         }),
+        residual: "group".into(),
+        round_to: 8,
+        groups: vec![crate::domain::PlanGroup {
+            writer: "conv1".into(),
+            channels_before: 16,
+            channels_after: 8,
+            members: vec!["layer1.0.conv2".into()],
+        }],
     };
     let event = store.save_plan(plan.clone(), 0.25).await.unwrap();
     assert_eq!(event.kind, EventKind::PlanDecided { units: 1, channels_before: 2, channels_after: 1 });

@@ -277,6 +277,18 @@ class PlanUnit:
 
 
 @dataclass(frozen=True)
+class PlanGroup:
+    """A residual stream pruned as one group (`prune.residual: group`)."""
+
+    #: The conv that writes the stream, e.g. "conv1" or "layer2.0.downsample.0".
+    writer: str
+    channels_before: int
+    channels_after: int
+    #: The units whose outputs add into the stream.
+    members: List[str]
+
+
+@dataclass(frozen=True)
 class Plan:
     """The pruning plan the coordinator decided for a job."""
 
@@ -294,6 +306,12 @@ class Plan:
     flops_before: int
     flops_after: int
     input_size: int
+    #: "scatter", "keep" or "group" ("" when the coordinator did not record it).
+    residual: str = ""
+    #: Pruned widths are multiples of this (1: not rounded; 0: not recorded).
+    round_to: int = 0
+    #: With `residual: group`: each residual stream pruned as one group.
+    groups: List[PlanGroup] = field(default_factory=list)
 
     @staticmethod
     def from_proto(m: jobs_pb2.Plan) -> "Plan":
@@ -321,6 +339,9 @@ class Plan:
             flops_before=m.flops_before,
             flops_after=m.flops_after,
             input_size=m.input_size,
+            residual=m.residual,
+            round_to=m.round_to,
+            groups=[PlanGroup(g.writer, g.channels_before, g.channels_after, list(g.members)) for g in m.groups],
         )
 
 

@@ -388,7 +388,7 @@ class JobError(_message.Message):
     def __init__(self, stage: _Optional[_Union[_common_pb2.Stage, str]] = ..., attempt: _Optional[int] = ..., message: _Optional[str] = ..., retrying: _Optional[bool] = ...) -> None: ...
 
 class Plan(_message.Message):
-    __slots__ = ("job_id", "decided_at_ms", "policy", "rate", "statistics_epoch", "units", "channels_before", "channels_after", "params_before", "params_after", "flops_before", "flops_after", "input_size")
+    __slots__ = ("job_id", "decided_at_ms", "policy", "rate", "statistics_epoch", "units", "channels_before", "channels_after", "params_before", "params_after", "flops_before", "flops_after", "input_size", "groups", "residual", "round_to")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     DECIDED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -402,6 +402,9 @@ class Plan(_message.Message):
     FLOPS_BEFORE_FIELD_NUMBER: _ClassVar[int]
     FLOPS_AFTER_FIELD_NUMBER: _ClassVar[int]
     INPUT_SIZE_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    RESIDUAL_FIELD_NUMBER: _ClassVar[int]
+    ROUND_TO_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     decided_at_ms: int
     policy: str
@@ -415,7 +418,22 @@ class Plan(_message.Message):
     flops_before: int
     flops_after: int
     input_size: int
-    def __init__(self, job_id: _Optional[str] = ..., decided_at_ms: _Optional[int] = ..., policy: _Optional[str] = ..., rate: _Optional[float] = ..., statistics_epoch: _Optional[int] = ..., units: _Optional[_Iterable[_Union[PlanUnit, _Mapping]]] = ..., channels_before: _Optional[int] = ..., channels_after: _Optional[int] = ..., params_before: _Optional[int] = ..., params_after: _Optional[int] = ..., flops_before: _Optional[int] = ..., flops_after: _Optional[int] = ..., input_size: _Optional[int] = ...) -> None: ...
+    groups: _containers.RepeatedCompositeFieldContainer[PlanGroup]
+    residual: str
+    round_to: int
+    def __init__(self, job_id: _Optional[str] = ..., decided_at_ms: _Optional[int] = ..., policy: _Optional[str] = ..., rate: _Optional[float] = ..., statistics_epoch: _Optional[int] = ..., units: _Optional[_Iterable[_Union[PlanUnit, _Mapping]]] = ..., channels_before: _Optional[int] = ..., channels_after: _Optional[int] = ..., params_before: _Optional[int] = ..., params_after: _Optional[int] = ..., flops_before: _Optional[int] = ..., flops_after: _Optional[int] = ..., input_size: _Optional[int] = ..., groups: _Optional[_Iterable[_Union[PlanGroup, _Mapping]]] = ..., residual: _Optional[str] = ..., round_to: _Optional[int] = ...) -> None: ...
+
+class PlanGroup(_message.Message):
+    __slots__ = ("writer", "channels_before", "channels_after", "members")
+    WRITER_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_AFTER_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    writer: str
+    channels_before: int
+    channels_after: int
+    members: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, writer: _Optional[str] = ..., channels_before: _Optional[int] = ..., channels_after: _Optional[int] = ..., members: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PlanUnit(_message.Message):
     __slots__ = ("unit", "channels_before", "channels_after", "score")
