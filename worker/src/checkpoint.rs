@@ -28,12 +28,26 @@ pub enum Error {
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
-    #[error("{path}: {source}")]
+    #[error("{path}: {}", torch_message(.source, .path))]
     Torch {
         path: PathBuf,
         #[source]
         source: tch::TchError,
     },
+}
+
+/// libtorch's message without the path the error already starts with (its
+/// safetensors errors repeat it: "safetensors error /a/b: ...").
+fn torch_message(source: &tch::TchError, path: &Path) -> String {
+    let text = source.to_string();
+    let path = path.display().to_string();
+    match text.find(&path) {
+        Some(at) if !path.is_empty() => {
+            let (before, after) = text.split_at(at);
+            format!("{}{}", before.trim_end(), &after[path.len()..])
+        }
+        _ => text,
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -303,6 +317,27 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert!(names.iter().all(|n| !n.starts_with(".tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn a_libtorch_error_names_the_file_once() {
+        let path = PathBuf::from("/ckpt/.tmp-pretrain-step-00000004/tensors.safetensors");
+        let source = tch::TchError::Torch(format!(
+            "safetensors error {}: IoError(Os {{ code: 28, message: \"No space left on device\" }})",
+            path.display()
+        ));
+        let shown = Error::Torch { path: path.clone(), source }.to_string();
+        assert_eq!(shown.matches(&*path.to_string_lossy()).count(), 1, "{shown}");
+        assert!(
+            shown.starts_with(
+                "/ckpt/.tmp-pretrain-step-00000004/tensors.safetensors: Internal torch error: safetensors error: IoError"
+            ),
+            "{shown}"
+        );
+        assert!(shown.ends_with("No space left on device\" })"), "{shown}");
+        // A message without the path is kept whole.
+        let other = Error::Torch { path, source: tch::TchError::Torch("out of memory".into()) }.to_string();
+        assert!(other.ends_with("tensors.safetensors: Internal torch error: out of memory"), "{other}");
     }
 
     #[test]
