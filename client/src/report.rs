@@ -140,10 +140,10 @@ pub fn render(data: &ReportData, now_ms: i64) -> Result<String> {
     if let Some(plan) = &data.plan {
         let _ = writeln!(
             html,
-            "<p>plan: {} policy at rate {}, from the knockoff statistics of epoch {}; {} of {} channels kept ({}).</p>",
+            "<p>plan: {} policy at rate {}, from {}; {} of {} channels kept ({}).</p>",
             escape(&plan.policy),
             plan.rate,
-            plan.statistics_epoch,
+            escape(&crate::records::PlanRecord::from(plan).scored_by()),
             plan.channels_after,
             plan.channels_before,
             percent(plan.channels_after as f64 / plan.channels_before.max(1) as f64)

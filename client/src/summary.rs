@@ -54,7 +54,10 @@ impl JobSummary {
         for event in events {
             match &event.kind {
                 Some(pb::job_event::Kind::Evaluated(e)) => {
-                    if e.stage() == pb::Stage::Knockoff && e.epoch == 0 {
+                    // The scoring stage (knockoff, or score for another criterion)
+                    // evaluates the dense network first.
+                    let scoring = matches!(e.stage(), pb::Stage::Knockoff | pb::Stage::Score);
+                    if scoring && e.epoch == 0 {
                         summary.dense.top1 = Some(e.top1);
                         summary.dense.top5 = Some(e.top5);
                     }

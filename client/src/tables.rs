@@ -102,11 +102,11 @@ pub fn plan(plan: &PlanRecord) -> String {
         )
     };
     format!(
-        "{}\n\npolicy {} at rate {}, from the knockoff statistics of epoch {}\nchannels {} -> {} ({} kept)\nparams   {}\nFLOPs    {} at {}x{}",
+        "{}\n\npolicy {} at rate {}, from {}\nchannels {} -> {} ({} kept)\nparams   {}\nFLOPs    {} at {}x{}",
         render(&t),
         plan.policy,
         plan.rate,
-        plan.statistics_epoch,
+        plan.scored_by(),
         plan.channels_before,
         plan.channels_after,
         percent(plan.channels_after as f64 / plan.channels_before.max(1) as f64),

@@ -160,6 +160,11 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE workers ADD COLUMN drained INTEGER NOT NULL DEFAULT 0;
     ",
+    // 6: the channel scores of a criterion other than SCOP (`prune.criterion`),
+    // sent by the score stage; empty for SCOP's β and |γ|.
+    "
+    ALTER TABLE score_statistics ADD COLUMN score BLOB NOT NULL DEFAULT x'';  -- little-endian f32
+    ",
 ];
 
 /// The schema version this build writes.
