@@ -154,6 +154,31 @@ mod tests {
         assert!(error.contains("layer1.0.conv1: β must be in [0, 1], got 2"), "{error}");
     }
 
+    #[test]
+    fn residual_groups_aggregate_another_criterions_normalised_member_scores() {
+        let yaml = SPEC.replace("rate: 0.5", "rate: 0.5, criterion: l1, residual: group");
+        let spec = JobSpec::from_yaml(&yaml).unwrap();
+        let desc = ArchDesc::new("resnet20", 10, 1).unwrap();
+        // The first stream's three members disagree: layer1.0.conv2 prefers the
+        // low channels with scores 100× larger, the other two the high ones.
+        let units: Vec<UnitStatistics> = desc
+            .units()
+            .map(|u| {
+                let n = u.out_channels as usize;
+                let score = (0..n)
+                    .map(|c| if u.name == "layer1.0.conv2" { 100.0 * (n - c) as f32 } else { (c + 1) as f32 })
+                    .collect();
+                UnitStatistics::scored(u.name.clone(), score, vec![1.0; n])
+            })
+            .collect();
+        let (plan, _) = decide("j1", &spec, 1, units, 7).unwrap();
+        let stream = plan.groups.iter().find(|g| g.writer == "conv1").expect("the stem's stream is a group");
+        assert_eq!(stream.members, ["layer1.0.conv2", "layer1.1.conv2", "layer1.2.conv2"]);
+        // Normalised per member, two votes of three for the high channels win;
+        // summing the raw scores would have kept the low ones.
+        assert_eq!(stream.kept, (8..16).collect::<Vec<u32>>());
+    }
+
     fn attempt(id: &str, number: u32) -> Attempt {
         Attempt {
             id: id.into(),
