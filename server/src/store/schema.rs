@@ -258,6 +258,24 @@ mod tests {
     }
 
     #[test]
+    fn scop_statistics_stored_before_criteria_existed_read_as_having_no_scores() {
+        let mut conn = old_database(&MIGRATIONS[..5]);
+        // Only the statistics row matters here, not the job it belongs to.
+        conn.pragma_update(None, "foreign_keys", false).unwrap();
+        conn.execute(
+            "INSERT INTO score_statistics (job_id, epoch, unit_index, unit, beta, gamma_abs, attempt_id, \
+             received_at_ms) VALUES ('j', 3, 0, 'layer1.0.conv1', x'0000003f', x'0000803f', 'a', 0)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let score: Vec<u8> = conn
+            .query_row("SELECT score FROM score_statistics WHERE job_id = 'j'", [], |r| r.get(0))
+            .unwrap();
+        assert!(score.is_empty(), "{score:?}");
+    }
+
+    #[test]
     fn a_version_2_database_of_either_lineage_reaches_the_current_schema() {
         let branch_v2 = "ALTER TABLE attempt_ranks ADD COLUMN events_applied INTEGER NOT NULL DEFAULT 0;";
         for (name, mut conn) in [
