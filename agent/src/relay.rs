@@ -57,7 +57,12 @@ impl Relay {
                 units: stats
                     .units
                     .into_iter()
-                    .map(|u| pb::UnitStatistics { unit: u.unit, beta: u.beta, gamma_abs: u.gamma_abs })
+                    .map(|u| pb::UnitStatistics {
+                        unit: u.unit,
+                        beta: u.beta,
+                        gamma_abs: u.gamma_abs,
+                        score: u.score,
+                    })
                     .collect(),
             })),
             Event::CheckpointWritten { path, .. } => {

@@ -85,6 +85,7 @@ pub fn stage_of(stage: pb::Stage) -> Option<Stage> {
     match stage {
         pb::Stage::Pretrain => Some(Stage::Pretrain),
         pb::Stage::Knockoff => Some(Stage::Knockoff),
+        pb::Stage::Score => Some(Stage::Score),
         pb::Stage::Decide => Some(Stage::Decide),
         pb::Stage::Finetune => Some(Stage::Finetune),
         pb::Stage::Export => Some(Stage::Export),

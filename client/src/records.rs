@@ -26,6 +26,7 @@ pub fn stage_of(stage: pb::Stage) -> Option<Stage> {
         pb::Stage::Unspecified => None,
         pb::Stage::Pretrain => Some(Stage::Pretrain),
         pb::Stage::Knockoff => Some(Stage::Knockoff),
+        pb::Stage::Score => Some(Stage::Score),
         pb::Stage::Decide => Some(Stage::Decide),
         pb::Stage::Finetune => Some(Stage::Finetune),
         pb::Stage::Export => Some(Stage::Export),
@@ -120,6 +121,9 @@ impl From<&pb::WhoAmIResponse> for WhoamiRecord {
 pub struct PlanRecord {
     pub job_id: String,
     pub policy: String,
+    /// The `prune.criterion` the channels were scored by (`scop` for plans
+    /// stored before criteria existed).
+    pub criterion: String,
     pub rate: f64,
     pub statistics_epoch: u32,
     pub decided_at_ms: i64,
@@ -167,6 +171,18 @@ pub struct PlanUnitRecord {
     pub pruned_score_max: Option<f64>,
 }
 
+impl PlanRecord {
+    /// Where the scores came from, for a sentence: `the knockoff statistics of
+    /// epoch 20` (SCOP), `the l1 scores` (any other criterion).
+    pub fn scored_by(&self) -> String {
+        if self.criterion == "scop" {
+            format!("the knockoff statistics of epoch {}", self.statistics_epoch)
+        } else {
+            format!("the {} scores", self.criterion)
+        }
+    }
+}
+
 impl From<&pb::Plan> for PlanRecord {
     fn from(plan: &pb::Plan) -> Self {
         let units = plan
@@ -191,6 +207,7 @@ impl From<&pb::Plan> for PlanRecord {
         PlanRecord {
             job_id: plan.job_id.clone(),
             policy: plan.policy.clone(),
+            criterion: if plan.criterion.is_empty() { "scop".to_owned() } else { plan.criterion.clone() },
             rate: plan.rate,
             statistics_epoch: plan.statistics_epoch,
             decided_at_ms: plan.decided_at_ms,

@@ -140,10 +140,10 @@ pub fn render(data: &ReportData, now_ms: i64) -> Result<String> {
     if let Some(plan) = &data.plan {
         let _ = writeln!(
             html,
-            "<p>plan: {} policy at rate {}, from the knockoff statistics of epoch {}; {} of {} channels kept ({}).</p>",
+            "<p>plan: {} policy at rate {}, from {}; {} of {} channels kept ({}).</p>",
             escape(&plan.policy),
             plan.rate,
-            plan.statistics_epoch,
+            escape(&crate::records::PlanRecord::from(plan).scored_by()),
             plan.channels_after,
             plan.channels_before,
             percent(plan.channels_after as f64 / plan.channels_before.max(1) as f64)
@@ -216,7 +216,7 @@ fn summary_table(summary: &JobSummary) -> String {
     );
     let rows = [
         (
-            "dense",
+            "dense".to_owned(),
             show(summary.dense.top1, percent),
             show(summary.dense.top5, percent),
             "-".to_owned(),
@@ -224,7 +224,7 @@ fn summary_table(summary: &JobSummary) -> String {
             show(summary.dense.flops, millions),
         ),
         (
-            "SCOP pruned",
+            summary.pruned_label(),
             show(summary.pruned.top1, percent),
             show(summary.pruned.top5, percent),
             show(summary.prune_rate, |r| format!("{:.0} %", r * 100.0)),
@@ -235,7 +235,8 @@ fn summary_table(summary: &JobSummary) -> String {
     for (model, top1, top5, rate, params, flops) in rows {
         let _ = writeln!(
             html,
-            "<tr><td>{model}</td><td>{}</td><td>{}</td><td>{top1}</td><td>{top5}</td><td>{rate}</td><td>{params}</td><td>{flops}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{top1}</td><td>{top5}</td><td>{rate}</td><td>{params}</td><td>{flops}</td></tr>",
+            escape(&model),
             escape(&summary.network),
             escape(&summary.dataset)
         );

@@ -27,6 +27,8 @@ pub struct JobSummary {
     pub network: String,
     pub dataset: String,
     pub prune_rate: Option<f64>,
+    /// The spec's `prune.criterion` (`None`: unknown, shown as SCOP).
+    pub criterion: Option<String>,
     pub dense: Figures,
     pub pruned: Figures,
     /// `(stage, seconds)` in the order the stages finished.
@@ -34,6 +36,14 @@ pub struct JobSummary {
 }
 
 impl JobSummary {
+    /// The pruned row's name: `SCOP pruned`, or `l1 pruned` for another criterion.
+    pub fn pruned_label(&self) -> String {
+        match self.criterion.as_deref() {
+            None | Some("scop") => "SCOP pruned".to_owned(),
+            Some(other) => format!("{other} pruned"),
+        }
+    }
+
     /// Reads the summary out of a job's events.
     pub fn from_events(job: &pb::Job, events: &[pb::JobEvent]) -> JobSummary {
         let spec = scop_core::spec::JobSpec::from_yaml(&job.spec_yaml).ok();
@@ -49,12 +59,16 @@ impl JobSummary {
                 },
             ),
             prune_rate: spec.as_ref().map(|s| s.prune.rate),
+            criterion: spec.as_ref().map(|s| s.prune.criterion.as_str().to_owned()),
             ..JobSummary::default()
         };
         for event in events {
             match &event.kind {
                 Some(pb::job_event::Kind::Evaluated(e)) => {
-                    if e.stage() == pb::Stage::Knockoff && e.epoch == 0 {
+                    // The scoring stage (knockoff, or score for another criterion)
+                    // evaluates the dense network first.
+                    let scoring = matches!(e.stage(), pb::Stage::Knockoff | pb::Stage::Score);
+                    if scoring && e.epoch == 0 {
                         summary.dense.top1 = Some(e.top1);
                         summary.dense.top5 = Some(e.top5);
                     }
@@ -128,7 +142,7 @@ impl JobSummary {
             show(self.dense.flops, millions),
         ]);
         table.add_row([
-            "SCOP pruned".to_owned(),
+            self.pruned_label(),
             self.network.clone(),
             self.dataset.clone(),
             show(self.pruned.top1, percent),
@@ -229,5 +243,18 @@ mod tests {
         assert_eq!((summary.dense.top1, summary.pruned.top1), (Some(0.92), Some(0.9)));
         assert_eq!(summary.dense.params, None);
         assert!(summary.render().contains("| -"), "{}", summary.render());
+        assert!(summary.render().contains("| SCOP pruned"), "{}", summary.render());
+    }
+
+    #[test]
+    fn another_criterions_score_stage_gives_the_dense_row_and_names_the_pruned_one() {
+        let job = pb::Job {
+            spec_yaml: "model: { arch: resnet20, num_classes: 10 }\ndata: { format: idx, root: d }\nprune: { criterion: fpgm }\n".into(),
+            ..Default::default()
+        };
+        let events = [evaluated(pb::Stage::Score, 0, 0.93), evaluated(pb::Stage::Finetune, 1, 0.9)];
+        let summary = JobSummary::from_events(&job, &events);
+        assert_eq!((summary.dense.top1, summary.pruned.top1), (Some(0.93), Some(0.9)));
+        assert!(summary.render().contains("| fpgm pruned"), "{}", summary.render());
     }
 }

@@ -123,11 +123,11 @@ pub fn plan(plan: &PlanRecord) -> String {
     }
     let how = if how.is_empty() { String::new() } else { format!(" ({})", how.join(", ")) };
     format!(
-        "{}{groups}\n\npolicy {} at rate {}{how}, from the knockoff statistics of epoch {}\nchannels {} -> {} ({} kept)\nparams   {}\nFLOPs    {} at {}x{}",
+        "{}{groups}\n\npolicy {} at rate {}{how}, from {}\nchannels {} -> {} ({} kept)\nparams   {}\nFLOPs    {} at {}x{}",
         render(&t),
         plan.policy,
         plan.rate,
-        plan.statistics_epoch,
+        plan.scored_by(),
         plan.channels_before,
         plan.channels_after,
         percent(plan.channels_after as f64 / plan.channels_before.max(1) as f64),
@@ -194,6 +194,7 @@ mod tests {
             flops_before: 0,
             flops_after: 0,
             input_size: 32,
+            criterion: "scop".into(),
             residual: "group".into(),
             round_to: 8,
             groups: vec![PlanGroupRecord {

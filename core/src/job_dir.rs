@@ -6,6 +6,8 @@
 //! <output>/pretrain/model.safetensors the pretrained dense weights (+ arch.json)
 //! <output>/knockoff/model.safetensors the weights after the knockoff stage (without β)
 //! <output>/knockoff/statistics.jsonl  β and |γ| per unit, one line per epoch
+//! <output>/score/model.safetensors    the dense weights a criterion other than SCOP scored
+//! <output>/score/statistics.jsonl     that criterion's scores per unit, one line
 //! <output>/plan.json                  the pruning plan
 //! <output>/finetune/model.safetensors the pruned, finetuned weights (+ arch.json)
 //! <output>/<stage>/metrics.json       evaluation before and after a training stage
@@ -84,7 +86,12 @@ impl JobDir {
 
     /// Score statistics of every knockoff epoch.
     pub fn statistics(&self) -> PathBuf {
-        self.stage_dir(Stage::Knockoff).join(STATISTICS_FILE)
+        self.statistics_of(Stage::Knockoff)
+    }
+
+    /// The score statistics a scoring stage (`knockoff` or `score`) wrote.
+    pub fn statistics_of(&self, stage: Stage) -> PathBuf {
+        self.stage_dir(stage).join(STATISTICS_FILE)
     }
 
     pub fn plan(&self) -> PathBuf {
@@ -132,6 +139,11 @@ impl JobDir {
         read_last_statistics(&self.statistics())
     }
 
+    /// The last score statistics the scoring stage `stage` wrote, checked for shape.
+    pub fn read_last_statistics_of(&self, stage: Stage) -> Result<ScoreStatistics> {
+        read_last_statistics(&self.statistics_of(stage))
+    }
+
     /// A finished stage's metrics, as the stage wrote them.
     pub fn read_stage_metrics<T: serde::de::DeserializeOwned>(&self, stage: impl AsRef<str>) -> Result<T> {
         let path = self.stage_metrics(stage);
@@ -147,7 +159,7 @@ pub fn read_last_statistics(path: &Path) -> Result<ScoreStatistics> {
     let origin = || path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(io(path))?;
     let last = text.lines().rev().find(|l| !l.trim().is_empty()).ok_or_else(|| {
-        Error::Parse(FieldError::new(origin(), "no score statistics (did the knockoff stage run?)"))
+        Error::Parse(FieldError::new(origin(), "no score statistics (did the knockoff or score stage run?)"))
     })?;
     let stats: ScoreStatistics = serde_json::from_str(last).map_err(|e| {
         Error::Parse(FieldError::new(origin(), format!("last line is not score statistics: {e}")))
@@ -174,6 +186,7 @@ mod tests {
         assert_eq!(dir.arch("finetune"), Path::new("out/finetune/arch.json"));
         assert_eq!(dir.checkpoints(Stage::Pretrain), Path::new("out/pretrain/checkpoints"));
         assert_eq!(dir.statistics(), Path::new("out/knockoff/statistics.jsonl"));
+        assert_eq!(dir.statistics_of(Stage::Score), Path::new("out/score/statistics.jsonl"));
         assert_eq!(dir.stage_metrics(Stage::Finetune), Path::new("out/finetune/metrics.json"));
         assert_eq!(dir.export_dir(), Path::new("out/export"));
         assert_eq!(dir.plan(), Path::new("out/plan.json"));
@@ -190,15 +203,11 @@ mod tests {
         std::fs::write(dir.statistics(), "\n").unwrap();
         let err = dir.read_last_statistics().unwrap_err().to_string();
         assert!(
-            err.ends_with("statistics.jsonl: no score statistics (did the knockoff stage run?)"),
+            err.ends_with("statistics.jsonl: no score statistics (did the knockoff or score stage run?)"),
             "{err}"
         );
 
-        let unit = |beta: Vec<f32>| UnitStatistics {
-            unit: "layer1.0.conv1".into(),
-            beta,
-            gamma_abs: vec![1.0, 2.0],
-        };
+        let unit = |beta: Vec<f32>| UnitStatistics::scop("layer1.0.conv1", beta, vec![1.0, 2.0]);
         let line =
             |epoch, beta| serde_json::to_string(&ScoreStatistics { epoch, units: vec![unit(beta)] }).unwrap();
         std::fs::write(

@@ -307,10 +307,69 @@ pub enum ResidualMode {
     Group,
 }
 
+/// How each output channel of a unit is scored before the policy ranks the
+/// scores (docs/job-spec.md gives each formula). Only `scop` needs the knockoff
+/// stage; the others are computed by the short `score` stage from the dense weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Criterion {
+    /// `|γ|·(2β − 1)`, β learned against knockoff data (the reference).
+    Scop,
+    /// `|γ|` of the BN after the conv (network slimming).
+    BnGamma,
+    /// `Σ|W_c|` over the output filter's weights.
+    L1,
+    /// `sqrt(Σ W_c²)` over the output filter's weights.
+    L2,
+    /// `Σ_{c'} ‖W_c − W_c'‖₂` over the other filters of the unit (geometric median).
+    Fpgm,
+    /// `|Σ W_c · ∂L/∂W_c|`, the gradient averaged over a short pass of training batches.
+    Taylor,
+    /// Uniform in [0, 1), from the spec's `seed`.
+    Random,
+}
+
+impl Criterion {
+    /// Every criterion, in the order the docs list them.
+    pub const ALL: [Criterion; 7] = [
+        Criterion::Scop,
+        Criterion::BnGamma,
+        Criterion::L1,
+        Criterion::L2,
+        Criterion::Fpgm,
+        Criterion::Taylor,
+        Criterion::Random,
+    ];
+
+    /// The name a spec writes.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Criterion::Scop => "scop",
+            Criterion::BnGamma => "bn_gamma",
+            Criterion::L1 => "l1",
+            Criterion::L2 => "l2",
+            Criterion::Fpgm => "fpgm",
+            Criterion::Taylor => "taylor",
+            Criterion::Random => "random",
+        }
+    }
+
+    /// Whether the scores come from the knockoff stage's β (else from the `score` stage).
+    pub fn needs_knockoff(self) -> bool {
+        self == Criterion::Scop
+    }
+}
+
 /// The pruning decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PruneSpec {
+    /// How channels are scored; `scop` by default.
+    pub criterion: Criterion,
+    /// `taylor` only: how many training batches (per rank) the gradient is averaged over.
+    pub taylor_batches: u32,
+    /// `taylor` only: the size of those batches.
+    pub taylor_batch_size: u32,
     /// Fraction removed: of each unit's channels (`layer`) or of params/FLOPs (`global`).
     pub rate: f64,
     pub policy: PolicyKind,
@@ -329,6 +388,9 @@ pub const HARDWARE_ROUND_TO: u32 = 8;
 impl Default for PruneSpec {
     fn default() -> Self {
         Self {
+            criterion: Criterion::Scop,
+            taylor_batches: 16,
+            taylor_batch_size: 64,
             rate: 0.45,
             policy: PolicyKind::Layer,
             target: GlobalTarget::Flops,
@@ -597,6 +659,16 @@ impl JobSpec {
         check(p.rate >= 0.0 && p.rate < 1.0, "prune.rate", format!("must be in [0, 1), got {}", p.rate));
         check(p.min_channels >= 1, "prune.min_channels", format!("must be >= 1, got {}", p.min_channels));
         check(p.round_to >= 1, "prune.round_to", format!("must be >= 1, got {}", p.round_to));
+        check(
+            p.taylor_batches >= 1,
+            "prune.taylor_batches",
+            format!("must be >= 1, got {}", p.taylor_batches),
+        );
+        check(
+            p.taylor_batch_size >= 1,
+            "prune.taylor_batch_size",
+            format!("must be >= 1, got {}", p.taylor_batch_size),
+        );
         if let Some(timeout) = self.resources.stage_timeout {
             check(timeout >= 1, "resources.stage_timeout", format!("must be >= 1 (seconds), got {timeout}"));
         }
@@ -679,6 +751,8 @@ impl JobSpec {
         at_most("knockoff.batch_size", self.knockoff.batch_size.into(), limits::BATCH_SIZE);
         at_most("prune.min_channels", self.prune.min_channels.into(), limits::CHANNELS);
         at_most("prune.round_to", self.prune.round_to.into(), limits::CHANNELS);
+        at_most("prune.taylor_batches", self.prune.taylor_batches.into(), limits::TAYLOR_BATCHES);
+        at_most("prune.taylor_batch_size", self.prune.taylor_batch_size.into(), limits::BATCH_SIZE);
         at_most("resources.world_size", self.resources.world_size.into(), limits::WORLD_SIZE);
         at_most("resources.threads", self.resources.threads.into(), limits::THREADS);
         at_most("max_restarts", self.max_restarts.into(), limits::MAX_RESTARTS);
@@ -704,6 +778,7 @@ pub mod limits {
     pub const EPOCHS: u64 = 10_000;
     pub const BATCH_SIZE: u64 = 65_536;
     pub const BN_RECALIBRATION_BATCHES: u64 = 100_000;
+    pub const TAYLOR_BATCHES: u64 = 100_000;
     pub const CHANNELS: u64 = 4096;
     pub const WORLD_SIZE: u64 = 1024;
     pub const THREADS: u64 = 1024;
@@ -922,6 +997,17 @@ data: { format: idx, root: data/fashion-mnist }
     fn parse_errors_carry_the_path() {
         check("finetune: { lr: fast }", &["finetune.lr: invalid type"]);
         check("prune: { policy: random }", &["prune.policy: unknown variant `random`"]);
+        check(
+            "prune: { criterion: l3 }",
+            &["prune.criterion: unknown variant `l3`, expected one of `scop`, `bn_gamma`, `l1`"],
+        );
+        check(
+            "prune: { criterion: taylor, taylor_batches: 0, taylor_batch_size: 70000 }",
+            &[
+                "prune.taylor_batches: must be >= 1, got 0",
+                "prune.taylor_batch_size: must be <= 65536, got 70000",
+            ],
+        );
         check(
             "finetune: { learning_rate: 0.1 }",
             &["finetune.learning_rate: unknown field `learning_rate`, expected one of `epochs`"],

@@ -3,7 +3,7 @@
 //! coordinator's plan and the worker's network always agree.
 
 use crate::spec::{DataFormat, JobSpec};
-use crate::stage::StagePlan;
+use crate::stage::{Stage, StagePlan};
 
 /// The CIFAR ResNets, whose default input is 32×32; every other network's is 224×224.
 const CIFAR_ARCHS: [&str; 4] = ["resnet20", "resnet32", "resnet56", "resnet110"];
@@ -27,6 +27,21 @@ impl JobSpec {
     /// The stages this spec runs, in order.
     pub fn stages(&self) -> StagePlan {
         StagePlan::for_spec(self)
+    }
+
+    /// The stage whose statistics `decide` ranks channels by: `knockoff` for
+    /// `prune.criterion: scop`, else `score`.
+    pub fn scoring_stage(&self) -> Stage {
+        self.stages().scoring()
+    }
+
+    /// The epoch of the scoring stage's statistics `decide` uses: the final
+    /// knockoff epoch (`knockoff.epochs`), or 1 for the one pass of `score`.
+    pub fn final_statistics_epoch(&self) -> u32 {
+        match self.scoring_stage() {
+            Stage::Knockoff => self.knockoff.epochs,
+            _ => 1,
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The stages of a job and the order a spec implies:
-//! `pretrain? → knockoff → decide → finetune → export`.
+//! `pretrain? → knockoff|score → decide → finetune → export`.
 //!
 //! The one place stage names are written. The coordinator stores and schedules
 //! [`Stage`]s, the worker runs them and names their directories after them, and
@@ -17,6 +17,9 @@ use crate::spec::JobSpec;
 pub enum Stage {
     Pretrain,
     Knockoff,
+    /// Scores every channel by a criterion that needs no knockoff (`prune.criterion`
+    /// other than `scop`); runs instead of `knockoff`.
+    Score,
     Decide,
     Finetune,
     Export,
@@ -24,14 +27,15 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in running order.
-    pub const ALL: [Stage; 5] =
-        [Stage::Pretrain, Stage::Knockoff, Stage::Decide, Stage::Finetune, Stage::Export];
+    pub const ALL: [Stage; 6] =
+        [Stage::Pretrain, Stage::Knockoff, Stage::Score, Stage::Decide, Stage::Finetune, Stage::Export];
 
     /// The stage's name as stored, logged, printed and used for its directory.
     pub const fn as_str(self) -> &'static str {
         match self {
             Stage::Pretrain => "pretrain",
             Stage::Knockoff => "knockoff",
+            Stage::Score => "score",
             Stage::Decide => "decide",
             Stage::Finetune => "finetune",
             Stage::Export => "export",
@@ -47,6 +51,11 @@ impl Stage {
     /// (inside the coordinator, or in `scop-worker run`'s own process).
     pub fn runs_on_workers(self) -> bool {
         self != Stage::Decide
+    }
+
+    /// Whether the stage sends the score statistics `decide` ranks channels by.
+    pub fn scores_channels(self) -> bool {
+        matches!(self, Stage::Knockoff | Stage::Score)
     }
 }
 
@@ -76,19 +85,29 @@ impl std::str::FromStr for Stage {
 }
 
 /// The stages one job runs, decided from its spec: a line today, each stage
-/// depending on the one before it.
+/// depending on the one before it. Exactly one stage of the line scores the
+/// channels ([`StagePlan::scoring`]): `knockoff` for `prune.criterion: scop`,
+/// `score` for every other criterion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StagePlan(Vec<Stage>);
 
 impl StagePlan {
-    /// `pretrain` only when the spec asks for it; the other four always.
+    /// `pretrain` only when the spec asks for it; `knockoff` when the criterion
+    /// needs it, else `score`; then decide, finetune and export.
     pub fn for_spec(spec: &JobSpec) -> Self {
         let mut stages = Vec::with_capacity(5);
         if spec.pretrain.is_some() {
             stages.push(Stage::Pretrain);
         }
-        stages.extend([Stage::Knockoff, Stage::Decide, Stage::Finetune, Stage::Export]);
+        let scoring = if spec.prune.criterion.needs_knockoff() { Stage::Knockoff } else { Stage::Score };
+        stages.extend([scoring, Stage::Decide, Stage::Finetune, Stage::Export]);
         StagePlan(stages)
+    }
+
+    /// The stage whose score statistics `decide` uses and whose weights finetune
+    /// prunes: `knockoff` or `score`.
+    pub fn scoring(&self) -> Stage {
+        self.0.iter().copied().find(|s| s.scores_channels()).unwrap_or(Stage::Knockoff)
     }
 
     pub fn stages(&self) -> &[Stage] {
@@ -133,12 +152,16 @@ mod tests {
     use super::*;
 
     fn spec(pretrain: bool) -> JobSpec {
+        spec_with(pretrain, "scop")
+    }
+
+    fn spec_with(pretrain: bool, criterion: &str) -> JobSpec {
         let pretrain = if pretrain { "pretrain: {epochs: 1, batch_size: 8}\n" } else { "" };
         JobSpec::from_yaml(&format!(
             "model: {{arch: resnet20, num_classes: 10}}\n\
              data: {{format: idx, root: data}}\n{pretrain}\
              knockoff: {{epochs: 1, batch_size: 8}}\n\
-             prune: {{rate: 0.5}}\n\
+             prune: {{rate: 0.5, criterion: {criterion}}}\n\
              finetune: {{epochs: 1, batch_size: 8}}\n"
         ))
         .unwrap()
@@ -152,7 +175,7 @@ mod tests {
         }
         assert_eq!(
             "prune".parse::<Stage>().unwrap_err(),
-            "unknown stage \"prune\"; expected one of pretrain, knockoff, decide, finetune, export"
+            "unknown stage \"prune\"; expected one of pretrain, knockoff, score, decide, finetune, export"
         );
         assert!(!Stage::Decide.runs_on_workers() && Stage::Export.runs_on_workers());
     }
@@ -163,12 +186,30 @@ mod tests {
         assert_eq!(with.to_stored(), "pretrain,knockoff,decide,finetune,export");
         assert_eq!((with.first(), with.last()), (Stage::Pretrain, Stage::Export));
         let without = StagePlan::for_spec(&spec(false));
-        assert_eq!(without.stages(), &Stage::ALL[1..]);
+        assert_eq!(without.to_stored(), "knockoff,decide,finetune,export");
         assert_eq!(without.next(Stage::Decide), Some(Stage::Finetune));
         assert_eq!(without.next(Stage::Export), None);
         assert_eq!(without.previous(Stage::Knockoff), None);
         assert_eq!(with.previous(Stage::Knockoff), Some(Stage::Pretrain));
-        assert_eq!(StagePlan::from_stored(&with.to_stored()), Some(with));
+        assert_eq!(StagePlan::from_stored(&with.to_stored()), Some(with.clone()));
         assert_eq!(StagePlan::from_stored("knockoff,bogus"), None);
+        assert_eq!((with.scoring(), without.scoring()), (Stage::Knockoff, Stage::Knockoff));
+    }
+
+    #[test]
+    fn criteria_without_knockoff_run_the_score_stage_instead() {
+        for criterion in crate::spec::Criterion::ALL {
+            let plan = StagePlan::for_spec(&spec_with(true, criterion.as_str()));
+            let expected = if criterion.needs_knockoff() {
+                "pretrain,knockoff,decide,finetune,export"
+            } else {
+                "pretrain,score,decide,finetune,export"
+            };
+            assert_eq!(plan.to_stored(), expected, "{criterion:?}");
+            assert_eq!(plan.previous(Stage::Decide), Some(plan.scoring()), "{criterion:?}");
+            assert_eq!(StagePlan::from_stored(expected), Some(plan));
+        }
+        assert!(Stage::Score.runs_on_workers() && Stage::Score.scores_channels());
+        assert!(!Stage::Finetune.scores_channels());
     }
 }

@@ -94,6 +94,7 @@ impl InspectArgs {
                 ResidualArg::Keep => ResidualMode::Keep,
                 ResidualArg::Group => ResidualMode::Group,
             },
+            ..PruneSpec::default()
         }
     }
 }

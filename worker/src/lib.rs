@@ -8,6 +8,7 @@ pub mod bench_loader;
 pub mod bench_train;
 pub mod checkpoint;
 pub mod collective;
+pub mod criteria;
 pub mod data;
 pub mod events;
 pub mod export;

@@ -20,7 +20,7 @@ enum Command {
     /// Serve a coordinator: register, heartbeat, and run each assigned rank as
     /// a child `scop-worker rank` process.
     Agent(scop_agent::cli::AgentArgs),
-    /// Run every stage of a job in this process: pretrain?, knockoff, decide, finetune, export.
+    /// Run every stage of a job in this process: pretrain?, knockoff or score, decide, finetune, export.
     Run(RunArgs),
     /// Show what pruning does to a network: channels, params and FLOPs per unit.
     Inspect(InspectArgs),

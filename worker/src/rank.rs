@@ -18,7 +18,7 @@ use crate::collective;
 use crate::events::{Event, EventSink, JsonLinesStdout};
 use crate::stages::context::device_for;
 use crate::stages::ddp::GroupReplicas;
-use crate::stages::{StageContext, export, finetune, knockoff, pretrain};
+use crate::stages::{StageContext, export, finetune, knockoff, pretrain, score};
 
 const DECIDE_ON_A_RANK: &str = "decide runs in the coordinator or `scop-worker run`, not on a rank";
 
@@ -38,7 +38,7 @@ pub struct RankArgs {
     /// The job spec (YAML or JSON); relative paths in it resolve against its directory.
     #[arg(long)]
     pub spec: PathBuf,
-    /// The stage to run: pretrain, knockoff, finetune (prunes by the plan) or
+    /// The stage to run: pretrain, knockoff, score, finetune (prunes by the plan) or
     /// export (rank 0 exports, other ranks only join and leave).
     #[arg(long, value_parser = rank_stage)]
     pub stage: Stage,
@@ -246,6 +246,9 @@ pub fn run_stage(
         }
         Stage::Knockoff => {
             knockoff::run(&mut ctx)?;
+        }
+        Stage::Score => {
+            score::run(&mut ctx)?;
         }
         Stage::Decide => {
             return Err(crate::stages::Error::Input(DECIDE_ON_A_RANK.to_owned()));

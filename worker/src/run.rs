@@ -146,7 +146,7 @@ fn write_rank_spec(spec: &JobSpec) -> Result<PathBuf> {
 fn summarize(spec: &JobSpec, times: Vec<(String, f64)>) -> Result<RunSummary> {
     let layout = JobDir::new(spec.output.dir.clone());
     let knockoff: StageMetrics =
-        layout.read_stage_metrics(Stage::Knockoff).map_err(crate::stages::Error::from)?;
+        layout.read_stage_metrics(spec.scoring_stage()).map_err(crate::stages::Error::from)?;
     let finetuned: StageMetrics =
         layout.read_stage_metrics(Stage::Finetune).map_err(crate::stages::Error::from)?;
     let dense_desc = weights::dense_desc(spec)?;

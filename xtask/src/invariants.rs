@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 /// The stage names, as `scop_core::stage::Stage::as_str` writes them.
-const STAGE_NAMES: [&str; 5] = ["pretrain", "knockoff", "decide", "finetune", "export"];
+const STAGE_NAMES: [&str; 6] = ["pretrain", "knockoff", "score", "decide", "finetune", "export"];
 
 /// The file names of a job's directory, as `scop_core::job_dir` writes them.
 const JOB_DIR_FILES: [&str; 11] = [

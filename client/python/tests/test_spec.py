@@ -46,3 +46,12 @@ def test_relative_paths_are_resolved_against_the_spec_file(tmp_path: Path) -> No
     assert sent["output"]["dir"] == str(examples / "runs" / "job")
     # A path given as a string is read as a file too.
     assert yaml.safe_load(load(str(path))[0]) == sent
+
+
+def test_an_unknown_criterion_is_named_with_its_field_path() -> None:
+    spec = {"model": {"arch": "resnet20", "num_classes": 10}, "data": {"format": "idx", "root": "d"}}
+    load({**spec, "prune": {"criterion": "fpgm"}})
+    with pytest.raises(InvalidSpec) as raised:
+        load({**spec, "prune": {"criterion": "l3"}})
+    assert [e.path for e in raised.value.errors] == ["prune.criterion"], raised.value
+    assert "unknown variant 'l3', expected one of scop, bn_gamma, l1, l2, fpgm, taylor, random" in str(raised.value)

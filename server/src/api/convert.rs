@@ -12,6 +12,7 @@ pub fn stage(stage: Stage) -> pb::Stage {
     match stage {
         Stage::Pretrain => pb::Stage::Pretrain,
         Stage::Knockoff => pb::Stage::Knockoff,
+        Stage::Score => pb::Stage::Score,
         Stage::Decide => pb::Stage::Decide,
         Stage::Finetune => pb::Stage::Finetune,
         Stage::Export => pb::Stage::Export,
@@ -125,7 +126,12 @@ pub fn statistics(job_id: String, epoch: u32, units: Vec<UnitStatistics>) -> pb:
         epoch,
         units: units
             .into_iter()
-            .map(|u| pb::UnitStatistics { unit: u.unit, beta: u.beta, gamma_abs: u.gamma_abs })
+            .map(|u| pb::UnitStatistics {
+                unit: u.unit,
+                beta: u.beta,
+                gamma_abs: u.gamma_abs,
+                score: u.score,
+            })
             .collect(),
     }
 }
@@ -199,6 +205,7 @@ pub fn plan(plan: Plan) -> pb::Plan {
         job_id: plan.job_id,
         decided_at_ms: plan.decided_at_ms,
         policy: plan.policy,
+        criterion: plan.criterion,
         rate: plan.rate,
         statistics_epoch: plan.statistics_epoch,
         units: plan

@@ -297,7 +297,12 @@ async fn record_task_event(
             let units = stats
                 .units
                 .into_iter()
-                .map(|u| UnitStatistics { unit: u.unit, beta: u.beta, gamma_abs: u.gamma_abs })
+                .map(|u| UnitStatistics {
+                    unit: u.unit,
+                    beta: u.beta,
+                    gamma_abs: u.gamma_abs,
+                    score: u.score,
+                })
                 .collect();
             TaskEffect::Statistics {
                 job_id: attempt.job_id.clone(),

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// β and |γ| of one unit at one knockoff epoch, as rank 0 sent them.
+/// One unit's statistics (β and |γ|, or another criterion's scores) as rank 0 sent them.
 pub use scop_core::stats::UnitStatistics;
 
 /// The decided plan of one job.
@@ -14,6 +14,9 @@ pub struct Plan {
     pub job_id: String,
     pub decided_at_ms: i64,
     pub policy: String,
+    /// The spec's `prune.criterion`; empty in plans stored before criteria existed (SCOP).
+    #[serde(default)]
+    pub criterion: String,
     pub rate: f64,
     pub statistics_epoch: u32,
     pub units: Vec<PlanUnit>,

@@ -1,5 +1,7 @@
-//! The `decide` stage, run inside the coordinator: the final knockoff epoch's
-//! score statistics of the attempt that succeeded in, `scop-core`'s plan out, as the persisted record and as `plan.json`.
+//! The `decide` stage, run inside the coordinator: the final score statistics of
+//! the scoring stage's attempt that succeeded in (the last knockoff epoch, or
+//! the one pass of the `score` stage for criteria other than SCOP),
+//! `scop-core`'s plan out, as the persisted record and as `plan.json`.
 
 use std::path::Path;
 
@@ -12,7 +14,7 @@ use scop_core::stats::ScoreStatistics;
 use crate::domain::{Attempt, Plan, PlanGroup, PlanUnit, ScoreSummary, UnitStatistics};
 use crate::error::{Error, Result};
 
-/// Decides the plan of `job_id` from the statistics of knockoff epoch `epoch`.
+/// Decides the plan of `job_id` from the statistics of the scoring stage's epoch `epoch`.
 /// Returns the core plan (what `plan.json` holds) and the inspectable record.
 pub fn decide(
     job_id: &str,
@@ -52,6 +54,7 @@ pub fn decide(
         job_id: job_id.to_owned(),
         decided_at_ms: now_ms,
         policy: format!("{:?}", spec.prune.policy).to_lowercase(),
+        criterion: spec.prune.criterion.as_str().to_owned(),
         rate: spec.prune.rate,
         statistics_epoch: epoch,
         units,
@@ -81,28 +84,30 @@ pub fn write_plan(output: &Path, plan: &CorePlan) -> Result<()> {
     })
 }
 
-/// The knockoff attempt whose statistics `decide` may use, and the checks on
-/// what arrived: only the final epoch (`final_epoch`, the spec's
-/// `knockoff.epochs`) of the attempt that succeeded counts. `received` is
-/// every (epoch, attempt id) the store holds. The error says what is missing.
+/// The scoring stage's attempt whose statistics `decide` may use, and the
+/// checks on what arrived: only the final epoch (`final_epoch`: the spec's
+/// `knockoff.epochs`, or 1 for `score`) of the attempt of `stage` that
+/// succeeded counts. `received` is every (epoch, attempt id) the store holds.
+/// The error says what is missing.
 pub fn check_final_statistics(
+    stage: crate::domain::Stage,
     final_epoch: u32,
     succeeded: Option<&Attempt>,
     received: &[(u32, String)],
 ) -> std::result::Result<(), String> {
     let Some(attempt) = succeeded else {
-        return Err("decide: no knockoff attempt succeeded, so there are no final score statistics".into());
+        return Err(format!("decide: no {stage} attempt succeeded, so there are no final score statistics"));
     };
     let epochs: Vec<String> = received.iter().map(|(e, _)| e.to_string()).collect();
     let received_text = if epochs.is_empty() { "none".to_owned() } else { epochs.join(", ") };
     match received.iter().find(|(epoch, _)| *epoch == final_epoch) {
         None => Err(format!(
-            "decide: the score statistics of the final knockoff epoch {final_epoch} never arrived from attempt {} \
+            "decide: the score statistics of the final {stage} epoch {final_epoch} never arrived from attempt {} \
              (epochs received: {received_text}); refusing to prune from an earlier epoch",
             attempt.number
         )),
         Some((_, from)) if *from != attempt.id => Err(format!(
-            "decide: the score statistics of the final knockoff epoch {final_epoch} came from a failed attempt, \
+            "decide: the score statistics of the final {stage} epoch {final_epoch} came from a failed attempt, \
              not from attempt {} that succeeded",
             attempt.number
         )),
@@ -127,7 +132,7 @@ mod tests {
                 let n = unit.out_channels as usize;
                 // Channel c gets β = c/n, so higher channels score higher.
                 let beta = (0..n).map(|c| c as f32 / n as f32).collect();
-                units.push(UnitStatistics { unit: unit.name.clone(), beta, gamma_abs: vec![1.0; n] });
+                units.push(UnitStatistics::scop(unit.name.clone(), beta, vec![1.0; n]));
             }
         }
         units
@@ -180,13 +185,34 @@ mod tests {
     #[test]
     fn malformed_statistics_name_the_unit() {
         let spec = JobSpec::from_yaml(SPEC).unwrap();
-        let bad = vec![UnitStatistics {
-            unit: "layer1.0.conv1".into(),
-            beta: vec![0.5, 2.0],
-            gamma_abs: vec![1.0; 2],
-        }];
+        let bad = vec![UnitStatistics::scop("layer1.0.conv1", vec![0.5, 2.0], vec![1.0; 2])];
         let error = decide("j1", &spec, 1, bad, 0).unwrap_err().to_string();
         assert!(error.contains("layer1.0.conv1: β must be in [0, 1], got 2"), "{error}");
+    }
+
+    #[test]
+    fn residual_groups_aggregate_another_criterions_normalised_member_scores() {
+        let yaml = SPEC.replace("rate: 0.5", "rate: 0.5, criterion: l1, residual: group");
+        let spec = JobSpec::from_yaml(&yaml).unwrap();
+        let desc = ArchDesc::new("resnet20", 10, 1).unwrap();
+        // The first stream's three members disagree: layer1.0.conv2 prefers the
+        // low channels with scores 100× larger, the other two the high ones.
+        let units: Vec<UnitStatistics> = desc
+            .units()
+            .map(|u| {
+                let n = u.out_channels as usize;
+                let score = (0..n)
+                    .map(|c| if u.name == "layer1.0.conv2" { 100.0 * (n - c) as f32 } else { (c + 1) as f32 })
+                    .collect();
+                UnitStatistics::scored(u.name.clone(), score, vec![1.0; n])
+            })
+            .collect();
+        let (plan, _) = decide("j1", &spec, 1, units, 7).unwrap();
+        let stream = plan.groups.iter().find(|g| g.writer == "conv1").expect("the stem's stream is a group");
+        assert_eq!(stream.members, ["layer1.0.conv2", "layer1.1.conv2", "layer1.2.conv2"]);
+        // Normalised per member, two votes of three for the high channels win;
+        // summing the raw scores would have kept the low ones.
+        assert_eq!(stream.kept, (8..16).collect::<Vec<u32>>());
     }
 
     fn attempt(id: &str, number: u32) -> Attempt {
@@ -212,7 +238,8 @@ mod tests {
         let second = attempt("a2", 2);
         let check = |succeeded: Option<&Attempt>, received: &[(u32, &str)], expected: Result<(), &str>| {
             let received: Vec<(u32, String)> = received.iter().map(|(e, a)| (*e, (*a).to_owned())).collect();
-            match (check_final_statistics(3, succeeded, &received), expected) {
+            match (check_final_statistics(crate::domain::Stage::Knockoff, 3, succeeded, &received), expected)
+            {
                 (Ok(()), Ok(())) => {}
                 (Err(got), Err(want)) => assert!(got.contains(want), "{got:?} lacks {want:?}"),
                 (got, want) => panic!("{received:?}: got {got:?}, expected {want:?}"),
@@ -229,5 +256,25 @@ mod tests {
         // Only a failed attempt got that far.
         check(Some(&second), &[(3, "a1")], Err("came from a failed attempt, not from attempt 2"));
         check(None, &[(3, "a1")], Err("no knockoff attempt succeeded"));
+        let score = check_final_statistics(crate::domain::Stage::Score, 1, None, &[]).unwrap_err();
+        assert!(score.contains("no score attempt succeeded"), "{score}");
+    }
+
+    #[test]
+    fn another_criterions_scores_are_decided_from_as_sent() {
+        let spec = JobSpec::from_yaml(&SPEC.replace("rate: 0.5", "rate: 0.5, criterion: l1")).unwrap();
+        let desc = ArchDesc::new("resnet20", 10, 1).unwrap();
+        // Channel c scores -c: the lowest channels are the best, unlike SCOP's β = c/n above.
+        let units: Vec<UnitStatistics> = desc
+            .units()
+            .map(|u| {
+                let n = u.out_channels as usize;
+                UnitStatistics::scored(u.name.clone(), (0..n).map(|c| -(c as f32)).collect(), vec![1.0; n])
+            })
+            .collect();
+        let (plan, record) = decide("j1", &spec, 1, units, 7).unwrap();
+        assert_eq!(record.criterion, "l1");
+        let first = &plan.units[0];
+        assert_eq!(first.kept, (0..first.kept.len() as u32).collect::<Vec<_>>(), "{}", first.name);
     }
 }

@@ -360,19 +360,21 @@ impl Scheduler {
     }
 
     /// Runs the decision in the coordinator and moves on to finetune. It
-    /// decides only from the final knockoff epoch of the attempt that
-    /// succeeded; anything else, and a plan that cannot be written, fails the
-    /// job with the reason.
+    /// decides only from the final epoch of the scoring stage (knockoff, or
+    /// score for criteria other than SCOP) of the attempt that succeeded;
+    /// anything else, and a plan that cannot be written, fails the job with
+    /// the reason.
     async fn decide(&mut self, job: &Job, spec: &JobSpec) -> Result<()> {
-        let knockoffs = self.store.stage_attempts(&job.id, Stage::Knockoff).await?;
-        let succeeded = knockoffs.iter().rev().find(|a| a.state == crate::domain::AttemptState::Succeeded);
+        let scoring = job.stages.scoring();
+        let attempts = self.store.stage_attempts(&job.id, scoring).await?;
+        let succeeded = attempts.iter().rev().find(|a| a.state == crate::domain::AttemptState::Succeeded);
         let received = self.store.statistics_sources(&job.id).await?;
-        let final_epoch = spec.knockoff.epochs;
-        if let Err(reason) = decide::check_final_statistics(final_epoch, succeeded, &received) {
+        let final_epoch = spec.final_statistics_epoch();
+        if let Err(reason) = decide::check_final_statistics(scoring, final_epoch, succeeded, &received) {
             return self.fail_job(job, reason).await;
         }
         let Some((epoch, units)) = self.store.score_statistics(&job.id, Some(final_epoch)).await? else {
-            let reason = format!("decide: the score statistics of knockoff epoch {final_epoch} are gone");
+            let reason = format!("decide: the score statistics of {scoring} epoch {final_epoch} are gone");
             return self.fail_job(job, reason).await;
         };
         let started = Instant::now();

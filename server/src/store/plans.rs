@@ -44,25 +44,34 @@ impl Store {
         self.read(move |conn| {
             let epoch = match epoch {
                 Some(epoch) => Some(epoch),
-                None => conn.prepare_cached("SELECT max(epoch) FROM score_statistics WHERE job_id = ?1")?.query_row([&job_id],
-                    |r| r.get::<_, Option<u32>>(0),
-                )?,
+                None => conn
+                    .prepare_cached("SELECT max(epoch) FROM score_statistics WHERE job_id = ?1")?
+                    .query_row([&job_id], |r| r.get::<_, Option<u32>>(0))?,
             };
             let Some(epoch) = epoch else { return Ok(None) };
             let mut statement = conn.prepare_cached(
-                "SELECT unit, beta, gamma_abs FROM score_statistics WHERE job_id = ?1 AND epoch = ?2 ORDER BY unit_index",
+                "SELECT unit, beta, gamma_abs, score FROM score_statistics WHERE job_id = ?1 AND epoch = ?2 \
+                 ORDER BY unit_index",
             )?;
             let rows = statement.query_map(params![job_id, epoch], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Vec<u8>>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                ))
             })?;
             let mut units = Vec::new();
             for row in rows {
-                let (unit, beta, gamma_abs) = row?;
+                let (unit, beta, gamma_abs, score) = row?;
                 let key = format!("{job_id}/{epoch}/{unit}");
                 units.push(UnitStatistics {
-                    beta: blob_to_floats(&beta).ok_or_else(|| Error::corrupt("score_statistics", &key, "beta length"))?,
+                    beta: blob_to_floats(&beta)
+                        .ok_or_else(|| Error::corrupt("score_statistics", &key, "beta length"))?,
                     gamma_abs: blob_to_floats(&gamma_abs)
                         .ok_or_else(|| Error::corrupt("score_statistics", &key, "gamma_abs length"))?,
+                    score: blob_to_floats(&score)
+                        .ok_or_else(|| Error::corrupt("score_statistics", &key, "score length"))?,
                     unit,
                 });
             }
@@ -207,7 +216,7 @@ pub(super) fn statistics_in(
     for (index, unit) in units.iter().enumerate() {
         tx.prepare_cached(
             "INSERT INTO score_statistics (job_id, epoch, unit_index, unit, beta, gamma_abs, attempt_id, \
-             received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             received_at_ms, score) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
         .execute(params![
             job_id,
@@ -217,7 +226,8 @@ pub(super) fn statistics_in(
             floats_to_blob(&unit.beta),
             floats_to_blob(&unit.gamma_abs),
             attempt_id,
-            now
+            now,
+            floats_to_blob(&unit.score)
         ])?;
     }
     let units = u32::try_from(units.len()).unwrap_or(u32::MAX);

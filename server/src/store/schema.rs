@@ -160,6 +160,11 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE workers ADD COLUMN drained INTEGER NOT NULL DEFAULT 0;
     ",
+    // 6: the channel scores of a criterion other than SCOP (`prune.criterion`),
+    // sent by the score stage; empty for SCOP's β and |γ|.
+    "
+    ALTER TABLE score_statistics ADD COLUMN score BLOB NOT NULL DEFAULT x'';  -- little-endian f32
+    ",
 ];
 
 /// The schema version this build writes.
@@ -250,6 +255,24 @@ mod tests {
     fn columns(conn: &Connection, table: &str) -> Vec<String> {
         let mut stmt = conn.prepare("SELECT name FROM pragma_table_info(?1)").unwrap();
         stmt.query_map([table], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
+    }
+
+    #[test]
+    fn scop_statistics_stored_before_criteria_existed_read_as_having_no_scores() {
+        let mut conn = old_database(&MIGRATIONS[..5]);
+        // Only the statistics row matters here, not the job it belongs to.
+        conn.pragma_update(None, "foreign_keys", false).unwrap();
+        conn.execute(
+            "INSERT INTO score_statistics (job_id, epoch, unit_index, unit, beta, gamma_abs, attempt_id, \
+             received_at_ms) VALUES ('j', 3, 0, 'layer1.0.conv1', x'0000003f', x'0000803f', 'a', 0)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let score: Vec<u8> = conn
+            .query_row("SELECT score FROM score_statistics WHERE job_id = 'j'", [], |r| r.get(0))
+            .unwrap();
+        assert!(score.is_empty(), "{score:?}");
     }
 
     #[test]

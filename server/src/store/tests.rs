@@ -277,9 +277,7 @@ async fn statistics_plans_and_artifacts_are_stored_with_their_events() {
     let err = store.get_plan(&job.id).await.unwrap_err();
     assert!(err.to_string().contains("has no plan yet") && err.to_string().contains("queued"), "{err}");
     store.transition_job(&job.id, JobState::Running(Stage::Knockoff), None).await.unwrap();
-    let stats = |b: f32| {
-        vec![UnitStatistics { unit: "layer1.0.conv1".into(), beta: vec![b, 0.25], gamma_abs: vec![1.0, 2.0] }]
-    };
+    let stats = |b: f32| vec![UnitStatistics::scop("layer1.0.conv1", vec![b, 0.25], vec![1.0, 2.0])];
     store.record_score_statistics(&job.id, "a1", Stage::Knockoff, 1, stats(0.5)).await.unwrap();
     store.record_score_statistics(&job.id, "a1", Stage::Knockoff, 2, stats(0.75)).await.unwrap();
     let (epoch, latest) = store.score_statistics(&job.id, None).await.unwrap().unwrap();
@@ -291,6 +289,7 @@ async fn statistics_plans_and_artifacts_are_stored_with_their_events() {
         job_id: job.id.clone(),
         decided_at_ms: 5,
         policy: "layer".into(),
+        criterion: "scop".into(),
         rate: 0.5,
         statistics_epoch: 2,
         units: vec![PlanUnit {
@@ -342,6 +341,22 @@ async fn statistics_plans_and_artifacts_are_stored_with_their_events() {
         other => panic!("expected the decide stage's finish, got {other:?}"),
     }
     assert_eq!(sequences(&store, &job.id).await, vec![1, 2, 3, 4, 5, 6, 7, 8]);
+}
+
+#[tokio::test]
+async fn another_criterions_scores_are_stored_beside_scops_statistics() {
+    let (store, _dir) = temp_store().await;
+    let stages = StagePlan::from_stored("score,decide,finetune,export").unwrap();
+    let (job, _) = store.submit_job(NewJob { stages, ..new_job(None, &[]) }).await.unwrap();
+    store.transition_job(&job.id, JobState::Running(Stage::Score), None).await.unwrap();
+    let scored = vec![UnitStatistics::scored("layer1.0.conv1", vec![3.5, -1.0], vec![1.0, 2.0])];
+    let event = store.record_score_statistics(&job.id, "a1", Stage::Score, 1, scored.clone()).await.unwrap();
+    assert_eq!(event.kind, EventKind::ScoreStatisticsReceived { stage: Stage::Score, epoch: 1, units: 1 });
+    assert_eq!(store.score_statistics(&job.id, Some(1)).await.unwrap(), Some((1, scored)));
+    // SCOP's statistics come back without scores.
+    let scop = vec![UnitStatistics::scop("layer1.0.conv1", vec![0.5, 1.0], vec![1.0, 2.0])];
+    store.record_score_statistics(&job.id, "a1", Stage::Score, 2, scop.clone()).await.unwrap();
+    assert_eq!(store.score_statistics(&job.id, None).await.unwrap(), Some((2, scop)));
 }
 
 #[tokio::test]

@@ -196,6 +196,7 @@ pub fn statistics(arch: &str, in_channels: u32) -> pb::ScoreStatistics {
                 unit: u.name.clone(),
                 beta: (0..n).map(|c| c as f32 / n as f32).collect(),
                 gamma_abs: vec![1.0; n],
+                score: Vec::new(),
             }
         })
         .collect();

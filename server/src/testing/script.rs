@@ -59,12 +59,19 @@ impl FakeWorker {
                 };
                 self.send(task, Kind::Progress(progress)).await;
             }
-            // The script's knockoff epochs are the last ones of the spec's
+            // The script's scoring epochs are the last ones of the spec's
             // schedule, so its last statistics are those of the final epoch.
-            let knockoff_epoch = (final_knockoff_epoch(&task.spec_yaml) + epoch).checked_sub(EPOCHS);
-            if let (pb::Stage::Knockoff, Some(knockoff_epoch @ 1..)) = (stage, knockoff_epoch) {
+            let scoring_epoch = (final_knockoff_epoch(&task.spec_yaml) + epoch).checked_sub(EPOCHS);
+            let scoring = matches!(stage, pb::Stage::Knockoff | pb::Stage::Score);
+            if let (true, Some(scoring_epoch @ 1..)) = (scoring, scoring_epoch) {
                 let mut stats = statistics("resnet20", 1);
-                stats.epoch = knockoff_epoch;
+                stats.epoch = scoring_epoch;
+                if stage == pb::Stage::Score {
+                    // Another criterion sends its scores (here c/n) instead of β.
+                    for unit in &mut stats.units {
+                        unit.score = std::mem::take(&mut unit.beta);
+                    }
+                }
                 self.send(task, Kind::Statistics(stats)).await;
             }
             self.send(task, Kind::Evaluated(evaluation(stage, epoch))).await;
@@ -89,10 +96,10 @@ impl FakeWorker {
     }
 }
 
-/// The spec's `knockoff.epochs` (the epoch `decide` takes its statistics
-/// from), or [`EPOCHS`] for a spec that does not parse.
+/// The epoch `decide` takes its statistics from (the spec's `knockoff.epochs`,
+/// or 1 for the score stage), or [`EPOCHS`] for a spec that does not parse.
 pub fn final_knockoff_epoch(spec_yaml: &str) -> u32 {
-    scop_core::spec::JobSpec::from_yaml(spec_yaml).map_or(EPOCHS, |s| s.knockoff.epochs)
+    scop_core::spec::JobSpec::from_yaml(spec_yaml).map_or(EPOCHS, |s| s.final_statistics_epoch())
 }
 
 fn evaluation(stage: pb::Stage, epoch: u32) -> pb::TaskEvaluated {

@@ -221,3 +221,51 @@ async fn a_drained_worker_gets_no_new_ranks_and_keeps_its_running_ones() {
     assert_eq!(audited, vec![row("drain"), row("undrain")]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_criterion_without_knockoff_runs_the_score_stage_and_decides_from_its_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir).await;
+    let spec = format!("{SPEC}prune: {{ criterion: l1, rate: 0.5 }}\n");
+    let job = submit(&server, &spec, 0).await;
+    let mut a = FakeWorker::connect(&server, "a", 1, &[]).await;
+
+    // The score stage takes knockoff's place and sends the l1 scores once, as epoch 1.
+    let score = a.assigned().await;
+    assert_eq!((score.stage(), score.world_size), (pb::Stage::Score, 1));
+    let mut stats = final_statistics(&spec);
+    assert_eq!(stats.epoch, 1);
+    for unit in &mut stats.units {
+        // Channel c of n scores n − c: the low channels are the best.
+        let n = unit.beta.len();
+        unit.score = (0..n).map(|c| (n - c) as f32).collect();
+        unit.beta.clear();
+    }
+    a.send(&score, pb::task_event::Kind::Statistics(stats)).await;
+    a.finish(&score).await;
+
+    let finetune = a.assigned().await;
+    assert_eq!(finetune.stage(), pb::Stage::Finetune);
+    let mut jobs = server.jobs().await;
+    let plan = jobs.get_plan(pb::GetPlanRequest { job_id: job.id.clone() }).await.unwrap().into_inner();
+    assert_eq!((plan.criterion.as_str(), plan.statistics_epoch), ("l1", 1));
+    let core: scop_core::plan::Plan = serde_json::from_str(&finetune.plan_json).unwrap();
+    for unit in &core.units {
+        let half = unit.channels - unit.channels / 2;
+        assert_eq!(unit.kept, (0..half).collect::<Vec<_>>(), "{}", unit.name);
+    }
+    let stored = jobs
+        .get_score_statistics(pb::GetScoreStatisticsRequest { job_id: job.id.clone(), epoch: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored.units[0].score.len(), 16);
+    assert!(stored.units[0].beta.is_empty());
+
+    a.finish(&finetune).await;
+    let export = a.assigned().await;
+    assert_eq!(export.stage(), pb::Stage::Export);
+    a.finish(&export).await;
+    wait_for_state(&server, &job.id, pb::JobState::Succeeded).await;
+    server.stop().await;
+}

@@ -49,7 +49,8 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<ExportReport> {
     let dir = layout.export_dir();
     let paths = export(&dir, &model, &vs, Some(&plan), input_size)?;
 
-    let knockoff: StageMetrics = layout.read_stage_metrics(Stage::Knockoff)?;
+    // The scoring stage (knockoff or score) evaluated the dense network first.
+    let knockoff: StageMetrics = layout.read_stage_metrics(ctx.spec.scoring_stage())?;
     let finetune: StageMetrics = layout.read_stage_metrics(Stage::Finetune)?;
     let mut card = ModelCard::read(&paths.card)?;
     for (key, value) in [

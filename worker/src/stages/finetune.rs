@@ -27,12 +27,14 @@ pub struct FinetuneReport {
     pub after: Summary,
 }
 
-/// Prunes the knockoff stage's weights by `plan` and finetunes them; leaves the
+/// Prunes the scoring stage's weights (knockoff's, or score's for a criterion
+/// other than SCOP) by `plan` and finetunes them; leaves the
 /// result in `finetune/model.safetensors` with its (pruned) `arch.json`.
 pub fn run(ctx: &mut StageContext<'_>, plan: &Plan) -> Result<FinetuneReport> {
     let spec = ctx.spec.finetune.clone();
     let desc = weights::dense_desc(ctx.spec)?;
-    let (dense, dense_vs) = weights::load(&desc, &ctx.layout.model(Stage::Knockoff), ctx.device)?;
+    let scored = ctx.layout.model(ctx.spec.scoring_stage());
+    let (dense, dense_vs) = weights::load(&desc, &scored, ctx.device)?;
     let (mut model, vs) = apply_plan(&dense, &dense_vs, plan)?;
     drop((dense, dense_vs));
     ctx.set_memory_format(&mut model, &vs)?;

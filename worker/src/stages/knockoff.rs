@@ -44,15 +44,7 @@ pub struct KnockoffReport {
 /// `knockoff/model.safetensors` and the statistics in `knockoff/statistics.jsonl`.
 pub fn run(ctx: &mut StageContext<'_>) -> Result<KnockoffReport> {
     let desc = weights::dense_desc(ctx.spec)?;
-    let source = if ctx.spec.pretrain.is_some() {
-        ctx.layout.model(Stage::Pretrain)
-    } else if let Some(path) = &ctx.spec.model.init_from {
-        path.clone()
-    } else {
-        return Err(super::Error::Input(
-            "knockoff needs trained weights: add a `pretrain` section or set `model.init_from`".into(),
-        ));
-    };
+    let source = weights::dense_source(ctx.spec, &ctx.layout, STAGE)?;
     let (mut model, vs) = weights::load(&desc, &source, ctx.device)?;
     ctx.set_memory_format(&mut model, &vs)?;
     let test = ctx.test_loader(ctx.spec.knockoff.batch_size.max(256))?;
@@ -212,7 +204,7 @@ pub fn statistics(model: &ResNet, epoch: u32) -> Result<ScoreStatistics> {
     let units = model
         .knockoff_state()?
         .into_iter()
-        .map(|u| UnitStatistics { unit: u.name, beta: u.beta, gamma_abs: u.gamma_abs })
+        .map(|u| UnitStatistics::scop(u.name, u.beta, u.gamma_abs))
         .collect();
     Ok(ScoreStatistics { epoch, units })
 }

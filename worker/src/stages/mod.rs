@@ -1,5 +1,5 @@
 //! The stages of a SCOP job as functions of (spec, model state, data) →
-//! (model state, metrics): pretrain, knockoff, decide, finetune, export.
+//! (model state, metrics): pretrain, knockoff (or score), decide, finetune, export.
 //!
 //! Stages hand state to each other only through files in the job's output
 //! directory ([`JobDir`], from `scop-core`), so each can run in its own process.
@@ -14,6 +14,7 @@ pub mod knockoff;
 pub mod knockoff_source;
 pub mod parallel;
 pub mod pretrain;
+pub mod score;
 pub mod step_bench;
 pub mod supervised;
 pub mod trainer;

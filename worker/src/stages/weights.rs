@@ -17,6 +17,24 @@ pub fn dense_desc(spec: &JobSpec) -> Result<ArchDesc> {
     Ok(ArchDesc::new(&spec.model.arch, spec.model.num_classes, spec.in_channels())?)
 }
 
+/// The dense weights a job scores (by knockoff or another criterion): the
+/// pretrain stage's, else `model.init_from`.
+pub fn dense_source(
+    spec: &JobSpec,
+    layout: &scop_core::job_dir::JobDir,
+    stage: &str,
+) -> Result<std::path::PathBuf> {
+    if spec.pretrain.is_some() {
+        Ok(layout.model(scop_core::stage::Stage::Pretrain))
+    } else if let Some(path) = &spec.model.init_from {
+        Ok(path.clone())
+    } else {
+        Err(super::Error::Input(format!(
+            "{stage} needs trained weights: add a `pretrain` section or set `model.init_from`"
+        )))
+    }
+}
+
 /// A freshly initialised model of `desc` on `device`, seeded.
 pub fn build(desc: &ArchDesc, device: Device, seed: u64) -> Result<(ResNet, VarStore)> {
     tch::manual_seed(seed as i64);

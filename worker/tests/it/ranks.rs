@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use scop_core::rendezvous::Rendezvous;
 use scop_core::spec::{DeviceKind, JobSpec};
-use scop_worker::events::Recorder;
+use scop_core::stats::ScoreStatistics;
+use scop_worker::events::{Event, Recorder};
 use scop_worker::launch::Launcher;
 use scop_worker::stages::parallel::Single;
 use scop_worker::stages::trainer::evaluate;
@@ -373,4 +374,53 @@ fn failures_no_retry_can_fix_exit_with_the_permanent_status() {
     let (code, stderr) = rank_once(&good, "finetune");
     assert_eq!(code, Some(permanent), "{stderr}");
     assert!(stderr.contains("plan.arch"), "{stderr}");
+}
+
+/// `prune.criterion: taylor` on two `scop-worker rank` processes, the path the
+/// agent takes: the score stage averages its gradients over the ranks (through
+/// the checked collective), rank 0 alone streams the scores, and decide plans
+/// from the file it wrote.
+#[test]
+fn two_ranks_score_by_taylor_and_rank_zero_streams_the_scores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let init = init_weights(tmp.path());
+    let plain = std::fs::read_to_string(tiny_spec(tmp.path(), 64, Some(&init))).unwrap();
+    let yaml = plain.replace(
+        "residual: scatter }",
+        "residual: scatter, criterion: taylor, taylor_batches: 2, taylor_batch_size: 8 }",
+    );
+    assert!(yaml.contains("criterion: taylor"), "{yaml}");
+    let spec_path = tmp.path().join("taylor.yaml");
+    std::fs::write(&spec_path, &yaml).unwrap();
+
+    let children: Vec<Child> =
+        rendezvous(2).iter().map(|r| spawn_rank(&spec_path, "score", r, None)).collect();
+    let mut sent = Vec::new();
+    for (rank, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "rank {rank}: {}", String::from_utf8_lossy(&out.stderr));
+        let statistics: Vec<ScoreStatistics> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| match serde_json::from_str::<Event>(l) {
+                Ok(Event::Statistics(s)) => Some(s),
+                _ => None,
+            })
+            .collect();
+        sent.push(statistics);
+    }
+    assert_eq!((sent[0].len(), sent[1].len()), (1, 0), "rank 0 alone streams the scores");
+    let stats = &sent[0][0];
+    assert_eq!((stats.epoch, stats.units.len()), (1, 18));
+    for unit in &stats.units {
+        assert!(unit.beta.is_empty() && unit.score.len() == unit.gamma_abs.len(), "{}", unit.unit);
+        assert!(unit.score.iter().all(|s| s.is_finite() && *s >= 0.0), "{}: {:?}", unit.unit, unit.score);
+    }
+    assert!(stats.units.iter().any(|u| u.score.iter().any(|s| *s > 0.0)), "every score is 0");
+
+    let spec = JobSpec::from_file(&spec_path).unwrap();
+    let (mut single, mut quiet) = (Single, Recorder::default());
+    let plan =
+        decide::run(&StageContext::new(&spec, tch::Device::Cpu, &mut single, &mut quiet, false)).unwrap();
+    assert_eq!(plan.units.len(), 18);
+    assert!(plan.summary.params_after < plan.summary.params_before);
 }

@@ -23,6 +23,7 @@ from .errors import FieldError, InvalidSpec
 #: The architectures the workers build.
 ARCHS = ("resnet20", "resnet32", "resnet56", "resnet110", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 _STAGES = ("pretrain", "knockoff", "finetune")
+_CRITERIA = ("scop", "bn_gamma", "l1", "l2", "fpgm", "taylor", "random")
 
 SpecInput = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 
@@ -109,6 +110,13 @@ def check(spec: Mapping[str, Any]) -> List[FieldError]:
         if "lr" in train and not (_is_number(train["lr"]) and train["lr"] > 0):
             errors.append(FieldError(f"{stage}.lr", f"must be > 0, got {train['lr']!r}"))
     prune = section("prune")
+    if "criterion" in prune and prune["criterion"] not in _CRITERIA:
+        errors.append(
+            FieldError(
+                "prune.criterion",
+                f"unknown variant {prune['criterion']!r}, expected one of {', '.join(_CRITERIA)}",
+            )
+        )
     if "rate" in prune:
         rate = prune["rate"]
         if not _is_number(rate) or not 0 < rate < 1:

@@ -41,6 +41,8 @@ class Stage(str, enum.Enum):
     UNSPECIFIED = "unspecified"
     PRETRAIN = "pretrain"
     KNOCKOFF = "knockoff"
+    #: Runs instead of KNOCKOFF for a `prune.criterion` other than `scop`.
+    SCORE = "score"
     DECIDE = "decide"
     FINETUNE = "finetune"
     EXPORT = "export"
@@ -295,6 +297,8 @@ class Plan:
     job_id: str
     decided_at: Optional[datetime]
     policy: str
+    #: The `prune.criterion` the channels were scored by.
+    criterion: str
     rate: float
     statistics_epoch: int
     units: List[PlanUnit]
@@ -329,6 +333,7 @@ class Plan:
             job_id=m.job_id,
             decided_at=_time(m.decided_at_ms),
             policy=m.policy,
+            criterion=m.criterion or "scop",
             rate=m.rate,
             statistics_epoch=m.statistics_epoch,
             units=[PlanUnit(u.unit, u.channels_before, u.channels_after, summary(u.score)) for u in m.units],

@@ -1,6 +1,7 @@
 //! The training stages and `scop-worker run` on small Fashion-MNIST subsets:
 //! resume determinism, what each stage may change, whole jobs and failures.
 
+mod criteria;
 mod job;
 mod knockoff_stage;
 mod resume;

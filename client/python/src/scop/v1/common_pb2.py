@@ -25,21 +25,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14scop/v1/common.proto\x12\x07scop.v1\"?\n\x0eUnitStatistics\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x0c\n\x04\x62\x65ta\x18\x02 \x03(\x02\x12\x11\n\tgamma_abs\x18\x03 \x03(\x02\"I\n\x06\x44\x65vice\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x04 \x01(\x04\"Y\n\x08\x41rtifact\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x1d\n\x05stage\x18\x04 \x01(\x0e\x32\x0e.scop.v1.Stage*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05*~\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTAGE_PRETRAIN\x10\x01\x12\x12\n\x0eSTAGE_KNOCKOFF\x10\x02\x12\x10\n\x0cSTAGE_DECIDE\x10\x03\x12\x12\n\x0eSTAGE_FINETUNE\x10\x04\x12\x10\n\x0cSTAGE_EXPORT\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14scop/v1/common.proto\x12\x07scop.v1\"N\n\x0eUnitStatistics\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x0c\n\x04\x62\x65ta\x18\x02 \x03(\x02\x12\x11\n\tgamma_abs\x18\x03 \x03(\x02\x12\r\n\x05score\x18\x04 \x03(\x02\"I\n\x06\x44\x65vice\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x04 \x01(\x04\"Y\n\x08\x41rtifact\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x1d\n\x05stage\x18\x04 \x01(\x0e\x32\x0e.scop.v1.Stage*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05*\x8f\x01\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTAGE_PRETRAIN\x10\x01\x12\x12\n\x0eSTAGE_KNOCKOFF\x10\x02\x12\x10\n\x0cSTAGE_DECIDE\x10\x03\x12\x12\n\x0eSTAGE_FINETUNE\x10\x04\x12\x10\n\x0cSTAGE_EXPORT\x10\x05\x12\x0f\n\x0bSTAGE_SCORE\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'scop.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATE']._serialized_start=265
-  _globals['_JOBSTATE']._serialized_end=419
-  _globals['_STAGE']._serialized_start=421
-  _globals['_STAGE']._serialized_end=547
+  _globals['_JOBSTATE']._serialized_start=280
+  _globals['_JOBSTATE']._serialized_end=434
+  _globals['_STAGE']._serialized_start=437
+  _globals['_STAGE']._serialized_end=580
   _globals['_UNITSTATISTICS']._serialized_start=33
-  _globals['_UNITSTATISTICS']._serialized_end=96
-  _globals['_DEVICE']._serialized_start=98
-  _globals['_DEVICE']._serialized_end=171
-  _globals['_ARTIFACT']._serialized_start=173
-  _globals['_ARTIFACT']._serialized_end=262
+  _globals['_UNITSTATISTICS']._serialized_end=111
+  _globals['_DEVICE']._serialized_start=113
+  _globals['_DEVICE']._serialized_end=186
+  _globals['_ARTIFACT']._serialized_start=188
+  _globals['_ARTIFACT']._serialized_end=277
 # @@protoc_insertion_point(module_scope)

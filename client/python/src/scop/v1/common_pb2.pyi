@@ -25,6 +25,7 @@ class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STAGE_DECIDE: _ClassVar[Stage]
     STAGE_FINETUNE: _ClassVar[Stage]
     STAGE_EXPORT: _ClassVar[Stage]
+    STAGE_SCORE: _ClassVar[Stage]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
@@ -37,16 +38,19 @@ STAGE_KNOCKOFF: Stage
 STAGE_DECIDE: Stage
 STAGE_FINETUNE: Stage
 STAGE_EXPORT: Stage
+STAGE_SCORE: Stage
 
 class UnitStatistics(_message.Message):
-    __slots__ = ("unit", "beta", "gamma_abs")
+    __slots__ = ("unit", "beta", "gamma_abs", "score")
     UNIT_FIELD_NUMBER: _ClassVar[int]
     BETA_FIELD_NUMBER: _ClassVar[int]
     GAMMA_ABS_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
     unit: str
     beta: _containers.RepeatedScalarFieldContainer[float]
     gamma_abs: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, unit: _Optional[str] = ..., beta: _Optional[_Iterable[float]] = ..., gamma_abs: _Optional[_Iterable[float]] = ...) -> None: ...
+    score: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, unit: _Optional[str] = ..., beta: _Optional[_Iterable[float]] = ..., gamma_abs: _Optional[_Iterable[float]] = ..., score: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Device(_message.Message):
     __slots__ = ("kind", "index", "name", "memory_bytes")

@@ -388,7 +388,7 @@ class JobError(_message.Message):
     def __init__(self, stage: _Optional[_Union[_common_pb2.Stage, str]] = ..., attempt: _Optional[int] = ..., message: _Optional[str] = ..., retrying: _Optional[bool] = ...) -> None: ...
 
 class Plan(_message.Message):
-    __slots__ = ("job_id", "decided_at_ms", "policy", "rate", "statistics_epoch", "units", "channels_before", "channels_after", "params_before", "params_after", "flops_before", "flops_after", "input_size", "groups", "residual", "round_to")
+    __slots__ = ("job_id", "decided_at_ms", "policy", "rate", "statistics_epoch", "units", "channels_before", "channels_after", "params_before", "params_after", "flops_before", "flops_after", "input_size", "groups", "residual", "round_to", "criterion")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     DECIDED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -405,6 +405,7 @@ class Plan(_message.Message):
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     RESIDUAL_FIELD_NUMBER: _ClassVar[int]
     ROUND_TO_FIELD_NUMBER: _ClassVar[int]
+    CRITERION_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     decided_at_ms: int
     policy: str
@@ -421,7 +422,8 @@ class Plan(_message.Message):
     groups: _containers.RepeatedCompositeFieldContainer[PlanGroup]
     residual: str
     round_to: int
-    def __init__(self, job_id: _Optional[str] = ..., decided_at_ms: _Optional[int] = ..., policy: _Optional[str] = ..., rate: _Optional[float] = ..., statistics_epoch: _Optional[int] = ..., units: _Optional[_Iterable[_Union[PlanUnit, _Mapping]]] = ..., channels_before: _Optional[int] = ..., channels_after: _Optional[int] = ..., params_before: _Optional[int] = ..., params_after: _Optional[int] = ..., flops_before: _Optional[int] = ..., flops_after: _Optional[int] = ..., input_size: _Optional[int] = ..., groups: _Optional[_Iterable[_Union[PlanGroup, _Mapping]]] = ..., residual: _Optional[str] = ..., round_to: _Optional[int] = ...) -> None: ...
+    criterion: str
+    def __init__(self, job_id: _Optional[str] = ..., decided_at_ms: _Optional[int] = ..., policy: _Optional[str] = ..., rate: _Optional[float] = ..., statistics_epoch: _Optional[int] = ..., units: _Optional[_Iterable[_Union[PlanUnit, _Mapping]]] = ..., channels_before: _Optional[int] = ..., channels_after: _Optional[int] = ..., params_before: _Optional[int] = ..., params_after: _Optional[int] = ..., flops_before: _Optional[int] = ..., flops_after: _Optional[int] = ..., input_size: _Optional[int] = ..., groups: _Optional[_Iterable[_Union[PlanGroup, _Mapping]]] = ..., residual: _Optional[str] = ..., round_to: _Optional[int] = ..., criterion: _Optional[str] = ...) -> None: ...
 
 class PlanGroup(_message.Message):
     __slots__ = ("writer", "channels_before", "channels_after", "members")
