@@ -100,6 +100,11 @@ impl JobDir {
         self.stage_dir(Stage::Export)
     }
 
+    /// The export's model card.
+    pub fn card(&self) -> PathBuf {
+        self.export_dir().join(CARD_FILE)
+    }
+
     pub fn metrics_log(&self) -> PathBuf {
         self.root.join(METRICS_LOG)
     }
@@ -130,6 +135,11 @@ impl JobDir {
     /// The score statistics of the last knockoff epoch, checked for shape.
     pub fn read_last_statistics(&self) -> Result<ScoreStatistics> {
         read_last_statistics(&self.statistics())
+    }
+
+    /// The figures of the export's model card that the summary table shows.
+    pub fn read_export_figures(&self) -> Result<crate::summary::ExportFigures> {
+        crate::summary::ExportFigures::read(&self.card())
     }
 
     /// A finished stage's metrics, as the stage wrote them.

@@ -16,5 +16,6 @@ pub mod spec;
 mod spec_defaults;
 pub mod stage;
 pub mod stats;
+pub mod summary;
 
 pub use error::{Error, Result};

@@ -20,7 +20,6 @@ pub mod models;
 pub mod nccl_check;
 pub mod prune;
 pub mod rank;
-pub mod report;
 pub mod run;
 pub mod runtime;
 pub mod stages;
