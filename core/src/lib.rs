@@ -7,6 +7,7 @@ pub mod arch;
 pub mod durable;
 pub mod error;
 pub mod event;
+pub mod inspect;
 pub mod job_dir;
 pub mod plan;
 pub mod rendezvous;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use scop_core::rendezvous::Rendezvous;
 use scop_core::spec::{DeviceKind, JobSpec};
+use scop_worker::commands::launch::Launcher;
 use scop_worker::events::Recorder;
-use scop_worker::launch::Launcher;
 use scop_worker::stages::parallel::Single;
 use scop_worker::stages::trainer::evaluate;
 use scop_worker::stages::{StageContext, decide, weights};

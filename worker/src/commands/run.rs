@@ -1,7 +1,7 @@
 //! `scop-worker run JOB.yaml`: every stage of a job, one after the other, ending
 //! with the summary table. At world size 1 the stages run in this process; at
 //! world size N each training stage runs as N rank processes started by
-//! [`crate::launch::Launcher`], and decide runs here between knockoff and finetune.
+//! [`crate::commands::launch::Launcher`], and decide runs here between knockoff and finetune.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -11,9 +11,9 @@ use scop_core::stage::Stage;
 
 use scop_core::summary::JobSummary;
 
+use crate::commands::launch::Launcher;
+use crate::commands::rank::run_stage;
 use crate::events::{ConsoleAndJsonl, Event, EventSink};
-use crate::launch::Launcher;
-use crate::rank::run_stage;
 use crate::stages::context::device_for;
 use crate::stages::parallel::Single;
 use crate::stages::{JobDir, StageContext, decide};
@@ -35,7 +35,7 @@ pub enum Error {
     #[error(transparent)]
     Stage(#[from] crate::stages::Error),
     #[error(transparent)]
-    Launch(#[from] crate::launch::Error),
+    Launch(#[from] crate::commands::launch::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
