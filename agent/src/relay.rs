@@ -3,13 +3,13 @@
 //! evaluation and time, and for the export its files and the model card's
 //! figures (the keys `StageFinished.metrics` documents in `jobs.proto`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use scop_core::event::Event;
 use scop_core::job_dir::{ARCH_FILE, CARD_FILE, TORCHSCRIPT_FILE, WEIGHTS_FILE};
+use scop_core::summary::ExportFigures;
 use scop_proto::v1 as pb;
-use serde::Deserialize;
 
 /// The relay state of one rank's trainer.
 #[derive(Debug, Default)]
@@ -95,8 +95,8 @@ impl Relay {
         let mut artifacts = Vec::new();
         if let Some(dir) = export_dir {
             artifacts = export_artifacts(dir);
-            match CardFigures::read(&dir.join(CARD_FILE)) {
-                Ok(card) => self.metrics.extend(card_metrics(&card)),
+            match ExportFigures::read(&dir.join(CARD_FILE)) {
+                Ok(card) => self.metrics.extend(card.metrics()),
                 Err(error) => tracing::warn!(%error, "the model card's figures are not reported"),
             }
         }
@@ -131,52 +131,6 @@ fn export_artifacts(dir: &Path) -> Vec<pb::Artifact> {
     }
     artifacts.sort_by(|a, b| a.path.cmp(&b.path));
     artifacts
-}
-
-/// The part of the export's model card (`scop_worker::export::ModelCard`, which
-/// the worker's tests check against this view) that the final table needs.
-#[derive(Debug, Deserialize)]
-struct CardFigures {
-    params: u64,
-    flops: u64,
-    dense_params: u64,
-    dense_flops: u64,
-    input_size: u32,
-    #[serde(default)]
-    prune: Option<PruneRate>,
-    #[serde(default)]
-    metrics: BTreeMap<String, f64>,
-}
-
-#[derive(Debug, Deserialize)]
-struct PruneRate {
-    rate: f64,
-}
-
-impl CardFigures {
-    fn read(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: not a model card: {e}", path.display()))
-    }
-}
-
-/// What the final table needs from the model card: accuracy dense and pruned
-/// (the stages recorded them in `card.metrics`), params, FLOPs, prune rate.
-fn card_metrics(card: &CardFigures) -> Vec<(String, f64)> {
-    let mut figures: Vec<(&str, f64)> =
-        ["top1_dense", "top5_dense", "top1_pruned_before_finetune", "top1_pruned", "top5_pruned"]
-            .into_iter()
-            .filter_map(|key| card.metrics.get(key).map(|value| (key, *value)))
-            .collect();
-    figures.extend([
-        ("params_dense", card.dense_params as f64),
-        ("params_pruned", card.params as f64),
-        ("flops_dense", card.dense_flops as f64),
-        ("flops_pruned", card.flops as f64),
-        ("input_size", f64::from(card.input_size)),
-        ("prune_rate", card.prune.as_ref().map_or(0.0, |p| p.rate)),
-    ]);
-    figures.into_iter().map(|(key, value)| (key.to_owned(), value)).collect()
 }
 
 #[cfg(test)]

@@ -120,7 +120,7 @@ pub fn command_line(
         "--output".into(),
         task.checkpoint_dir.clone(),
     ];
-    if !task.resume_from.is_empty() {
+    if task.resume {
         args.push("--resume".into());
     }
     if let Some(plan) = plan_path {
@@ -288,14 +288,14 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 mod tests {
     use super::*;
 
-    fn launch(bin: &str, resume: &str) -> RankLaunch {
+    fn launch(bin: &str, resume: bool) -> RankLaunch {
         let task = pb::AssignTask {
             task_id: "a/1".into(),
             stage: pb::Stage::Knockoff as i32,
             spec_yaml: "model: {}\n".into(),
             rank: 1,
             world_size: 2,
-            resume_from: resume.into(),
+            resume,
             checkpoint_dir: "out".into(),
             ..Default::default()
         };
@@ -312,14 +312,13 @@ mod tests {
 
     #[test]
     fn the_child_gets_the_rank_contract() {
-        let args =
-            command_line(&launch("w", "ckpt"), Path::new("s.yaml"), Path::new("r.json"), None).unwrap();
+        let args = command_line(&launch("w", true), Path::new("s.yaml"), Path::new("r.json"), None).unwrap();
         assert_eq!(
             args.join(" "),
             "rank --spec s.yaml --stage knockoff --rank 1 --world 2 --rendezvous r.json --output out --resume --threads 2"
         );
         // A GPU rank is told its device, which a one-rank group's record does not carry.
-        let mut gpu = launch("w", "");
+        let mut gpu = launch("w", false);
         gpu.task.device = Some(pb::Device { kind: "cuda".into(), index: 1, ..Default::default() });
         let args = command_line(&gpu, Path::new("s.yaml"), Path::new("r.json"), None).unwrap();
         assert!(args.join(" ").ends_with("--threads 2 --device 1"), "{args:?}");
@@ -335,7 +334,7 @@ mod tests {
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
         std::os::unix::fs::symlink("/etc", data.join("escape")).unwrap();
-        let mut launch = launch("/bin/false", "");
+        let mut launch = launch("/bin/false", false);
         launch.scratch = dir.path().join("scratch");
         launch.roots = Some(scop_core::sandbox::Roots { data: vec![data.clone()], models: vec![] });
         launch.task.spec_yaml = format!(
@@ -372,7 +371,7 @@ mod tests {
         )
         .unwrap();
         std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
-        let mut launch = launch(script.to_str().unwrap(), "");
+        let mut launch = launch(script.to_str().unwrap(), false);
         launch.scratch = dir.path().join("scratch");
         let (events, mut received) = mpsc::channel(8);
         let (_cancel, cancelled) = oneshot::channel();
@@ -396,7 +395,7 @@ mod tests {
         let argv = dir.path().join("argv.txt");
         std::fs::write(&script, format!("#!/bin/sh\necho \"$@\" > {}\n", argv.display())).unwrap();
         std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
-        let mut launch = launch(script.to_str().unwrap(), "");
+        let mut launch = launch(script.to_str().unwrap(), false);
         launch.scratch = dir.path().join("scratch");
         launch.rendezvous_json = r#"{"job_token":"s3cret-job-token"}"#.into();
         let (events, _received) = mpsc::channel(8);
@@ -415,7 +414,7 @@ mod tests {
         let script = dir.path().join("trainer.sh");
         std::fs::write(&script, "#!/bin/sh\nsleep 30\n").unwrap();
         std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
-        let mut launch = launch(script.to_str().unwrap(), "");
+        let mut launch = launch(script.to_str().unwrap(), false);
         launch.scratch = dir.path().join("scratch");
         let (events, mut received) = mpsc::channel(8);
         let (cancel, cancelled) = oneshot::channel();
@@ -443,7 +442,7 @@ mod tests {
         );
         std::fs::write(&script, body).unwrap();
         std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
-        let mut launch = launch(script.to_str().unwrap(), "");
+        let mut launch = launch(script.to_str().unwrap(), false);
         launch.scratch = dir.path().join("scratch");
         let (events, mut received) = mpsc::channel(8);
         let (stop, stopping) = oneshot::channel();

@@ -14,7 +14,6 @@ use crate::records::{
 };
 use crate::settings::{ConnectionFlags, Settings};
 use crate::submit::{SubmitOptions, parse_label};
-use crate::summary::JobSummary;
 use crate::{report, tables, watch};
 
 const AFTER_HELP: &str = "Connection: --server, then $SCOP_SERVER, then the config file \
@@ -339,7 +338,7 @@ async fn watch_job(client: Client, job_id: &str, output: StreamFormat, plain: bo
     };
     let job = &outcome.job;
     let succeeded = job.state() == pb::JobState::Succeeded;
-    let summary = JobSummary::from_events(job, &outcome.events);
+    let summary = crate::summary::from_events(job, &outcome.events);
     let artifacts =
         if succeeded { Some(ArtifactsRecord::new(job_id, &client.artifacts(job_id).await?)) } else { None };
     match output {

@@ -54,31 +54,7 @@ pub fn render(table: &Table) -> String {
     lines.join("\n")
 }
 
-/// `0.9125` → `91.25 %`.
-pub fn percent(fraction: f64) -> String {
-    format!("{:.2} %", fraction * 100.0)
-}
-
-/// `272474` → `0.27 M`.
-pub fn millions(n: f64) -> String {
-    format!("{:.2} M", n / 1e6)
-}
-
-/// `75.0` → `1m15s`; `3700.0` → `1h01m40s`; `0.4` → `0.4s`.
-pub fn duration(seconds: f64) -> String {
-    if !seconds.is_finite() || seconds < 0.0 {
-        return "?".to_owned();
-    }
-    if seconds < 10.0 {
-        return format!("{seconds:.1}s");
-    }
-    let s = seconds.round() as u64;
-    match (s / 3600, (s % 3600) / 60, s % 60) {
-        (0, 0, sec) => format!("{sec}s"),
-        (0, min, sec) => format!("{min}m{sec:02}s"),
-        (h, min, sec) => format!("{h}h{min:02}m{sec:02}s"),
-    }
-}
+pub use scop_core::summary::{duration, millions, percent};
 
 /// How long ago `then_ms` was, from `now_ms`: `45s`, `12m`, `3h`, `2d`.
 pub fn age(then_ms: i64, now_ms: i64) -> String {

@@ -113,7 +113,7 @@ pub fn render(data: &ReportData, now_ms: i64) -> Result<String> {
     let job = &data.job;
     let spec = scop_core::spec::JobSpec::from_yaml(&job.spec_yaml).ok();
     let name = spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_else(|| job.id.clone());
-    let summary = JobSummary::from_events(job, &data.events);
+    let summary = crate::summary::from_events(job, &data.events);
     let mut html = String::new();
     let _ = writeln!(
         html,

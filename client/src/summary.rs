@@ -1,167 +1,46 @@
-//! The final table of a job: dense vs pruned top-1/top-5, params, FLOPs, the
-//! prune rate and the time per stage, from the stages' finish metrics (the
-//! export's, as `jobs.proto` documents them), with the evaluations and the
-//! decide stage's figures as a fallback for older workers.
+//! The final table of a job, read from its events: the stages' finish metrics
+//! (the export's model-card figures, as `jobs.proto` documents them), with the
+//! evaluations and the decide stage's figures as a fallback for older workers.
+//! The table itself is `scop-core`'s, the one `scop-worker run` prints too.
 
 use scop_proto::v1 as pb;
-use serde::{Deserialize, Serialize};
 
-use comfy_table::Table;
-use comfy_table::presets::ASCII_MARKDOWN;
+pub use scop_core::summary::{Figures, JobSummary};
 
-use crate::format::{duration, millions, percent};
-use crate::records::stage_name;
+use crate::records::{stage_name, stage_of};
 
-/// Accuracy and size of one model; `None` where the job did not report it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Figures {
-    pub top1: Option<f64>,
-    pub top5: Option<f64>,
-    pub params: Option<f64>,
-    pub flops: Option<f64>,
-}
-
-/// Everything the final table shows.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct JobSummary {
-    pub network: String,
-    pub dataset: String,
-    pub prune_rate: Option<f64>,
-    /// The spec's `prune.criterion` (`None`: unknown, shown as SCOP).
-    pub criterion: Option<String>,
-    pub dense: Figures,
-    pub pruned: Figures,
-    /// `(stage, seconds)` in the order the stages finished.
-    pub stage_seconds: Vec<(String, f64)>,
-}
-
-impl JobSummary {
-    /// The pruned row's name: `SCOP pruned`, or `l1 pruned` for another criterion.
-    pub fn pruned_label(&self) -> String {
-        match self.criterion.as_deref() {
-            None | Some("scop") => "SCOP pruned".to_owned(),
-            Some(other) => format!("{other} pruned"),
-        }
-    }
-
-    /// Reads the summary out of a job's events.
-    pub fn from_events(job: &pb::Job, events: &[pb::JobEvent]) -> JobSummary {
-        let spec = scop_core::spec::JobSpec::from_yaml(&job.spec_yaml).ok();
-        let mut summary = JobSummary {
-            network: spec.as_ref().map_or_else(|| "-".into(), |s| s.model.arch.clone()),
-            dataset: spec.as_ref().map_or_else(
-                || "-".into(),
-                |s| {
-                    s.data
-                        .root
-                        .file_name()
-                        .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned())
-                },
-            ),
-            prune_rate: spec.as_ref().map(|s| s.prune.rate),
-            criterion: spec.as_ref().map(|s| s.prune.criterion.as_str().to_owned()),
-            ..JobSummary::default()
-        };
-        for event in events {
-            match &event.kind {
-                Some(pb::job_event::Kind::Evaluated(e)) => {
-                    // The scoring stage (knockoff, or score for another criterion)
-                    // evaluates the dense network first.
-                    let scoring = matches!(e.stage(), pb::Stage::Knockoff | pb::Stage::Score);
-                    if scoring && e.epoch == 0 {
-                        summary.dense.top1 = Some(e.top1);
-                        summary.dense.top5 = Some(e.top5);
-                    }
-                    if e.stage() == pb::Stage::Finetune {
-                        summary.pruned.top1 = Some(e.top1);
-                        summary.pruned.top5 = Some(e.top5);
-                    }
+/// Reads the summary out of a job's events.
+pub fn from_events(job: &pb::Job, events: &[pb::JobEvent]) -> JobSummary {
+    let mut summary = match scop_core::spec::JobSpec::from_yaml(&job.spec_yaml) {
+        Ok(spec) => JobSummary::for_spec(&spec),
+        Err(_) => JobSummary { network: "-".into(), dataset: "-".into(), ..JobSummary::default() },
+    };
+    for event in events {
+        match &event.kind {
+            Some(pb::job_event::Kind::Evaluated(e)) => {
+                // The scoring stage (knockoff, or score for another criterion)
+                // evaluates the dense network first.
+                let scoring = matches!(e.stage(), pb::Stage::Knockoff | pb::Stage::Score);
+                if scoring && e.epoch == 0 {
+                    summary.dense.top1 = Some(e.top1);
+                    summary.dense.top5 = Some(e.top5);
                 }
-                Some(pb::job_event::Kind::StageFinished(f)) => {
-                    let name = stage_name(f.stage()).unwrap_or("?").to_owned();
-                    summary.stage_seconds.retain(|(s, _)| *s != name);
-                    summary.stage_seconds.push((name, f.seconds));
-                    summary.apply(f);
+                if e.stage() == pb::Stage::Finetune {
+                    summary.pruned.top1 = Some(e.top1);
+                    summary.pruned.top5 = Some(e.top5);
                 }
-                _ => {}
             }
-        }
-        summary
-    }
-
-    /// Takes the figures a finished stage reported.
-    fn apply(&mut self, finished: &pb::StageFinished) {
-        let get = |key: &str| finished.metrics.get(key).copied();
-        let set = |slot: &mut Option<f64>, value: Option<f64>| {
-            if value.is_some() {
-                *slot = value;
-            }
-        };
-        match finished.stage() {
-            pb::Stage::Decide => {
-                set(&mut self.dense.params, get("params_before"));
-                set(&mut self.pruned.params, get("params_after"));
-                set(&mut self.dense.flops, get("flops_before"));
-                set(&mut self.pruned.flops, get("flops_after"));
-            }
-            pb::Stage::Export => {
-                set(&mut self.dense.top1, get("top1_dense"));
-                set(&mut self.dense.top5, get("top5_dense"));
-                set(&mut self.pruned.top1, get("top1_pruned"));
-                set(&mut self.pruned.top5, get("top5_pruned"));
-                set(&mut self.dense.params, get("params_dense"));
-                set(&mut self.pruned.params, get("params_pruned"));
-                set(&mut self.dense.flops, get("flops_dense"));
-                set(&mut self.pruned.flops, get("flops_pruned"));
-                set(&mut self.prune_rate, get("prune_rate"));
+            Some(pb::job_event::Kind::StageFinished(f)) => {
+                summary.stage_finished(stage_name(f.stage()).unwrap_or("?"), f.seconds);
+                if let Some(stage) = stage_of(f.stage()) {
+                    let metrics = f.metrics.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                    summary.apply(stage, &metrics);
+                }
             }
             _ => {}
         }
     }
-
-    /// The table, then the time per stage.
-    pub fn render(&self) -> String {
-        // Markdown, so the table pastes into a report as it is.
-        let mut table = Table::new();
-        table.load_style(ASCII_MARKDOWN);
-        table.set_header(["model", "network", "dataset", "top-1", "top-5", "prune rate", "params", "FLOPs"]);
-        let show = |value: Option<f64>, f: fn(f64) -> String| value.map_or_else(|| "-".to_owned(), f);
-        let ratio = |after: Option<f64>, before: Option<f64>| match (after, before) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{} ({:.2}x)", millions(a), a / b),
-            (Some(a), _) => millions(a),
-            _ => "-".to_owned(),
-        };
-        table.add_row([
-            "dense".to_owned(),
-            self.network.clone(),
-            self.dataset.clone(),
-            show(self.dense.top1, percent),
-            show(self.dense.top5, percent),
-            "-".to_owned(),
-            show(self.dense.params, millions),
-            show(self.dense.flops, millions),
-        ]);
-        table.add_row([
-            self.pruned_label(),
-            self.network.clone(),
-            self.dataset.clone(),
-            show(self.pruned.top1, percent),
-            show(self.pruned.top5, percent),
-            show(self.prune_rate, |r| format!("{:.0} %", r * 100.0)),
-            ratio(self.pruned.params, self.dense.params),
-            ratio(self.pruned.flops, self.dense.flops),
-        ]);
-        format!("{table}\ntime per stage: {}", self.stage_times())
-    }
-
-    /// `pretrain 6m12s, knockoff 1m01s, …, total 9m30s`.
-    pub fn stage_times(&self) -> String {
-        let mut parts: Vec<String> =
-            self.stage_seconds.iter().map(|(stage, s)| format!("{stage} {}", duration(*s))).collect();
-        let total: f64 = self.stage_seconds.iter().map(|(_, s)| s).sum();
-        parts.push(format!("total {}", duration(total)));
-        parts.join(", ")
-    }
+    summary
 }
 
 #[cfg(test)]
@@ -220,7 +99,7 @@ mod tests {
                 ],
             ),
         ];
-        let summary = JobSummary::from_events(&job, &events);
+        let summary = from_events(&job, &events);
         assert_eq!((summary.network.as_str(), summary.dataset.as_str()), ("resnet20", "fashion-mnist"));
         assert_eq!((summary.dense.top1, summary.pruned.top1), (Some(0.9125), Some(0.905)));
         let text = summary.render();
@@ -239,11 +118,10 @@ mod tests {
     fn evaluations_stand_in_for_an_export_without_figures() {
         let job = pb::Job::default();
         let events = [evaluated(pb::Stage::Knockoff, 0, 0.92), evaluated(pb::Stage::Finetune, 3, 0.9)];
-        let summary = JobSummary::from_events(&job, &events);
+        let summary = from_events(&job, &events);
         assert_eq!((summary.dense.top1, summary.pruned.top1), (Some(0.92), Some(0.9)));
         assert_eq!(summary.dense.params, None);
         assert!(summary.render().contains("| -"), "{}", summary.render());
-        assert!(summary.render().contains("| SCOP pruned"), "{}", summary.render());
     }
 
     #[test]
@@ -253,7 +131,7 @@ mod tests {
             ..Default::default()
         };
         let events = [evaluated(pb::Stage::Score, 0, 0.93), evaluated(pb::Stage::Finetune, 1, 0.9)];
-        let summary = JobSummary::from_events(&job, &events);
+        let summary = from_events(&job, &events);
         assert_eq!((summary.dense.top1, summary.pruned.top1), (Some(0.93), Some(0.9)));
         assert!(summary.render().contains("| fpgm pruned"), "{}", summary.render());
     }

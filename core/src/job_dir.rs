@@ -107,6 +107,11 @@ impl JobDir {
         self.stage_dir(Stage::Export)
     }
 
+    /// The export's model card.
+    pub fn card(&self) -> PathBuf {
+        self.export_dir().join(CARD_FILE)
+    }
+
     pub fn metrics_log(&self) -> PathBuf {
         self.root.join(METRICS_LOG)
     }
@@ -142,6 +147,11 @@ impl JobDir {
     /// The last score statistics the scoring stage `stage` wrote, checked for shape.
     pub fn read_last_statistics_of(&self, stage: Stage) -> Result<ScoreStatistics> {
         read_last_statistics(&self.statistics_of(stage))
+    }
+
+    /// The figures of the export's model card that the summary table shows.
+    pub fn read_export_figures(&self) -> Result<crate::summary::ExportFigures> {
+        crate::summary::ExportFigures::read(&self.card())
     }
 
     /// A finished stage's metrics, as the stage wrote them.

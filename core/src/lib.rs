@@ -7,6 +7,7 @@ pub mod arch;
 pub mod durable;
 pub mod error;
 pub mod event;
+pub mod inspect;
 pub mod job_dir;
 pub mod plan;
 pub mod rendezvous;
@@ -16,5 +17,6 @@ pub mod spec;
 mod spec_defaults;
 pub mod stage;
 pub mod stats;
+pub mod summary;
 
 pub use error::{Error, Result};

@@ -174,5 +174,13 @@ fn round_up(count: u32, round_to: u32, channels: u32) -> u32 {
     count.div_ceil(round_to).saturating_mul(round_to).min(channels)
 }
 
+/// The decide step of a job, as every orchestrator runs it (the coordinator,
+/// and `scop-worker run` in its own process): the spec's dense network, its
+/// prune section and input size, and the final knockoff epoch's statistics.
+pub fn decide_for_spec(spec: &crate::spec::JobSpec, stats: &crate::stats::ScoreStatistics) -> Result<Plan> {
+    let desc = ArchDesc::new(&spec.model.arch, spec.model.num_classes, spec.in_channels())?;
+    Plan::decide(&desc, &stats.scores(), &spec.prune, spec.input_size())
+}
+
 #[cfg(test)]
 mod tests;

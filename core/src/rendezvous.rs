@@ -1,14 +1,19 @@
 //! The rendezvous record: everything one rank needs to join its job's collective.
 //!
-//! The local launcher writes one per rank process today; the coordinator will send
-//! the same record over gRPC, which is why it is a plain serde type here in `core`.
-//! The NCCL unique id travels as a hex string so that JSON and YAML stay readable.
+//! The local launcher (`scop-worker run`) hands one to each rank process on its
+//! stdin; the coordinator sends the same record over gRPC. Both build a group's
+//! records with [`group`], from the spec's resources and where the ranks meet
+//! ([`Meeting`]); only how they learn the addresses differs (free loopback
+//! ports here, the ranks' reported parts there). The NCCL unique id travels as
+//! a hex string so that JSON and YAML stay readable.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, FieldError, Result};
+use crate::spec::ResourcesSpec;
+use crate::stage::Stage;
 
 /// Bytes in an NCCL unique id (`ncclUniqueId`, `NCCL_UNIQUE_ID_BYTES`).
 pub const NCCL_UNIQUE_ID_BYTES: usize = 128;
@@ -163,6 +168,92 @@ impl Rendezvous {
     }
 }
 
+/// How the ranks of one group talk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// The TCP ring; every rank needs every rank's address.
+    Tcp,
+    /// NCCL, one GPU per rank; every rank needs rank 0's unique id.
+    Nccl,
+}
+
+impl Transport {
+    /// The transport of a `stage` group of `world` ranks, by the spec's
+    /// `resources.backend` ([`ResourcesSpec::stage_uses_nccl`]): export, on
+    /// rank 0 alone, never needs a communicator.
+    pub fn of(resources: &ResourcesSpec, stage: Stage, world: u32) -> Transport {
+        if resources.stage_uses_nccl(stage, world) { Transport::Nccl } else { Transport::Tcp }
+    }
+}
+
+/// Where the ranks of one group meet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Meeting {
+    /// `host:port` of every rank, indexed by rank.
+    Tcp { peers: Vec<String> },
+    /// The group's NCCL unique id (hex) and each rank's CUDA device ordinal.
+    Nccl { unique_id: String, devices: Vec<u32> },
+}
+
+impl Meeting {
+    /// The meeting of a one-rank TCP group: it talks to nobody, so its one
+    /// address is never bound.
+    pub fn alone() -> Meeting {
+        Meeting::Tcp { peers: vec!["127.0.0.1:0".to_owned()] }
+    }
+
+    fn world(&self) -> usize {
+        match self {
+            Meeting::Tcp { peers } => peers.len(),
+            Meeting::Nccl { devices, .. } => devices.len(),
+        }
+    }
+}
+
+/// Every rank's record of one group, in rank order: the job token, the spec's
+/// `collective_timeout` and `connect_timeout`, and the meeting.
+pub fn group(job_token: &str, timeouts: Timeouts, meeting: &Meeting) -> Vec<Rendezvous> {
+    let world = u32::try_from(meeting.world()).unwrap_or(u32::MAX);
+    (0..world)
+        .map(|rank| Rendezvous {
+            rank,
+            world,
+            job_token: job_token.to_owned(),
+            timeout_ms: timeouts.timeout_ms,
+            connect_timeout_ms: timeouts.connect_timeout_ms,
+            backend: match meeting {
+                Meeting::Tcp { peers } => BackendRendezvous::Tcp { peers: peers.clone(), listen: None },
+                Meeting::Nccl { unique_id, devices } => {
+                    BackendRendezvous::Nccl { unique_id: unique_id.clone(), device: devices[rank as usize] }
+                }
+            },
+        })
+        .collect()
+}
+
+/// The limits a group's records carry, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+}
+
+impl Timeouts {
+    /// The spec's `resources.collective_timeout` and `connect_timeout`.
+    pub fn of(resources: &ResourcesSpec) -> Timeouts {
+        Timeouts {
+            timeout_ms: resources.collective_timeout.as_millis(),
+            connect_timeout_ms: resources.connect_timeout.as_millis(),
+        }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { timeout_ms: DEFAULT_TIMEOUT_MS, connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS }
+    }
+}
+
 /// Longest job token accepted; the handshake sends it in one small frame.
 pub const MAX_TOKEN_BYTES: usize = 256;
 
@@ -259,6 +350,36 @@ mod tests {
         let mut short = record.clone();
         short.backend = BackendRendezvous::Nccl { unique_id: "abc".into(), device: 0 };
         check(short, &["backend.unique_id: must be 256 hex digits, got 3"]);
+    }
+
+    #[test]
+    fn a_group_gets_one_valid_record_per_rank_with_the_specs_timeouts() {
+        let spec = crate::spec::JobSpec::from_yaml(
+            "model: {arch: resnet20, num_classes: 10}\ndata: {format: idx, root: d}\n\
+             resources: {device: cuda, world_size: 2, collective_timeout: 90s, connect_timeout: 45s}\n",
+        )
+        .unwrap();
+        let timeouts = Timeouts::of(&spec.resources);
+        assert_eq!(timeouts, Timeouts { timeout_ms: 90_000, connect_timeout_ms: 45_000 });
+        assert_eq!(Transport::of(&spec.resources, Stage::Finetune, 2), Transport::Nccl);
+        assert_eq!(Transport::of(&spec.resources, Stage::Export, 1), Transport::Tcp);
+
+        let peers = vec!["10.0.0.1:4000".to_owned(), "10.0.0.2:4001".to_owned()];
+        let tcp = group("secret", timeouts, &Meeting::Tcp { peers: peers.clone() });
+        assert_eq!(tcp.len(), 2);
+        for (rank, record) in tcp.iter().enumerate() {
+            record.validate().unwrap();
+            assert_eq!((record.rank as usize, record.world, record.connect_timeout_ms), (rank, 2, 45_000));
+            assert_eq!(record.backend, BackendRendezvous::Tcp { peers: peers.clone(), listen: None });
+        }
+        let nccl =
+            group("secret", timeouts, &Meeting::Nccl { unique_id: "ab".repeat(128), devices: vec![0, 1, 0] });
+        assert_eq!(nccl.len(), 3);
+        nccl[2].validate().unwrap();
+        assert_eq!(nccl[1].backend, BackendRendezvous::Nccl { unique_id: "ab".repeat(128), device: 1 });
+        let alone = group("t", Timeouts::default(), &Meeting::alone());
+        alone[0].validate().unwrap();
+        assert_eq!((alone.len(), alone[0].timeout_ms), (1, DEFAULT_TIMEOUT_MS));
     }
 
     #[test]

@@ -43,6 +43,31 @@ impl JobSpec {
             _ => 1,
         }
     }
+
+    /// The spec with every choice it leaves open made: what the coordinator
+    /// stores at submission and hands to every rank, so no later reader has to
+    /// interpret the user's document again. Normalised means:
+    /// - every field present, with its default where the user left it out
+    ///   (serde's defaults, and `prune.round_to` as the raw text decided it);
+    /// - `model.input_size` and `model.in_channels` filled in
+    ///   ([`JobSpec::input_size`], [`JobSpec::in_channels`]);
+    /// - paths as the submitter sent them: `scopctl` and the Python client
+    ///   resolve relative ones against the spec file's folder; the coordinator
+    ///   has no folder of its own to resolve them against.
+    ///
+    /// Comments and key order are not kept. Normalising twice changes nothing.
+    pub fn normalised(&self) -> JobSpec {
+        let mut spec = self.clone();
+        spec.model.input_size = Some(self.input_size());
+        spec.model.in_channels = Some(self.in_channels());
+        spec
+    }
+
+    /// [`JobSpec::normalised`] as YAML, which [`JobSpec::from_yaml`] reads
+    /// back into the same spec.
+    pub fn normalised_yaml(&self) -> String {
+        serde_norway::to_string(&self.normalised()).expect("a spec serialises")
+    }
 }
 
 #[cfg(test)]
@@ -59,6 +84,27 @@ mod tests {
         ))
         .unwrap();
         assert_eq!((spec.in_channels(), spec.input_size()), expected, "{model} on {format}");
+    }
+
+    #[test]
+    fn the_normalised_form_reads_back_the_same_and_says_what_will_run() {
+        let raw = "model: {arch: resnet20, num_classes: 10}\n\
+                   data: {format: idx, root: data}\n\
+                   knockoff: {epochs: 1, batch_size: 8}\n\
+                   prune: {rate: 0.5}\n\
+                   finetune: {epochs: 1, batch_size: 8}\n\
+                   resources: {device: cuda}\n";
+        let spec = JobSpec::from_yaml(raw).unwrap();
+        let yaml = spec.normalised_yaml();
+        let back = JobSpec::from_yaml(&yaml).unwrap();
+        assert_eq!(back, spec.normalised());
+        assert_eq!((back.model.input_size, back.model.in_channels), (Some(32), Some(1)));
+        // A default the raw text decided stays decided: read alone, the
+        // normalised text gives the same rounding.
+        assert_eq!(back.prune.round_to, spec.prune.round_to);
+        assert!(yaml.contains("round_to:"), "{yaml}");
+        assert_eq!(back.normalised_yaml(), yaml, "normalising twice changes nothing");
+        assert_eq!((back.input_size(), back.in_channels()), (spec.input_size(), spec.in_channels()));
     }
 
     #[test]

@@ -7,6 +7,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use scop_core::summary::duration;
+
 pub use scop_core::event::Event;
 
 /// Where events go.
@@ -105,7 +107,7 @@ pub fn human_line(event: &Event) -> Option<String> {
             format!(
                 "[{stage}] epoch {epoch}/{epochs} step {step}/{steps} loss {loss:.4} acc {:.2}% {samples_per_second:.0} samples/s lr {lr:.4} ETA {}",
                 accuracy * 100.0,
-                format_duration(*eta_seconds)
+                duration(*eta_seconds)
             )
         }
         Event::Evaluated { stage, epoch, loss, top1, top5 } => format!(
@@ -126,26 +128,13 @@ pub fn human_line(event: &Event) -> Option<String> {
             format!("[{stage}] resuming from {}; skipped damaged: {}", restored.display(), skipped.join("; "))
         }
         Event::StageFinished { stage, seconds } => {
-            format!("[{stage}] finished in {}", format_duration(*seconds))
+            format!("[{stage}] finished in {}", duration(*seconds))
         }
     })
 }
 
 fn reduction(before: u64, after: u64) -> f64 {
     100.0 * (1.0 - after as f64 / before.max(1) as f64)
-}
-
-/// `75.0` → `1m15s`; `3700.0` → `1h01m40s`.
-pub fn format_duration(seconds: f64) -> String {
-    if !seconds.is_finite() {
-        return "?".to_owned();
-    }
-    let s = seconds.max(0.0).round() as u64;
-    match (s / 3600, (s % 3600) / 60, s % 60) {
-        (0, 0, sec) => format!("{sec}s"),
-        (0, min, sec) => format!("{min}m{sec:02}s"),
-        (h, min, sec) => format!("{h}h{min:02}m{sec:02}s"),
-    }
 }
 
 #[cfg(test)]
@@ -163,14 +152,6 @@ mod tests {
             human_line(&event).unwrap(),
             "[finetune] eval after epoch 3: top-1 91.00% top-5 99.80% loss 0.2500"
         );
-    }
-
-    #[test]
-    fn durations_read_naturally() {
-        assert_eq!(format_duration(9.4), "9s");
-        assert_eq!(format_duration(75.0), "1m15s");
-        assert_eq!(format_duration(3700.0), "1h01m40s");
-        assert_eq!(format_duration(f64::NAN), "?");
     }
 
     #[test]

@@ -3,27 +3,20 @@
 //! This is the only crate of the workspace that links libtorch (through `tch`);
 //! the coordinator and the client stay small and never load it.
 
-pub mod bench_gpu;
-pub mod bench_loader;
-pub mod bench_train;
+// Commands: the subcommands' entry points.
+pub mod commands;
+// Benchmarks: the hidden timing commands.
+pub mod bench;
+// Library: models, data, training, stages and what they stand on.
 pub mod checkpoint;
 pub mod collective;
 pub mod criteria;
 pub mod data;
 pub mod events;
 pub mod export;
-pub mod inspect;
 pub mod interrupt;
-pub mod latency;
-pub mod launch;
 pub mod models;
-#[cfg(feature = "nccl")]
-pub mod nccl_check;
 pub mod prune;
-pub mod rank;
-pub mod report;
-pub mod run;
-pub mod runtime;
 pub mod stages;
 pub mod torchscript;
 pub mod train;

@@ -1,9 +1,9 @@
 //! `scop-worker`: parses the command line and calls the worker library.
 
 use clap::{Parser, Subcommand};
+use scop_worker::bench::latency::LatencyArgs;
+use scop_worker::commands::inspect::InspectArgs;
 use scop_worker::export::ExportArgs;
-use scop_worker::inspect::InspectArgs;
-use scop_worker::latency::LatencyArgs;
 
 /// The scop worker.
 #[derive(Debug, Parser)]
@@ -34,10 +34,10 @@ enum Command {
     /// the worker agent, one process per rank). Writes the stage's events as JSON
     /// lines on stdout; on failure exits with status 1 and one line on stderr.
     #[command(hide = true)]
-    Rank(scop_worker::rank::RankArgs),
+    Rank(scop_worker::commands::rank::RankArgs),
     /// Training-step throughput of the stage code, as JSON (run by `cargo xtask bench train`).
     #[command(hide = true)]
-    BenchTrain(scop_worker::bench_train::TrainBenchArgs),
+    BenchTrain(scop_worker::bench::train::TrainBenchArgs),
     /// One rank of the TCP all-reduce benchmark (`cargo xtask bench collectives` runs it).
     #[command(hide = true)]
     BenchAllreduce(BenchAllreduceArgs),
@@ -46,10 +46,10 @@ enum Command {
     BenchTrainStep(BenchTrainStepArgs),
     /// ImageFolder training-loader throughput, as JSON (run by `cargo xtask bench loader`).
     #[command(hide = true)]
-    BenchLoader(scop_worker::bench_loader::LoaderBenchArgs),
+    BenchLoader(scop_worker::bench::loader::LoaderBenchArgs),
     /// Training-step throughput on one GPU, channels-last and bf16, as JSON (`scripts/gpu-check`).
     #[command(hide = true)]
-    BenchGpuTrain(scop_worker::bench_gpu::GpuBenchArgs),
+    BenchGpuTrain(scop_worker::bench::gpu::GpuBenchArgs),
     /// The NCCL path on one GPU as a one-rank group, one JSON line per check (`scripts/gpu-check`).
     #[command(hide = true)]
     CheckNccl {
@@ -128,14 +128,17 @@ fn main() -> anyhow::Result<()> {
                 Ok(spec) => spec,
                 Err(e) => fail(&format!("{}:\n{e}", a.spec.display())),
             };
-            let options =
-                scop_worker::run::RunOptions { output: a.output, resume: a.resume, world_size: a.world_size };
-            if let Err(e) = scop_worker::run::run_job(&spec, &options) {
+            let options = scop_worker::commands::run::RunOptions {
+                output: a.output,
+                resume: a.resume,
+                world_size: a.world_size,
+            };
+            if let Err(e) = scop_worker::commands::run::run_job(&spec, &options) {
                 fail(&e.to_string());
             }
         }
         Command::Rank(a) => {
-            if let Err(e) = scop_worker::rank::run_rank(&a) {
+            if let Err(e) = scop_worker::commands::rank::run_rank(&a) {
                 eprintln!("error: {e}");
                 // The agent reads this status: a permanent failure is not retried.
                 let code = if e.is_permanent() { scop_core::event::PERMANENT_FAILURE_EXIT_CODE } else { 1 };
@@ -145,7 +148,7 @@ fn main() -> anyhow::Result<()> {
         Command::BenchTrainStep(a) => {
             use scop_worker::stages::step_bench::{StepBench, bench_train_steps};
             tch::set_num_threads(a.threads);
-            let rendezvous = scop_worker::rank::read_rendezvous(&a.rendezvous)?;
+            let rendezvous = scop_worker::commands::rank::read_rendezvous(&a.rendezvous)?;
             let rank = rendezvous.rank;
             let bench = StepBench { rendezvous, batch: a.batch, warmup: a.warmup, steps: a.steps };
             let span = bench_train_steps(&bench).map_err(anyhow::Error::msg)?;
@@ -161,18 +164,18 @@ fn main() -> anyhow::Result<()> {
             let cuda = if args.cpu {
                 0
             } else {
-                u32::try_from(scop_worker::runtime::cuda_device_count()).unwrap_or(0)
+                u32::try_from(scop_worker::commands::runtime::cuda_device_count()).unwrap_or(0)
             };
             let config = args.config(cuda)?;
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(scop_agent::run(config, scop_agent::stop_signal()))?;
         }
         Command::Info => {
-            let info = scop_worker::runtime::RuntimeInfo::probe();
+            let info = scop_worker::commands::runtime::RuntimeInfo::probe();
             println!("{}", serde_json::to_string_pretty(&info)?);
         }
         Command::Inspect(args) => {
-            let report = scop_worker::inspect::inspect(&args)?;
+            let report = scop_worker::commands::inspect::inspect(&args)?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -186,19 +189,19 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::BenchModels(args) => {
-            let report = scop_worker::latency::measure(&args)?;
+            let report = scop_worker::bench::latency::measure(&args)?;
             println!("{}", serde_json::to_string(&report)?);
         }
         Command::BenchTrain(args) => {
-            let report = scop_worker::bench_train::measure(&args)?;
+            let report = scop_worker::bench::train::measure(&args)?;
             println!("{}", serde_json::to_string(&report)?);
         }
         Command::BenchLoader(args) => {
-            let report = scop_worker::bench_loader::measure(&args)?;
+            let report = scop_worker::bench::loader::measure(&args)?;
             println!("{}", serde_json::to_string(&report)?);
         }
         Command::BenchGpuTrain(args) => {
-            let report = scop_worker::bench_gpu::measure(&args)?;
+            let report = scop_worker::bench::gpu::measure(&args)?;
             println!("{}", serde_json::to_string(&report)?);
         }
         Command::CheckNccl { device, cpu } => check_nccl(device, cpu)?,
@@ -222,7 +225,7 @@ fn main() -> anyhow::Result<()> {
 
 #[cfg(feature = "nccl")]
 fn check_nccl(device: usize, cpu: bool) -> anyhow::Result<()> {
-    use scop_worker::nccl_check::{Target, run};
+    use scop_worker::commands::nccl_check::{Target, run};
     let lines = run(if cpu { Target::Cpu } else { Target::Gpu(device) });
     for line in &lines {
         println!("{}", serde_json::to_string(line)?);

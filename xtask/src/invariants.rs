@@ -3,13 +3,18 @@
 //!
 //! - Stage names and job-directory file names are written only in `scop-core`
 //!   (`stage.rs`, `job_dir.rs`); everyone else uses `Stage` and `JobDir`.
+//! - One orchestration: the stage sequence (a list of `Stage::` variants), the
+//!   summary table's style and the rendezvous records are written only in
+//!   `scop-core` (`StagePlan`, `summary::JobSummary`, `rendezvous::group`); the
+//!   coordinator, `scop-worker run` and `scopctl` call them. Two diagnostics
+//!   that connect a lone rank by hand ([`HAND_BUILT_RECORDS`]) are the exception.
 //! - The coordinator's inside (`scheduler/`, `domain/`, `store/`, `users/`, the
 //!   artifact store and liveness) knows no protocol: no `pb::` type, no
 //!   `scop_proto`, no `tonic`, tests included. The scheduler sends domain
 //!   commands; `server/src/api/` converts at the edge.
 //!
 //! Only library and binary code is scanned: a file's `#[cfg(test)]` module (by
-//! convention its last item), `tests/` and `benches/` may spell names out, since
+//! convention its last item, or its own `tests.rs`), `tests/` and `benches/` may spell names out, since
 //! there they are the expected values.
 
 use std::path::{Path, PathBuf};
@@ -33,6 +38,10 @@ const JOB_DIR_FILES: [&str; 11] = [
     "summary.json",
     "job-spec.json",
 ];
+
+/// Diagnostics that build a rendezvous record by hand for a rank they connect
+/// themselves (a benchmark, `check-nccl`); no job runs through them.
+const HAND_BUILT_RECORDS: [&str; 2] = ["worker/src/collective/bench.rs", "worker/src/commands/nccl_check.rs"];
 
 /// Where protocol types must not appear (folders and files), and the words that
 /// would bring them in.
@@ -74,8 +83,8 @@ pub fn run() -> anyhow::Result<()> {
         bail!("architecture check failed ({} findings):\n  {}", problems.len(), problems.join("\n  "));
     }
     eprintln!(
-        "check-architecture: stage and job-directory file names are written only in core; \
-         no protocol type in {}",
+        "check-architecture: stage and job-directory file names, the stage sequence, the summary table \
+         and rendezvous records are written only in core; no protocol type in {}",
         PROTOCOL_FREE.join(", ")
     );
     Ok(())
@@ -84,6 +93,10 @@ pub fn run() -> anyhow::Result<()> {
 /// The findings in one file, each as `path:line: what`.
 fn check_file(path: &str, text: &str) -> Vec<String> {
     let mut found = Vec::new();
+    // A test module in its own file (`mod tests;` behind `#[cfg(test)]`).
+    if path.ends_with("/tests.rs") {
+        return found;
+    }
     for (index, line) in text.lines().enumerate() {
         if line.trim_start().starts_with("#[cfg(test)]") {
             break;
@@ -98,8 +111,31 @@ fn check_file(path: &str, text: &str) -> Vec<String> {
                 found.push(at(format!("job-directory file name \"{literal}\" (use scop_core::job_dir)")));
             }
         }
+        if code.contains("[Stage::") {
+            found.push(at("a stage sequence (use scop_core::stage::StagePlan)".to_owned()));
+        }
+        if contains_word(code, "ASCII_MARKDOWN") {
+            found.push(at(
+                "the summary table's style (use scop_core::summary::JobSummary::render)".to_owned()
+            ));
+        }
+        if builds_record(code) && !HAND_BUILT_RECORDS.contains(&path) {
+            found.push(at("a rendezvous record built by hand (use scop_core::rendezvous::group)".to_owned()));
+        }
     }
     found
+}
+
+/// Whether `code` constructs a record's transport (`BackendRendezvous::Tcp {
+/// peers: ... }`, or one whose fields follow on the next lines) rather than
+/// matching on one (`BackendRendezvous::Tcp { peers, .. }`).
+fn builds_record(code: &str) -> bool {
+    ["BackendRendezvous::Tcp {", "BackendRendezvous::Nccl {"].iter().any(|open| {
+        code.match_indices(open).any(|(at, _)| {
+            let rest = code[at + open.len()..].trim();
+            rest.is_empty() || (rest.contains(':') && !rest.contains(".."))
+        })
+    })
 }
 
 /// The lines of a protocol-free file that name the protocol, comments aside.
@@ -189,6 +225,29 @@ mod tests {
             &[],
         );
         check("client/src/x.rs", "format!(\"{}/exported\", \"knock\")\n", &[]);
+    }
+
+    #[test]
+    fn orchestration_written_outside_core_is_found() {
+        let text = "let line = [Stage::Knockoff, Stage::Decide];\n\
+                    table.load_style(ASCII_MARKDOWN);\n\
+                    let b = BackendRendezvous::Tcp { peers: p, listen: None };\n\
+                    let n = BackendRendezvous::Nccl {\n\
+                    if let BackendRendezvous::Tcp { listen: slot, .. } = &mut r.backend {}\n\
+                    match b { BackendRendezvous::Nccl { device, .. } => {} }\n";
+        check(
+            "worker/src/run.rs",
+            text,
+            &[
+                "worker/src/run.rs:1: a stage sequence (use scop_core::stage::StagePlan)",
+                "worker/src/run.rs:2: the summary table's style (use scop_core::summary::JobSummary::render)",
+                "worker/src/run.rs:3: a rendezvous record built by hand (use scop_core::rendezvous::group)",
+                "worker/src/run.rs:4: a rendezvous record built by hand (use scop_core::rendezvous::group)",
+            ],
+        );
+        check("server/src/store/tests.rs", "for s in [Stage::Knockoff, Stage::Decide] {}\n", &[]);
+        let diagnostic = "let b = BackendRendezvous::Tcp { peers: p, listen: None };\n";
+        check("worker/src/commands/nccl_check.rs", diagnostic, &[]);
     }
 
     #[test]

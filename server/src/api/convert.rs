@@ -32,7 +32,7 @@ pub fn command(command: WorkerCommand) -> pb::CoordinatorMessage {
             rank: a.rank,
             world_size: a.world_size,
             rendezvous_json: a.rendezvous.as_ref().map(json).unwrap_or_default(),
-            resume_from: a.resume_from.unwrap_or_default(),
+            resume: a.resume_from.is_some(),
             attempt: a.attempt,
             checkpoint_dir: a.checkpoint_dir.display().to_string(),
             device: Some(pb::Device {

@@ -146,7 +146,9 @@ impl pb::job_service_server::JobService for JobApi {
         }
         let new = NewJob {
             stages: StagePlan::for_spec(&spec),
-            spec_yaml: request.spec_yaml,
+            // Stored normalised: the scheduler, the agents and the ranks read
+            // what will run, never the user's document again.
+            spec_yaml: spec.normalised_yaml(),
             labels: validation::labels("labels", request.labels)?,
             priority: request.priority,
             request_id: validation::request_id(request.request_id)?,

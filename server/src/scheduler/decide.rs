@@ -5,9 +5,8 @@
 
 use std::path::Path;
 
-use scop_core::arch::ArchDesc;
 use scop_core::job_dir::JobDir;
-use scop_core::plan::Plan as CorePlan;
+use scop_core::plan::{Plan as CorePlan, decide_for_spec};
 use scop_core::spec::JobSpec;
 use scop_core::stats::ScoreStatistics;
 
@@ -27,11 +26,8 @@ pub fn decide(
     if let Some(problem) = stats.check() {
         return Err(Error::Decide(format!("score statistics of epoch {epoch}: {problem}")));
     }
+    let plan = decide_for_spec(spec, &stats).map_err(|e| Error::Decide(e.to_string()))?;
     let scores = stats.scores();
-    let desc = ArchDesc::new(&spec.model.arch, spec.model.num_classes, spec.in_channels())
-        .map_err(|e| Error::Decide(format!("model: {e}")))?;
-    let plan = CorePlan::decide(&desc, &scores, &spec.prune, spec.input_size())
-        .map_err(|e| Error::Decide(e.to_string()))?;
     let units = plan
         .units
         .iter()
@@ -117,6 +113,8 @@ pub fn check_final_statistics(
 
 #[cfg(test)]
 mod tests {
+    use scop_core::arch::ArchDesc;
+
     use super::*;
 
     const SPEC: &str = "model: {arch: resnet20, num_classes: 10}\n\

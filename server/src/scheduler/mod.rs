@@ -150,6 +150,7 @@ impl Scheduler {
             self.dispatched.keys().filter(|id| !live_ids.contains(id.as_str())).cloned().collect();
         for id in ended {
             if let Some(gone) = self.dispatched.remove(&id) {
+                self.forget_spec(&gone.attempt.job_id);
                 self.cancel_ranks(&gone.attempt, "the job was cancelled");
             }
         }
@@ -220,7 +221,7 @@ impl Scheduler {
         let spec = match self.spec_of(job) {
             Ok(spec) => spec,
             Err(error) => {
-                self.store.transition_job(&job.id, JobState::Failed, Some(format!("spec: {error}"))).await?;
+                self.transition_job(&job.id, JobState::Failed, Some(format!("spec: {error}"))).await?;
                 return Ok(None);
             }
         };
@@ -244,7 +245,7 @@ impl Scheduler {
         let free = placement::free_slots_of_kind(workers, live, kind);
         let Some(placed) = placement::place(world, &free) else { return Ok(None) };
         if job.state == JobState::Queued {
-            self.store.transition_job(&job.id, JobState::Running(stage), None).await?;
+            self.transition_job(&job.id, JobState::Running(stage), None).await?;
         }
         let resume_from =
             history.iter().rev().find_map(|a| a.last_checkpoint.clone().or(a.resume_from.clone()));
@@ -263,6 +264,25 @@ impl Scheduler {
         let spec = Arc::new(JobSpec::from_yaml(&job.spec_yaml)?);
         self.specs.insert(job.id.clone(), spec.clone());
         Ok(spec)
+    }
+
+    /// Moves `job_id` to `to` in the store. A job that ends (succeeded or failed
+    /// here, or found cancelled: the store refuses the move) leaves the spec
+    /// cache at once, so the cache holds only jobs that can still move.
+    async fn transition_job(&mut self, job_id: &str, to: JobState, reason: Option<String>) -> Result<Job> {
+        let moved = self.store.transition_job(job_id, to, reason).await;
+        match &moved {
+            Ok((job, _)) if job.state.is_terminal() => self.forget_spec(job_id),
+            // Refused: the job may have ended behind our back (a cancel won the race).
+            Err(Error::Transition { .. }) => self.forget_spec(job_id),
+            _ => {}
+        }
+        moved.map(|(job, _)| job)
+    }
+
+    /// Drops `job_id`'s cached spec.
+    fn forget_spec(&mut self, job_id: &str) {
+        self.specs.remove(job_id);
     }
 
     /// Sends every rank its assignment.
@@ -394,7 +414,7 @@ impl Scheduler {
     /// Fails a job from the scheduler (a cancel that won the race is left alone).
     async fn fail_job(&mut self, job: &Job, reason: String) -> Result<()> {
         tracing::warn!(job_id = %job.id, %reason, "job failed");
-        match self.store.transition_job(&job.id, JobState::Failed, Some(reason)).await {
+        match self.transition_job(&job.id, JobState::Failed, Some(reason)).await {
             Err(Error::Transition { .. }) => Ok(()),
             other => other.map(drop),
         }
@@ -405,7 +425,7 @@ impl Scheduler {
             Some(next) => JobState::Running(next),
             None => JobState::Succeeded,
         };
-        match self.store.transition_job(&job.id, to, None).await {
+        match self.transition_job(&job.id, to, None).await {
             // A cancel won the race; nothing to move on.
             Err(Error::Transition { .. }) => Ok(()),
             other => other.map(drop),
@@ -449,7 +469,7 @@ impl Scheduler {
             } else {
                 format!("stage {} failed {} times; last: {reason}", attempt.stage, attempt.number)
             };
-            match self.store.transition_job(&job.id, JobState::Failed, Some(reason)).await {
+            match self.transition_job(&job.id, JobState::Failed, Some(reason)).await {
                 Err(Error::Transition { .. }) => {}
                 other => drop(other?),
             }
@@ -462,5 +482,98 @@ impl Scheduler {
             let cancel = WorkerCommand::Cancel { task_id: rank.task_id.clone(), reason: reason.to_owned() };
             self.links.send(&rank.worker_id, cancel);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Device, NewJob, StagePlan, WorkerHello};
+    use crate::store::test_support::temp_store;
+
+    const SPEC: &str = "model: {arch: resnet20, num_classes: 10}\n\
+                        data: {format: idx, root: data}\n\
+                        knockoff: {epochs: 1, batch_size: 8}\n\
+                        prune: {rate: 0.5}\n\
+                        finetune: {epochs: 1, batch_size: 8}\n";
+
+    async fn scheduler() -> (Scheduler, Store, tempfile::TempDir) {
+        let (store, dir) = temp_store().await;
+        let artifacts = LocalArtifacts::new(dir.path().join("artifacts"));
+        let scheduler =
+            Scheduler::new(store.clone(), WorkerLinks::default(), artifacts, Duration::ZERO, Wake::default())
+                .await
+                .unwrap();
+        (scheduler, store, dir)
+    }
+
+    /// A job moved by hand up to `Running(stage)`.
+    async fn job_at(store: &Store, stage: Stage) -> Job {
+        let new = NewJob {
+            spec_yaml: SPEC.into(),
+            stages: StagePlan::from_stored("knockoff,decide,finetune,export").unwrap(),
+            labels: BTreeMap::new(),
+            priority: 0,
+            request_id: None,
+            owner: "alice".into(),
+            world_size: 1,
+            name: String::new(),
+        };
+        let (job, _) = store.submit_job(new).await.unwrap();
+        for s in [Stage::Knockoff, Stage::Decide, Stage::Finetune, Stage::Export] {
+            if s > stage {
+                break;
+            }
+            store.transition_job(&job.id, JobState::Running(s), None).await.unwrap();
+        }
+        store.get_job(&job.id).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_job_that_succeeds_leaves_the_spec_cache_in_the_same_pass() {
+        let (mut scheduler, store, _dir) = scheduler().await;
+        let worker = store
+            .register_worker(WorkerHello {
+                worker_id: None,
+                hostname: "node-a".into(),
+                agent_version: "0.1.0".into(),
+                devices: vec![Device { kind: "cpu".into(), index: 0, name: "cpu".into(), memory_bytes: 0 }],
+                cpu_cores: 1,
+            })
+            .await
+            .unwrap();
+        let job = job_at(&store, Stage::Export).await;
+        // The export finished, but the job has not moved on yet (as after a restart).
+        let new = NewAttempt {
+            job_id: job.id.clone(),
+            stage: Stage::Export,
+            world_size: 1,
+            resume_from: None,
+            placement: vec![(worker.id.clone(), 0)],
+        };
+        let (attempt, _) = store.create_attempt(new).await.unwrap();
+        store.mark_attempt_running(&attempt.id).await.unwrap();
+        store
+            .finish_attempt(&attempt.id, AttemptOutcome::Succeeded { metrics: BTreeMap::new() })
+            .await
+            .unwrap();
+
+        scheduler.tick().await.unwrap();
+        assert_eq!(store.get_job(&job.id).await.unwrap().state, JobState::Succeeded);
+        assert!(!scheduler.specs.contains_key(&job.id), "the finished job's spec is still cached");
+    }
+
+    #[tokio::test]
+    async fn a_job_that_fails_leaves_the_spec_cache_and_a_moving_one_stays() {
+        let (mut scheduler, store, _dir) = scheduler().await;
+        // Decide without any knockoff statistics fails the job.
+        let failing = job_at(&store, Stage::Decide).await;
+        // Waits for a worker that never comes, so it stays cached.
+        let waiting = job_at(&store, Stage::Knockoff).await;
+
+        scheduler.tick().await.unwrap();
+        assert_eq!(store.get_job(&failing.id).await.unwrap().state, JobState::Failed);
+        assert!(!scheduler.specs.contains_key(&failing.id), "the failed job's spec is still cached");
+        assert!(scheduler.specs.contains_key(&waiting.id), "a job still moving keeps its spec");
     }
 }

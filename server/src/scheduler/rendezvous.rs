@@ -1,35 +1,15 @@
 //! Building each rank's rendezvous record: by the coordinator alone for a
 //! single rank that talks to nobody, or from every rank's reported part for a
-//! group. The spec's `resources.backend` decides the transport, by the rule the
-//! local launcher and the agent follow too ([`ResourcesSpec::group_uses_nccl`]).
+//! group. The records themselves, and the rule that picks the transport, are
+//! `scop-core`'s ([`scop_core::rendezvous::group`], [`Transport::of`]), the
+//! ones `scop-worker run`'s launcher uses; what is the coordinator's own is
+//! waiting for the ranks' parts.
 
 use std::collections::BTreeMap;
 
-use scop_core::rendezvous::{BackendRendezvous, Rendezvous};
+pub use scop_core::rendezvous::Transport;
+use scop_core::rendezvous::{Meeting, Rendezvous, Timeouts, group};
 use scop_core::spec::ResourcesSpec;
-use scop_core::stage::Stage;
-
-/// How the ranks of one attempt talk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// The TCP ring; every rank's agent reports the address it listens on.
-    Tcp,
-    /// NCCL, one GPU per rank; rank 0's agent reports the group's unique id.
-    Nccl,
-}
-
-impl Transport {
-    /// The transport of a `stage` attempt on `world` ranks. Export runs on rank
-    /// 0 alone and exchanges nothing, so it never needs a communicator.
-    pub fn of(resources: &ResourcesSpec, stage: Stage, world: u32) -> Transport {
-        if resources.stage_uses_nccl(stage, world) { Transport::Nccl } else { Transport::Tcp }
-    }
-}
-
-/// The spec's timeouts, as a record carries them (milliseconds).
-fn timeouts(resources: &ResourcesSpec) -> (u64, u64) {
-    (resources.collective_timeout.as_millis(), resources.connect_timeout.as_millis())
-}
 
 /// The record of a one-rank TCP group: no peers to meet, so no part to wait
 /// for and no communication at all, on CPU and on a GPU alike (the rank learns
@@ -44,15 +24,7 @@ pub fn single(
     if world != 1 || transport == Transport::Nccl {
         return None;
     }
-    let (timeout_ms, connect_timeout_ms) = timeouts(resources);
-    Some(Rendezvous {
-        rank: 0,
-        world: 1,
-        job_token: job_token.to_owned(),
-        timeout_ms,
-        connect_timeout_ms,
-        backend: BackendRendezvous::Tcp { peers: vec!["127.0.0.1:0".to_owned()], listen: None },
-    })
+    group(job_token, Timeouts::of(resources), &Meeting::alone()).pop()
 }
 
 /// Whether every part of a group is in: TCP needs every rank's address, NCCL
@@ -72,31 +44,21 @@ pub fn records(
     parts: &BTreeMap<u32, String>,
     devices: &[u32],
 ) -> Vec<Rendezvous> {
-    let world = u32::try_from(devices.len()).unwrap_or(u32::MAX);
-    let (timeout_ms, connect_timeout_ms) = timeouts(resources);
-    (0..world)
-        .map(|rank| Rendezvous {
-            rank,
-            world,
-            job_token: job_token.to_owned(),
-            timeout_ms,
-            connect_timeout_ms,
-            backend: match transport {
-                Transport::Tcp => {
-                    BackendRendezvous::Tcp { peers: parts.values().cloned().collect(), listen: None }
-                }
-                Transport::Nccl => BackendRendezvous::Nccl {
-                    unique_id: parts.get(&0).cloned().unwrap_or_default(),
-                    device: devices[rank as usize],
-                },
-            },
-        })
-        .collect()
+    let meeting = match transport {
+        Transport::Tcp => Meeting::Tcp { peers: parts.values().cloned().collect() },
+        Transport::Nccl => {
+            Meeting::Nccl { unique_id: parts.get(&0).cloned().unwrap_or_default(), devices: devices.to_vec() }
+        }
+    };
+    group(job_token, Timeouts::of(resources), &meeting)
 }
 
 #[cfg(test)]
 mod tests {
     use scop_core::spec::JobSpec;
+
+    use scop_core::rendezvous::BackendRendezvous;
+    use scop_core::stage::Stage;
 
     use super::*;
 

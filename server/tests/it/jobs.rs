@@ -14,7 +14,11 @@ async fn submit_is_idempotent_by_request_id_and_get_returns_the_job() {
     assert_eq!(job.state(), pb::JobState::Queued);
     assert_eq!(job.stage(), pb::Stage::Unspecified);
     assert_eq!((job.request_id.as_str(), job.last_sequence, job.attempt), ("req-1", 1, 0));
-    assert_eq!(job.spec_yaml, SPEC);
+    // Stored normalised: every default written out, read back as the same spec.
+    let submitted = scop_core::spec::JobSpec::from_yaml(SPEC).unwrap();
+    assert_eq!(job.spec_yaml, submitted.normalised_yaml());
+    assert!(job.spec_yaml.contains("input_size: 32"), "{}", job.spec_yaml);
+    assert_eq!(scop_core::spec::JobSpec::from_yaml(&job.spec_yaml).unwrap(), submitted.normalised());
 
     let again = server.submit(&mut jobs, "req-1", &[("team", "vision")]).await;
     assert_eq!(again, job);

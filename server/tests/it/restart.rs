@@ -90,7 +90,10 @@ async fn running_attempts_are_reattached_or_retried_after_a_restart() {
     let (finetune, retry) = (finetune.unwrap(), retry.unwrap());
     assert_eq!((finetune.stage(), finetune.attempt), (pb::Stage::Finetune, 1));
     assert_eq!((retry.stage(), retry.attempt), (pb::Stage::Knockoff, 2));
-    assert_eq!(retry.resume_from, "knockoff/checkpoints/step-4");
+    // The retry resumes; the coordinator keeps the checkpoint it heard of.
+    assert!(retry.resume);
+    let (attempt, _) = server.store.attempt_for_task(&retry.task_id).await.unwrap();
+    assert_eq!(attempt.resume_from.as_deref(), Some("knockoff/checkpoints/step-4"));
     let orphaned = wait_for_state(&server, &orphaned.id, pb::JobState::Running).await;
     assert_eq!(orphaned.attempt, 2);
     server.stop().await;

@@ -122,14 +122,17 @@ async fn a_lost_worker_is_retried_from_its_last_checkpoint() {
     let job = submit(&server, SPEC, 0).await;
     let mut doomed = FakeWorker::connect(&server, "doomed", 1, &[]).await;
     let first = doomed.assigned().await;
-    assert_eq!((first.attempt, first.resume_from.as_str()), (1, ""));
+    assert_eq!((first.attempt, first.resume), (1, false));
     doomed.send(&first, pb::task_event::Kind::CheckpointWritten("knockoff/checkpoints/step-8".into())).await;
     // The worker goes silent and drops off; a healthy one takes the retry.
     let mut healthy = FakeWorker::connect(&server, "healthy", 1, &[]).await;
     drop(doomed);
     let retry = healthy.assigned().await;
     assert_eq!((retry.stage(), retry.attempt), (pb::Stage::Knockoff, 2));
-    assert_eq!(retry.resume_from, "knockoff/checkpoints/step-8");
+    // The retry resumes; the coordinator keeps the checkpoint it heard of.
+    assert!(retry.resume);
+    let (attempt, _) = server.store.attempt_for_task(&retry.task_id).await.unwrap();
+    assert_eq!(attempt.resume_from.as_deref(), Some("knockoff/checkpoints/step-8"));
 
     let mut jobs = server.jobs().await;
     let mut events = jobs

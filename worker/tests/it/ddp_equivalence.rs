@@ -4,7 +4,7 @@
 //! halves of every batch at once.
 
 use scop_worker::collective::TcpRing;
-use scop_worker::launch::Launcher;
+use scop_worker::commands::launch::Launcher;
 use scop_worker::stages::ddp::GroupReplicas;
 use scop_worker::stages::parallel::Replicas;
 use scop_worker::train::optim::{Optimizer, Rule};

@@ -38,10 +38,10 @@ fn a_tiny_job_exports_a_pruned_model_with_its_card_and_plan() {
     let output = run_worker(dir.path(), &tiny_yaml(&fashion_mnist(), &out));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
-    for column in ["algorithm", "network", "dataset", "top-1", "top-5", "prune rate", "params", "FLOPs"] {
+    for column in ["model", "network", "dataset", "top-1", "top-5", "prune rate", "params", "FLOPs"] {
         assert!(stdout.contains(column), "summary table lacks {column}: {stdout}");
     }
-    assert!(stdout.contains("| SCOP") && stdout.contains("resnet20"), "{stdout}");
+    assert!(stdout.contains("| SCOP pruned") && stdout.contains("resnet20"), "{stdout}");
 
     // metrics.jsonl: every line an event, a progress event per step of each stage.
     let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();

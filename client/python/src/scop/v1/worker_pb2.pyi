@@ -170,7 +170,7 @@ class Welcome(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
 
 class AssignTask(_message.Message):
-    __slots__ = ("task_id", "job_id", "stage", "spec_yaml", "rank", "world_size", "rendezvous_json", "resume_from", "attempt", "checkpoint_dir", "device", "plan_json")
+    __slots__ = ("task_id", "job_id", "stage", "spec_yaml", "rank", "world_size", "rendezvous_json", "attempt", "checkpoint_dir", "device", "plan_json", "resume")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
@@ -178,11 +178,11 @@ class AssignTask(_message.Message):
     RANK_FIELD_NUMBER: _ClassVar[int]
     WORLD_SIZE_FIELD_NUMBER: _ClassVar[int]
     RENDEZVOUS_JSON_FIELD_NUMBER: _ClassVar[int]
-    RESUME_FROM_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_DIR_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     PLAN_JSON_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     job_id: str
     stage: _common_pb2.Stage
@@ -190,12 +190,12 @@ class AssignTask(_message.Message):
     rank: int
     world_size: int
     rendezvous_json: str
-    resume_from: str
     attempt: int
     checkpoint_dir: str
     device: _common_pb2.Device
     plan_json: str
-    def __init__(self, task_id: _Optional[str] = ..., job_id: _Optional[str] = ..., stage: _Optional[_Union[_common_pb2.Stage, str]] = ..., spec_yaml: _Optional[str] = ..., rank: _Optional[int] = ..., world_size: _Optional[int] = ..., rendezvous_json: _Optional[str] = ..., resume_from: _Optional[str] = ..., attempt: _Optional[int] = ..., checkpoint_dir: _Optional[str] = ..., device: _Optional[_Union[_common_pb2.Device, _Mapping]] = ..., plan_json: _Optional[str] = ...) -> None: ...
+    resume: bool
+    def __init__(self, task_id: _Optional[str] = ..., job_id: _Optional[str] = ..., stage: _Optional[_Union[_common_pb2.Stage, str]] = ..., spec_yaml: _Optional[str] = ..., rank: _Optional[int] = ..., world_size: _Optional[int] = ..., rendezvous_json: _Optional[str] = ..., attempt: _Optional[int] = ..., checkpoint_dir: _Optional[str] = ..., device: _Optional[_Union[_common_pb2.Device, _Mapping]] = ..., plan_json: _Optional[str] = ..., resume: _Optional[bool] = ...) -> None: ...
 
 class CancelTask(_message.Message):
     __slots__ = ("task_id", "reason")

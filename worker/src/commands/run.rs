@@ -1,7 +1,7 @@
 //! `scop-worker run JOB.yaml`: every stage of a job, one after the other, ending
 //! with the summary table. At world size 1 the stages run in this process; at
 //! world size N each training stage runs as N rank processes started by
-//! [`crate::launch::Launcher`], and decide runs here between knockoff and finetune.
+//! [`crate::commands::launch::Launcher`], and decide runs here between knockoff and finetune.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -9,15 +9,14 @@ use std::time::Instant;
 use scop_core::spec::JobSpec;
 use scop_core::stage::Stage;
 
-use crate::events::{ConsoleAndJsonl, Event, EventSink, format_duration};
-use crate::launch::Launcher;
-use crate::models::count_params;
-use crate::rank::run_stage;
-use crate::report::{ModelFigures, RunSummary};
+use scop_core::summary::JobSummary;
+
+use crate::commands::launch::Launcher;
+use crate::commands::rank::run_stage;
+use crate::events::{ConsoleAndJsonl, Event, EventSink};
 use crate::stages::context::device_for;
-use crate::stages::export::StageMetrics;
 use crate::stages::parallel::Single;
-use crate::stages::{JobDir, StageContext, decide, weights};
+use crate::stages::{JobDir, StageContext, decide};
 
 /// How to run a job locally.
 #[derive(Debug, Clone, Default)]
@@ -36,7 +35,7 @@ pub enum Error {
     #[error(transparent)]
     Stage(#[from] crate::stages::Error),
     #[error(transparent)]
-    Launch(#[from] crate::launch::Error),
+    Launch(#[from] crate::commands::launch::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -68,7 +67,7 @@ impl Runner {
 }
 
 /// Runs the whole job; returns the figures of the summary table.
-pub fn run_job(spec: &JobSpec, options: &RunOptions) -> Result<RunSummary> {
+pub fn run_job(spec: &JobSpec, options: &RunOptions) -> Result<JobSummary> {
     let mut spec = spec.clone();
     if let Some(dir) = &options.output {
         spec.output.dir = dir.clone();
@@ -111,7 +110,7 @@ pub fn run_job(spec: &JobSpec, options: &RunOptions) -> Result<RunSummary> {
         } else {
             decide_plan(&spec, &mut sink)?;
         }
-        times.push((stage.as_str().to_owned(), started.elapsed().as_secs_f64()));
+        times.push((stage, started.elapsed().as_secs_f64()));
     }
     summarize(&spec, times)
 }
@@ -142,49 +141,20 @@ fn write_rank_spec(spec: &JobSpec) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Builds, writes and prints the summary table from the stages' files.
-fn summarize(spec: &JobSpec, times: Vec<(String, f64)>) -> Result<RunSummary> {
+/// Writes and prints the summary table: the one `scopctl` shows for a
+/// coordinator job, from the same figures (the export's model card).
+fn summarize(spec: &JobSpec, times: Vec<(Stage, f64)>) -> Result<JobSummary> {
     let layout = JobDir::new(spec.output.dir.clone());
-    let knockoff: StageMetrics =
-        layout.read_stage_metrics(spec.scoring_stage()).map_err(crate::stages::Error::from)?;
-    let finetuned: StageMetrics =
-        layout.read_stage_metrics(Stage::Finetune).map_err(crate::stages::Error::from)?;
-    let dense_desc = weights::dense_desc(spec)?;
-    let input = {
-        let mut single = Single;
-        let mut quiet = crate::events::Recorder::default();
-        StageContext::new(spec, tch::Device::Cpu, &mut single, &mut quiet, false).input_size() as u32
-    };
-    let pruned_desc = weights::read_arch(&layout.arch(Stage::Finetune))?;
-    let (_, dense_vs) = weights::build(&dense_desc, tch::Device::Cpu, 0)?;
-    let summary = RunSummary {
-        network: spec.model.arch.clone(),
-        dataset: dataset_name(spec),
-        prune_rate: spec.prune.rate,
-        dense: ModelFigures {
-            top1: knockoff.before.top1,
-            top5: knockoff.before.top5,
-            params: count_params(&dense_vs),
-            flops: dense_desc.cost(input).flops,
-        },
-        pruned: ModelFigures {
-            top1: finetuned.after.top1,
-            top5: finetuned.after.top5,
-            params: pruned_desc.params(),
-            flops: pruned_desc.cost(input).flops,
-        },
-        stage_seconds: times,
-    };
+    let mut summary = JobSummary::for_spec(spec);
+    for (stage, seconds) in times {
+        summary.stage_finished(stage.as_str(), seconds);
+    }
+    let figures = layout.read_export_figures().map_err(crate::stages::Error::from)?;
+    summary.apply(Stage::Export, &figures.metrics());
     let path = layout.summary();
     std::fs::write(&path, serde_json::to_vec_pretty(&summary).expect("summary serialises"))
         .map_err(crate::stages::error::io(&path))?;
     println!("{}", summary.render());
     println!("artifacts: {}", layout.export_dir().display());
-    println!("total: {}", format_duration(summary.stage_seconds.iter().map(|(_, s)| s).sum::<f64>()));
     Ok(summary)
-}
-
-/// A short dataset name for reports: the data folder's name.
-fn dataset_name(spec: &JobSpec) -> String {
-    spec.data.root.file_name().map_or_else(|| "data".to_owned(), |n| n.to_string_lossy().into_owned())
 }

@@ -1,6 +1,6 @@
 //! One stage on one rank of a data-parallel job: `scop-worker rank`.
 //!
-//! The local launcher ([`crate::launch`]) and the coordinator's worker agent start
+//! The local launcher ([`crate::commands::launch`]) and the coordinator's worker agent start
 //! one such process per rank. It joins the collective group described by its
 //! rendezvous record, runs the stage with [`GroupReplicas`], and writes the stage's
 //! events as JSON lines on stdout. Stages hand their results to each other through

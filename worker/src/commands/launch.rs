@@ -2,10 +2,10 @@
 //! machine, relays rank 0's events, and stops every rank when one fails or when
 //! the user interrupts.
 //!
-//! Each stage gets a fresh rendezvous: free loopback ports for the TCP ring and a
-//! random job token (or, with NCCL, one GPU per rank and an NCCL unique id made
-//! here), with the spec's collective and connect timeouts. CPU threads are split
-//! between the ranks.
+//! Each stage gets a fresh rendezvous, built by `scop-core` as the coordinator
+//! builds it: free loopback ports for the TCP ring and a random job token (or,
+//! with NCCL, one GPU per rank and an NCCL unique id made here), with the spec's
+//! collective and connect timeouts. CPU threads are split between the ranks.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use rand::Rng;
-use scop_core::rendezvous::{BackendRendezvous, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, Rendezvous};
+use scop_core::rendezvous::{Meeting, Rendezvous, Timeouts, group};
 use scop_core::spec::{DeviceKind, ResourcesSpec};
 use scop_core::stage::Stage;
 
@@ -89,8 +89,8 @@ impl Launcher {
             device,
             threads,
             resume: false,
-            timeout_ms: DEFAULT_TIMEOUT_MS,
-            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+            timeout_ms: Timeouts::default().timeout_ms,
+            connect_timeout_ms: Timeouts::default().connect_timeout_ms,
             nccl: device == DeviceKind::Cuda && world > 1,
         }
     }
@@ -98,42 +98,30 @@ impl Launcher {
     /// Takes the spec's backend and timeouts (`resources.backend`,
     /// `collective_timeout`, `connect_timeout`).
     pub fn with_resources(mut self, resources: &ResourcesSpec) -> Self {
+        let timeouts = Timeouts::of(resources);
         self.nccl = resources.uses_nccl();
-        self.timeout_ms = resources.collective_timeout.as_millis();
-        self.connect_timeout_ms = resources.connect_timeout.as_millis();
+        self.timeout_ms = timeouts.timeout_ms;
+        self.connect_timeout_ms = timeouts.connect_timeout_ms;
         self
     }
 
-    /// The rendezvous records of one stage, one per rank.
+    /// The rendezvous records of one stage, one per rank: `scop-core`'s
+    /// [`group`], as the coordinator builds them, meeting on free loopback
+    /// ports (or, with NCCL, one GPU per rank and a unique id made here).
     pub fn rendezvous(&self) -> Result<Vec<Rendezvous>> {
         let token: String = {
             let mut rng = rand::thread_rng();
             (0..32).map(|_| format!("{:x}", rng.gen_range(0..16u8))).collect()
         };
-        let record = |rank: usize, backend: BackendRendezvous| Rendezvous {
-            rank: rank as u32,
-            world: self.world as u32,
-            job_token: token.clone(),
-            timeout_ms: self.timeout_ms,
-            connect_timeout_ms: self.connect_timeout_ms,
-            backend,
+        let meeting = match self.nccl {
+            false => Meeting::Tcp { peers: free_loopback_ports(self.world)? },
+            true => Meeting::Nccl {
+                unique_id: nccl_unique_id()?,
+                devices: (0..self.world).map(|r| r as u32).collect(),
+            },
         };
-        match self.nccl {
-            false => {
-                let peers = free_loopback_ports(self.world)?;
-                Ok((0..self.world)
-                    .map(|r| record(r, BackendRendezvous::Tcp { peers: peers.clone(), listen: None }))
-                    .collect())
-            }
-            true => {
-                let unique_id = nccl_unique_id()?;
-                Ok((0..self.world)
-                    .map(|r| {
-                        record(r, BackendRendezvous::Nccl { unique_id: unique_id.clone(), device: r as u32 })
-                    })
-                    .collect())
-            }
-        }
+        let timeouts = Timeouts { timeout_ms: self.timeout_ms, connect_timeout_ms: self.connect_timeout_ms };
+        Ok(group(&token, timeouts, &meeting))
     }
 
     /// Runs `stage` on every rank; relays rank 0's events into `sink`. Returns when
@@ -384,7 +372,7 @@ pub fn free_loopback_ports(n: usize) -> Result<Vec<String>> {
 #[cfg(feature = "nccl")]
 fn nccl_unique_id() -> Result<String> {
     let id = crate::collective::new_unique_id().map_err(|e| Error::Setup(format!("nccl unique id: {e}")))?;
-    Ok(id.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(scop_core::rendezvous::encode_unique_id(&id))
 }
 
 #[cfg(not(feature = "nccl"))]
