@@ -13,8 +13,7 @@ use scop_proto::v1 as pb;
 pub fn uses_nccl(task: &pb::AssignTask) -> Result<bool, String> {
     let spec = scop_core::spec::JobSpec::from_yaml(&task.spec_yaml)
         .map_err(|e| format!("task {}: its spec: {e}", task.task_id))?;
-    let stage =
-        crate::trainer::stage_of(task.stage()).ok_or_else(|| format!("task {}: no stage", task.task_id))?;
+    let stage = task.stage().domain().ok_or_else(|| format!("task {}: no stage", task.task_id))?;
     Ok(spec.resources.stage_uses_nccl(stage, task.world_size))
 }
 

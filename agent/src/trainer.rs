@@ -7,7 +7,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use scop_core::job_dir::JobDir;
-use scop_core::stage::Stage;
 use scop_proto::v1 as pb;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
@@ -80,19 +79,6 @@ pub fn check_paths(launch: &RankLaunch) -> Result<(), String> {
     roots.check_spec(&spec, &base).map_err(|e| format!("refused before opening any file: {e}"))
 }
 
-/// The domain stage of a `scop.v1.Stage`; `None` for none.
-pub fn stage_of(stage: pb::Stage) -> Option<Stage> {
-    match stage {
-        pb::Stage::Pretrain => Some(Stage::Pretrain),
-        pb::Stage::Knockoff => Some(Stage::Knockoff),
-        pb::Stage::Score => Some(Stage::Score),
-        pb::Stage::Decide => Some(Stage::Decide),
-        pb::Stage::Finetune => Some(Stage::Finetune),
-        pb::Stage::Export => Some(Stage::Export),
-        pb::Stage::Unspecified => None,
-    }
-}
-
 /// The child's command line. The rendezvous record, which carries the job
 /// token, is passed as the path of a file only the agent's user can read,
 /// never inline: argv is visible to every user through `ps`. `plan_path` is
@@ -104,7 +90,7 @@ pub fn command_line(
     plan_path: Option<&Path>,
 ) -> Result<Vec<String>, String> {
     let task = &launch.task;
-    let stage = stage_of(task.stage()).ok_or_else(|| format!("task {}: no stage", task.task_id))?;
+    let stage = task.stage().domain().ok_or_else(|| format!("task {}: no stage", task.task_id))?;
     let mut args = vec![
         "rank".to_owned(),
         "--spec".into(),

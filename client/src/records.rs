@@ -20,22 +20,9 @@ pub fn state_name(state: pb::JobState) -> &'static str {
     }
 }
 
-/// The domain stage of a `scop.v1.Stage`; `None` for no stage.
-pub fn stage_of(stage: pb::Stage) -> Option<Stage> {
-    match stage {
-        pb::Stage::Unspecified => None,
-        pb::Stage::Pretrain => Some(Stage::Pretrain),
-        pb::Stage::Knockoff => Some(Stage::Knockoff),
-        pb::Stage::Score => Some(Stage::Score),
-        pb::Stage::Decide => Some(Stage::Decide),
-        pb::Stage::Finetune => Some(Stage::Finetune),
-        pb::Stage::Export => Some(Stage::Export),
-    }
-}
-
 /// The name of a stage; `None` for no stage.
 pub fn stage_name(stage: pb::Stage) -> Option<&'static str> {
-    stage_of(stage).map(Stage::as_str)
+    stage.domain().map(Stage::as_str)
 }
 
 /// A job.

@@ -7,7 +7,7 @@ use scop_proto::v1 as pb;
 
 pub use scop_core::summary::{Figures, JobSummary};
 
-use crate::records::{stage_name, stage_of};
+use crate::records::stage_name;
 
 /// Reads the summary out of a job's events.
 pub fn from_events(job: &pb::Job, events: &[pb::JobEvent]) -> JobSummary {
@@ -32,7 +32,7 @@ pub fn from_events(job: &pb::Job, events: &[pb::JobEvent]) -> JobSummary {
             }
             Some(pb::job_event::Kind::StageFinished(f)) => {
                 summary.stage_finished(stage_name(f.stage()).unwrap_or("?"), f.seconds);
-                if let Some(stage) = stage_of(f.stage()) {
+                if let Some(stage) = f.stage().domain() {
                     let metrics = f.metrics.iter().map(|(k, v)| (k.clone(), *v)).collect();
                     summary.apply(stage, &metrics);
                 }

@@ -9,6 +9,42 @@ pub mod v1 {
     tonic::include_proto!("scop.v1");
 }
 
+/// The one mapping between the wire's `scop.v1.Stage` and the domain [`Stage`],
+/// so no edge keeps its own table of stages.
+mod stage {
+    use scop_core::stage::Stage;
+
+    use super::v1;
+
+    impl From<Stage> for v1::Stage {
+        fn from(stage: Stage) -> Self {
+            match stage {
+                Stage::Pretrain => Self::Pretrain,
+                Stage::Knockoff => Self::Knockoff,
+                Stage::Score => Self::Score,
+                Stage::Decide => Self::Decide,
+                Stage::Finetune => Self::Finetune,
+                Stage::Export => Self::Export,
+            }
+        }
+    }
+
+    impl v1::Stage {
+        /// The domain stage; `None` for `STAGE_UNSPECIFIED`.
+        pub fn domain(self) -> Option<Stage> {
+            match self {
+                Self::Unspecified => None,
+                Self::Pretrain => Some(Stage::Pretrain),
+                Self::Knockoff => Some(Stage::Knockoff),
+                Self::Score => Some(Stage::Score),
+                Self::Decide => Some(Stage::Decide),
+                Self::Finetune => Some(Stage::Finetune),
+                Self::Export => Some(Stage::Export),
+            }
+        }
+    }
+}
+
 /// The encoded `FileDescriptorSet` of `scop.v1`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("scop_v1_descriptor");
 
@@ -46,6 +82,17 @@ mod tests {
         let set = prost_types_free_names(super::FILE_DESCRIPTOR_SET);
         assert!(set.contains("JobService"), "{set}");
         assert!(set.contains("WorkerService"), "{set}");
+    }
+
+    #[test]
+    fn every_domain_stage_maps_to_its_wire_stage_and_back() {
+        for stage in scop_core::stage::Stage::ALL {
+            let wire = v1::Stage::from(stage);
+            assert_ne!(wire, v1::Stage::Unspecified, "{stage:?}");
+            assert_eq!(wire.as_str_name().to_lowercase(), format!("stage_{}", stage.as_str()));
+            assert_eq!(wire.domain(), Some(stage));
+        }
+        assert_eq!(v1::Stage::Unspecified.domain(), None);
     }
 
     /// The descriptor set is protobuf; service names appear verbatim in it.

@@ -9,14 +9,7 @@ use crate::domain::{
 };
 
 pub fn stage(stage: Stage) -> pb::Stage {
-    match stage {
-        Stage::Pretrain => pb::Stage::Pretrain,
-        Stage::Knockoff => pb::Stage::Knockoff,
-        Stage::Score => pb::Stage::Score,
-        Stage::Decide => pb::Stage::Decide,
-        Stage::Finetune => pb::Stage::Finetune,
-        Stage::Export => pb::Stage::Export,
-    }
+    pb::Stage::from(stage)
 }
 
 /// A scheduler command as the message on the worker's stream.
