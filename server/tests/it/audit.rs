@@ -80,14 +80,17 @@ async fn every_mutating_call_is_an_audit_row_with_its_user() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(loaded, "dave's token was not accepted after SIGHUP");
-    let rows: Vec<(String, String, String)> = server
-        .store
-        .audit_log(100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.user, e.action, e.target))
-        .collect();
+    // The reload's audit row is written just after the new users take effect:
+    // wait for it rather than race it.
+    let mut log = server.store.audit_log(100).await.unwrap();
+    for _ in 0..600 {
+        if log.len() >= 7 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        log = server.store.audit_log(100).await.unwrap();
+    }
+    let rows: Vec<(String, String, String)> = log.into_iter().map(|e| (e.user, e.action, e.target)).collect();
     let row =
         |user: &str, action: &str, target: &str| (user.to_owned(), action.to_owned(), target.to_owned());
     assert_eq!(
