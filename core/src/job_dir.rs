@@ -154,6 +154,42 @@ impl JobDir {
         crate::summary::ExportFigures::read(&self.card())
     }
 
+    /// Hands a sweep's shared stage outputs to one of its branches: every file
+    /// directly in each of `stages`' folders (weights, architecture, score
+    /// statistics, stage metrics; not the checkpoints) appears in the branch's
+    /// folder of the same name, hard-linked where the file system allows and
+    /// copied otherwise. Files the branch already has are kept, so handing
+    /// twice (after a restart) changes nothing. Returns how many files it added.
+    pub fn share_outputs(&self, branch: &JobDir, stages: &[Stage]) -> Result<usize> {
+        let mut added = 0;
+        for &stage in stages {
+            let from = self.stage_dir(stage);
+            let into = branch.stage_dir(stage);
+            let entries = std::fs::read_dir(&from).map_err(io(&from))?;
+            std::fs::create_dir_all(&into).map_err(io(&into))?;
+            for entry in entries {
+                let entry = entry.map_err(io(&from))?;
+                let source = entry.path();
+                if !entry.file_type().map_err(io(&source))?.is_file() {
+                    continue;
+                }
+                let target = into.join(entry.file_name());
+                if target.exists() {
+                    continue;
+                }
+                // Through a temporary name, so a crash never leaves half a file under the real one.
+                let partial = into.join(format!(".{}.partial", entry.file_name().to_string_lossy()));
+                let _ = std::fs::remove_file(&partial);
+                if std::fs::hard_link(&source, &partial).is_err() {
+                    std::fs::copy(&source, &partial).map_err(io(&source))?;
+                }
+                std::fs::rename(&partial, &target).map_err(io(&target))?;
+                added += 1;
+            }
+        }
+        Ok(added)
+    }
+
     /// A finished stage's metrics, as the stage wrote them.
     pub fn read_stage_metrics<T: serde::de::DeserializeOwned>(&self, stage: impl AsRef<str>) -> Result<T> {
         let path = self.stage_metrics(stage);
@@ -234,5 +270,25 @@ mod tests {
         std::fs::write(dir.stage_metrics(Stage::Knockoff), "{").unwrap();
         let err = dir.read_stage_metrics::<serde_json::Value>(Stage::Knockoff).unwrap_err().to_string();
         assert!(err.contains("knockoff/metrics.json: not stage metrics"), "{err}");
+    }
+
+    #[test]
+    fn a_branch_gets_the_shared_outputs_once_without_the_checkpoints() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sweep = JobDir::new(tmp.path().join("sweep"));
+        let branch = JobDir::new(tmp.path().join("branch"));
+        std::fs::create_dir_all(sweep.checkpoints(Stage::Knockoff)).unwrap();
+        std::fs::write(sweep.model(Stage::Knockoff), b"weights").unwrap();
+        std::fs::write(sweep.statistics(), b"{}\n").unwrap();
+        std::fs::write(sweep.checkpoints(Stage::Knockoff).join("step-1.safetensors"), b"ckpt").unwrap();
+        assert_eq!(sweep.share_outputs(&branch, &[Stage::Knockoff]).unwrap(), 2);
+        assert_eq!(std::fs::read(branch.model(Stage::Knockoff)).unwrap(), b"weights");
+        assert_eq!(std::fs::read(branch.statistics()).unwrap(), b"{}\n");
+        assert!(!branch.checkpoints(Stage::Knockoff).exists());
+        // Again (a restart): nothing added, nothing changed.
+        assert_eq!(sweep.share_outputs(&branch, &[Stage::Knockoff]).unwrap(), 0);
+        // A stage the sweep never ran is an error naming its folder.
+        let err = sweep.share_outputs(&branch, &[Stage::Pretrain]).unwrap_err().to_string();
+        assert!(err.contains("pretrain"), "{err}");
     }
 }

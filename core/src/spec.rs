@@ -12,7 +12,9 @@ use crate::error::{Error, FieldError, Result};
 
 mod duration;
 mod shape;
+mod sweep;
 pub use duration::SpecDuration;
+pub use sweep::{CANDIDATE_NAME_CHARS, Candidate, MAX_CANDIDATES};
 
 /// A whole pruning job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +49,10 @@ pub struct JobSpec {
     /// How often a failed stage is retried from its last checkpoint.
     #[serde(default = "default_max_restarts")]
     pub max_restarts: u32,
+    /// Candidates to prune and finetune side by side from one pretrain and one
+    /// knockoff; empty for a job with the one candidate `prune` describes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweep: Vec<Candidate>,
 }
 
 fn default_max_restarts() -> u32 {
@@ -711,6 +717,7 @@ impl JobSpec {
                 format!("must not contain control characters, got {experiment:?}"),
             );
         }
+        self.validate_sweep(&mut check);
         self.check_upper_bounds(&mut check);
         if errors.is_empty() { Ok(()) } else { Err(Error::Invalid(errors)) }
     }

@@ -51,6 +51,7 @@ impl JobSpec {
     ///   (serde's defaults, and `prune.round_to` as the raw text decided it);
     /// - `model.input_size` and `model.in_channels` filled in
     ///   ([`JobSpec::input_size`], [`JobSpec::in_channels`]);
+    /// - every `sweep` candidate written out whole ([`JobSpec::candidates`]);
     /// - paths as the submitter sent them: `scopctl` and the Python client
     ///   resolve relative ones against the spec file's folder; the coordinator
     ///   has no folder of its own to resolve them against.
@@ -60,6 +61,7 @@ impl JobSpec {
         let mut spec = self.clone();
         spec.model.input_size = Some(self.input_size());
         spec.model.in_channels = Some(self.in_channels());
+        spec.sweep = self.candidates();
         spec
     }
 

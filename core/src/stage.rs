@@ -1,5 +1,7 @@
 //! The stages of a job and the order a spec implies:
-//! `pretrain? → knockoff|score → decide → finetune → export`.
+//! `pretrain? → knockoff|score → decide → finetune → export`, or for a sweep
+//! `pretrain? → knockoff? → sweep`, whose candidates each run as a branch:
+//! `score? → decide → finetune → export`.
 //!
 //! The one place stage names are written. The coordinator stores and schedules
 //! [`Stage`]s, the worker runs them and names their directories after them, and
@@ -23,12 +25,22 @@ pub enum Stage {
     Decide,
     Finetune,
     Export,
+    /// A sweep's last stage, run by the coordinator: one branch job per
+    /// candidate, each deciding, finetuning and exporting; it ends when they all have.
+    Sweep,
 }
 
 impl Stage {
     /// Every stage, in running order.
-    pub const ALL: [Stage; 6] =
-        [Stage::Pretrain, Stage::Knockoff, Stage::Score, Stage::Decide, Stage::Finetune, Stage::Export];
+    pub const ALL: [Stage; 7] = [
+        Stage::Pretrain,
+        Stage::Knockoff,
+        Stage::Score,
+        Stage::Decide,
+        Stage::Finetune,
+        Stage::Export,
+        Stage::Sweep,
+    ];
 
     /// The stage's name as stored, logged, printed and used for its directory.
     pub const fn as_str(self) -> &'static str {
@@ -39,6 +51,7 @@ impl Stage {
             Stage::Decide => "decide",
             Stage::Finetune => "finetune",
             Stage::Export => "export",
+            Stage::Sweep => "sweep",
         }
     }
 
@@ -48,9 +61,10 @@ impl Stage {
     }
 
     /// Stages that run on worker ranks; `decide` runs where the plan is decided
-    /// (inside the coordinator, or in `scop-worker run`'s own process).
+    /// (inside the coordinator, or in `scop-worker run`'s own process), and
+    /// `sweep` only waits for its branches.
     pub fn runs_on_workers(self) -> bool {
-        self != Stage::Decide
+        !matches!(self, Stage::Decide | Stage::Sweep)
     }
 
     /// Whether the stage sends the score statistics `decide` ranks channels by.
@@ -84,28 +98,55 @@ impl std::str::FromStr for Stage {
     }
 }
 
-/// The stages one job runs, decided from its spec: a line today, each stage
-/// depending on the one before it. Exactly one stage of the line scores the
+/// The stages one job runs, decided from its spec: a line, each stage
+/// depending on the one before it. At most one stage of the line scores the
 /// channels ([`StagePlan::scoring`]): `knockoff` for `prune.criterion: scop`,
-/// `score` for every other criterion.
+/// `score` for every other criterion. A sweep's line ends in `sweep`, which
+/// forks one branch per candidate ([`StagePlan::branch`]); a branch's line
+/// starts after the stages its sweep ran for it, so the graph of a sweep is
+/// its own line, then its branches' lines side by side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StagePlan(Vec<Stage>);
 
 impl StagePlan {
     /// `pretrain` only when the spec asks for it; `knockoff` when the criterion
     /// needs it, else `score`; then decide, finetune and export.
+    /// For a sweep: `pretrain` when asked for, `knockoff` when a candidate
+    /// needs it, then `sweep`.
     pub fn for_spec(spec: &JobSpec) -> Self {
         let mut stages = Vec::with_capacity(5);
         if spec.pretrain.is_some() {
             stages.push(Stage::Pretrain);
+        }
+        if spec.is_sweep() {
+            if spec.needs_knockoff() {
+                stages.push(Stage::Knockoff);
+            }
+            stages.push(Stage::Sweep);
+            return StagePlan(stages);
         }
         let scoring = if spec.prune.criterion.needs_knockoff() { Stage::Knockoff } else { Stage::Score };
         stages.extend([scoring, Stage::Decide, Stage::Finetune, Stage::Export]);
         StagePlan(stages)
     }
 
+    /// The line of a sweep's branch, from the branch's spec
+    /// ([`JobSpec::candidate_spec`]): the candidate's line without the stages
+    /// the sweep ran for every branch (`pretrain`, `knockoff`), whose outputs
+    /// the branch starts from.
+    pub fn branch(candidate: &JobSpec) -> Self {
+        let shared = [Stage::Pretrain, Stage::Knockoff];
+        StagePlan(Self::for_spec(candidate).0.into_iter().filter(|s| !shared.contains(s)).collect())
+    }
+
+    /// Whether the line runs `stage` itself.
+    pub fn contains(&self, stage: Stage) -> bool {
+        self.0.contains(&stage)
+    }
+
     /// The stage whose score statistics `decide` uses and whose weights finetune
-    /// prunes: `knockoff` or `score`.
+    /// prunes: `knockoff` or `score`. A branch of a sweep that scores by
+    /// knockoff uses its sweep's `knockoff` stage, which its own line lacks.
     pub fn scoring(&self) -> Stage {
         self.0.iter().copied().find(|s| s.scores_channels()).unwrap_or(Stage::Knockoff)
     }
@@ -175,9 +216,10 @@ mod tests {
         }
         assert_eq!(
             "prune".parse::<Stage>().unwrap_err(),
-            "unknown stage \"prune\"; expected one of pretrain, knockoff, score, decide, finetune, export"
+            "unknown stage \"prune\"; expected one of pretrain, knockoff, score, decide, finetune, export, sweep"
         );
         assert!(!Stage::Decide.runs_on_workers() && Stage::Export.runs_on_workers());
+        assert!(!Stage::Sweep.runs_on_workers());
     }
 
     #[test]
@@ -211,5 +253,31 @@ mod tests {
         }
         assert!(Stage::Score.runs_on_workers() && Stage::Score.scores_channels());
         assert!(!Stage::Finetune.scores_channels());
+    }
+
+    #[test]
+    fn a_sweep_runs_the_shared_stages_then_one_line_per_candidate() {
+        let sweep = |candidates: &str| {
+            JobSpec::from_yaml(&format!(
+                "model: {{arch: resnet20, num_classes: 10}}\n\
+                 data: {{format: idx, root: data}}\n\
+                 pretrain: {{epochs: 1, batch_size: 8}}\n\
+                 finetune: {{epochs: 1, batch_size: 8}}\n\
+                 sweep: {candidates}\n"
+            ))
+            .unwrap()
+        };
+        let mixed = sweep("[{criterion: scop, rate: 0.45}, {criterion: l1, rate: 0.45}]");
+        assert_eq!(StagePlan::for_spec(&mixed).to_stored(), "pretrain,knockoff,sweep");
+        let scop = StagePlan::branch(&mixed.candidate_spec("scop-0.45").unwrap());
+        assert_eq!(scop.to_stored(), "decide,finetune,export");
+        assert!(!scop.contains(Stage::Knockoff));
+        assert_eq!(scop.scoring(), Stage::Knockoff, "a SCOP branch decides from its sweep's knockoff");
+        let l1 = StagePlan::branch(&mixed.candidate_spec("l1-0.45").unwrap());
+        assert_eq!(l1.to_stored(), "score,decide,finetune,export");
+        assert_eq!(l1.scoring(), Stage::Score);
+
+        let without_knockoff = sweep("[{criterion: l1, rate: 0.45}, {criterion: random, rate: 0.7}]");
+        assert_eq!(StagePlan::for_spec(&without_knockoff).to_stored(), "pretrain,sweep");
     }
 }

@@ -25,6 +25,7 @@ mod stage {
                 Stage::Decide => Self::Decide,
                 Stage::Finetune => Self::Finetune,
                 Stage::Export => Self::Export,
+                Stage::Sweep => Self::Sweep,
             }
         }
     }
@@ -40,6 +41,7 @@ mod stage {
                 Self::Decide => Some(Stage::Decide),
                 Self::Finetune => Some(Stage::Finetune),
                 Self::Export => Some(Stage::Export),
+                Self::Sweep => Some(Stage::Sweep),
             }
         }
     }

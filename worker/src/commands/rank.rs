@@ -21,12 +21,15 @@ use crate::stages::ddp::GroupReplicas;
 use crate::stages::{StageContext, export, finetune, knockoff, pretrain, score};
 
 const DECIDE_ON_A_RANK: &str = "decide runs in the coordinator or `scop-worker run`, not on a rank";
+const SWEEP_ON_A_RANK: &str =
+    "sweep forks branch jobs in the coordinator or `scop-worker run`, not on a rank";
 
 /// A stage a rank process can run: every stage but decide, which runs where the
 /// plan is decided (the launching process or the coordinator).
 pub fn rank_stage(name: &str) -> Result<Stage, String> {
     match name.parse::<Stage>()? {
         Stage::Decide => Err(DECIDE_ON_A_RANK.to_owned()),
+        Stage::Sweep => Err(SWEEP_ON_A_RANK.to_owned()),
         stage => Ok(stage),
     }
 }
@@ -252,6 +255,9 @@ pub fn run_stage(
         }
         Stage::Decide => {
             return Err(crate::stages::Error::Input(DECIDE_ON_A_RANK.to_owned()));
+        }
+        Stage::Sweep => {
+            return Err(crate::stages::Error::Input(SWEEP_ON_A_RANK.to_owned()));
         }
         Stage::Finetune => {
             let plan = ctx.plan()?;

@@ -68,6 +68,14 @@ impl Runner {
 
 /// Runs the whole job; returns the figures of the summary table.
 pub fn run_job(spec: &JobSpec, options: &RunOptions) -> Result<JobSummary> {
+    if spec.is_sweep() {
+        return Err(Error::Stage(crate::stages::Error::Input(format!(
+            "the spec is a sweep of {} candidates; sweeps run through the coordinator (`scopctl submit` \
+             to scopd, or `scopd standalone`), which finetunes them side by side. `scop-worker run` runs \
+             one job: leave `sweep` out and set the candidate's `prune` fields",
+            spec.sweep.len()
+        ))));
+    }
     let mut spec = spec.clone();
     if let Some(dir) = &options.output {
         spec.output.dir = dir.clone();

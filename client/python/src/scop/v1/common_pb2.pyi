@@ -26,6 +26,7 @@ class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STAGE_FINETUNE: _ClassVar[Stage]
     STAGE_EXPORT: _ClassVar[Stage]
     STAGE_SCORE: _ClassVar[Stage]
+    STAGE_SWEEP: _ClassVar[Stage]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
@@ -39,6 +40,7 @@ STAGE_DECIDE: Stage
 STAGE_FINETUNE: Stage
 STAGE_EXPORT: Stage
 STAGE_SCORE: Stage
+STAGE_SWEEP: Stage
 
 class UnitStatistics(_message.Message):
     __slots__ = ("unit", "beta", "gamma_abs", "score")

@@ -46,7 +46,7 @@ class GetJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("state", "labels", "page_size", "page_token", "full_view", "owner")
+    __slots__ = ("state", "labels", "page_size", "page_token", "full_view", "owner", "parent_id")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -60,13 +60,15 @@ class ListJobsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     FULL_VIEW_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
     state: _common_pb2.JobState
     labels: _containers.ScalarMap[str, str]
     page_size: int
     page_token: str
     full_view: bool
     owner: str
-    def __init__(self, state: _Optional[_Union[_common_pb2.JobState, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., full_view: _Optional[bool] = ..., owner: _Optional[str] = ...) -> None: ...
+    parent_id: str
+    def __init__(self, state: _Optional[_Union[_common_pb2.JobState, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., full_view: _Optional[bool] = ..., owner: _Optional[str] = ..., parent_id: _Optional[str] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ("jobs", "next_page_token")
@@ -171,7 +173,7 @@ class ScoreStatisticsResponse(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., epoch: _Optional[int] = ..., units: _Optional[_Iterable[_Union[_common_pb2.UnitStatistics, _Mapping]]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "state", "stage", "spec_yaml", "labels", "priority", "created_at_ms", "updated_at_ms", "error", "request_id", "attempt", "last_sequence", "owner", "queued_reason", "name")
+    __slots__ = ("id", "state", "stage", "spec_yaml", "labels", "priority", "created_at_ms", "updated_at_ms", "error", "request_id", "attempt", "last_sequence", "owner", "queued_reason", "name", "parent_id", "candidate")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -194,6 +196,8 @@ class Job(_message.Message):
     OWNER_FIELD_NUMBER: _ClassVar[int]
     QUEUED_REASON_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: _common_pb2.JobState
     stage: _common_pb2.Stage
@@ -209,7 +213,9 @@ class Job(_message.Message):
     owner: str
     queued_reason: str
     name: str
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.JobState, str]] = ..., stage: _Optional[_Union[_common_pb2.Stage, str]] = ..., spec_yaml: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., error: _Optional[str] = ..., request_id: _Optional[str] = ..., attempt: _Optional[int] = ..., last_sequence: _Optional[int] = ..., owner: _Optional[str] = ..., queued_reason: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+    parent_id: str
+    candidate: str
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.JobState, str]] = ..., stage: _Optional[_Union[_common_pb2.Stage, str]] = ..., spec_yaml: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., error: _Optional[str] = ..., request_id: _Optional[str] = ..., attempt: _Optional[int] = ..., last_sequence: _Optional[int] = ..., owner: _Optional[str] = ..., queued_reason: _Optional[str] = ..., name: _Optional[str] = ..., parent_id: _Optional[str] = ..., candidate: _Optional[str] = ...) -> None: ...
 
 class WhoAmIRequest(_message.Message):
     __slots__ = ()
