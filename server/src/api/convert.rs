@@ -90,6 +90,8 @@ pub fn job(job: Job) -> pb::Job {
         owner: job.owner,
         queued_reason: String::new(),
         name: job.name,
+        parent_id: job.parent_id.unwrap_or_default(),
+        candidate: job.candidate,
     }
 }
 

@@ -189,6 +189,11 @@ impl pb::job_service_server::JobService for JobApi {
             state: convert::state_filter(state),
             labels: validation::labels("labels", request.labels)?,
             owner: Some(request.owner).filter(|owner| !owner.is_empty()),
+            parent_id: if request.parent_id.is_empty() {
+                None
+            } else {
+                Some(validation::id("parent_id", &request.parent_id)?.to_owned())
+            },
         };
         let after = validation::page_token(&request.page_token)?;
         let page = self.store.list_jobs(filter, validation::page_size(request.page_size), after).await?;

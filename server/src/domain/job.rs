@@ -134,6 +134,10 @@ pub struct Job {
     pub owner: String,
     /// The spec's `name`; empty if it has none (or for jobs from before it was kept).
     pub name: String,
+    /// For a branch of a sweep: the sweep job.
+    pub parent_id: Option<String>,
+    /// For a branch of a sweep: its candidate's name; empty otherwise.
+    pub candidate: String,
 }
 
 /// What a submission asks the store to create.

@@ -29,10 +29,12 @@ use self::rendezvous::Transport;
 pub use self::reports::RankReport;
 pub use self::wake::Wake;
 use crate::artifacts::{ArtifactStore, LocalArtifacts};
-use crate::domain::{Assignment, Attempt, Job, JobState, NewAttempt, Stage, WorkerCommand, WorkerState};
+use crate::domain::{
+    Assignment, Attempt, Job, JobState, NewAttempt, NewJob, Stage, StagePlan, WorkerCommand, WorkerState,
+};
 use crate::error::{Error, Result};
 use crate::shutdown::Shutdown;
-use crate::store::{AttemptOutcome, Store, now_ms};
+use crate::store::{AttemptOutcome, NewBranch, Store, now_ms};
 
 /// Rank reports buffered between the worker port and the scheduler.
 pub const REPORTS: usize = 1024;
@@ -236,8 +238,26 @@ impl Scheduler {
             self.next_stage(job, stage).await?;
             return Ok(None);
         }
+        if job.state == JobState::Queued && !stage.runs_on_workers() {
+            // A line that starts in the coordinator (a sweep's branch starts
+            // with decide; a sweep without pretrain or knockoff with sweep).
+            if let Err(reason) = self.take_shared_outputs(job).await? {
+                return self.fail_job(job, reason).await.map(|()| None);
+            }
+            let job = match self.transition_job(&job.id, JobState::Running(stage), None).await {
+                Ok(job) => job,
+                // A cancel won the race.
+                Err(Error::Transition { .. }) => return Ok(None),
+                Err(other) => return Err(other),
+            };
+            return Box::pin(self.advance(&job, workers, live)).await;
+        }
         if stage == Stage::Decide {
             self.decide(job, &spec).await?;
+            return Ok(None);
+        }
+        if stage == Stage::Sweep {
+            self.sweep(job, &spec).await?;
             return Ok(None);
         }
         let world = if stage == Stage::Export { 1 } else { spec.resources.world_size.max(1) };
@@ -245,6 +265,10 @@ impl Scheduler {
         let free = placement::free_slots_of_kind(workers, live, kind);
         let Some(placed) = placement::place(world, &free) else { return Ok(None) };
         if job.state == JobState::Queued {
+            if let Err(reason) = self.take_shared_outputs(job).await? {
+                self.fail_job(job, reason).await?;
+                return Ok(None);
+            }
             self.transition_job(&job.id, JobState::Running(stage), None).await?;
         }
         let resume_from =
@@ -254,6 +278,66 @@ impl Scheduler {
         let (attempt, _) = self.store.create_attempt(new).await?;
         self.dispatch(job, &spec, attempt.clone()).await?;
         Ok(Some(attempt))
+    }
+
+    /// A sweep's last stage. On its first pass it forks one branch job per
+    /// candidate (a restart finds the ones it made); later passes wait until
+    /// every branch has ended. The sweep then succeeds when any branch did —
+    /// the branches that failed are in its events and in the branch jobs —
+    /// and fails, naming each branch's reason, when none did.
+    async fn sweep(&mut self, job: &Job, spec: &JobSpec) -> Result<()> {
+        let candidates = spec.candidates();
+        let mut branches = self.store.branches(&job.id).await?;
+        if branches.len() < candidates.len() {
+            let mut new = Vec::with_capacity(candidates.len());
+            for name in candidates.iter().filter_map(|c| c.name.clone()) {
+                let Some(branch) = spec.candidate_spec(&name) else { continue };
+                new.push(NewBranch {
+                    job: NewJob {
+                        stages: StagePlan::branch(&branch),
+                        spec_yaml: branch.normalised_yaml(),
+                        labels: job.labels.clone(),
+                        priority: job.priority,
+                        request_id: None,
+                        owner: job.owner.clone(),
+                        world_size: branch.resources.world_size,
+                        name: branch.name.clone().unwrap_or_default(),
+                    },
+                    candidate: name,
+                });
+            }
+            branches = self.store.fork_branches(&job.id, new).await?;
+            tracing::info!(job_id = %job.id, branches = branches.len(), "sweep forked its branches");
+            self.wake.wake();
+        }
+        if branches.iter().any(|b| !b.state.is_terminal()) {
+            return Ok(());
+        }
+        let succeeded = branches.iter().filter(|b| b.state == JobState::Succeeded).count();
+        if succeeded > 0 {
+            tracing::info!(job_id = %job.id, succeeded, branches = branches.len(), "sweep finished");
+            return self.next_stage(job, Stage::Sweep).await;
+        }
+        let reasons: Vec<String> = branches
+            .iter()
+            .map(|b| format!("{}: {}", b.candidate, b.error.as_deref().unwrap_or("no reason recorded")))
+            .collect();
+        self.fail_job(job, format!("every branch of the sweep failed; {}", reasons.join("; "))).await
+    }
+
+    /// Before a sweep's branch starts: the outputs of the stages its sweep ran
+    /// for it (pretrain, knockoff), into the branch's own job directory, where
+    /// its stages look for them. A job that is no branch needs nothing.
+    async fn take_shared_outputs(&self, job: &Job) -> Result<std::result::Result<(), String>> {
+        let Some(parent) = &job.parent_id else { return Ok(Ok(())) };
+        let sweep = self.store.get_job(parent).await?;
+        let shared: Vec<Stage> =
+            sweep.stages.stages().iter().copied().filter(|s| s.runs_on_workers()).collect();
+        let from = JobDir::new(self.artifacts.job_dir(parent));
+        Ok(from
+            .share_outputs(&JobDir::new(self.artifacts.job_dir(&job.id)), &shared)
+            .map(drop)
+            .map_err(|e| format!("the outputs of sweep {parent} cannot be handed to this branch: {e}")))
     }
 
     /// `job`'s spec, parsed on first use and kept while the job moves.
@@ -386,14 +470,19 @@ impl Scheduler {
     /// the reason.
     async fn decide(&mut self, job: &Job, spec: &JobSpec) -> Result<()> {
         let scoring = job.stages.scoring();
-        let attempts = self.store.stage_attempts(&job.id, scoring).await?;
+        // A sweep's branch that scores by knockoff decides from its sweep's knockoff.
+        let source = match &job.parent_id {
+            Some(parent) if !job.stages.contains(scoring) => parent.clone(),
+            _ => job.id.clone(),
+        };
+        let attempts = self.store.stage_attempts(&source, scoring).await?;
         let succeeded = attempts.iter().rev().find(|a| a.state == crate::domain::AttemptState::Succeeded);
-        let received = self.store.statistics_sources(&job.id).await?;
+        let received = self.store.statistics_sources(&source).await?;
         let final_epoch = spec.final_statistics_epoch();
         if let Err(reason) = decide::check_final_statistics(scoring, final_epoch, succeeded, &received) {
             return self.fail_job(job, reason).await;
         }
-        let Some((epoch, units)) = self.store.score_statistics(&job.id, Some(final_epoch)).await? else {
+        let Some((epoch, units)) = self.store.score_statistics(&source, Some(final_epoch)).await? else {
             let reason = format!("decide: the score statistics of {scoring} epoch {final_epoch} are gone");
             return self.fail_job(job, reason).await;
         };

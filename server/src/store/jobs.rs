@@ -11,7 +11,8 @@ use crate::domain::{EventKind, Job, JobEvent, JobState, NewJob, Stage, StagePlan
 use crate::error::{Error, Result};
 
 const JOB_COLUMNS: &str = "id, state, stage, stages, spec_yaml, labels_json, priority, request_id, \
-                           created_at_ms, updated_at_ms, error, attempt, last_sequence, seq, owner, name";
+                           created_at_ms, updated_at_ms, error, attempt, last_sequence, seq, owner, name, \
+                           parent_id, candidate";
 
 /// Which jobs `list_jobs` returns.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -22,6 +23,8 @@ pub struct JobFilter {
     pub labels: BTreeMap<String, String>,
     /// Only jobs submitted by this user.
     pub owner: Option<String>,
+    /// Only the branches of this sweep.
+    pub parent_id: Option<String>,
 }
 
 /// One page of jobs, newest first.
@@ -112,6 +115,10 @@ impl Store {
                 values.push(owner.clone().into());
                 sql.push_str(&format!(" AND j.owner = ?{}", values.len()));
             }
+            if let Some(parent) = &filter.parent_id {
+                values.push(parent.clone().into());
+                sql.push_str(&format!(" AND j.parent_id = ?{}", values.len()));
+            }
             for (key, value) in &filter.labels {
                 values.push(key.clone().into());
                 values.push(value.clone().into());
@@ -180,41 +187,151 @@ impl Store {
         let (job, event) = self
             .call(move |conn| {
                 let tx = conn.transaction()?;
-                let result = transition_in(&tx, &id, to, reason)?;
+                let (job, event) = transition_in(&tx, &id, to, reason)?;
+                let parent_event = branch_ended_in(&tx, &job)?;
                 tx.commit()?;
-                Ok(result)
+                Ok((job, event, parent_event))
             })
-            .await?;
+            .await
+            .map(|(job, event, parent_event)| {
+                if let Some((parent, sequence)) = parent_event {
+                    self.hub().notify(&parent, sequence);
+                }
+                (job, event)
+            })?;
         self.hub().notify(&job.id, event.sequence);
         Ok((job, event))
     }
 
-    /// Cancels a job that has not ended, with its live attempts; a job that
-    /// already ended is returned unchanged.
+    /// Cancels a job that has not ended, with its live attempts and, for a
+    /// sweep, every branch that has not ended, all in one transaction; a job
+    /// that already ended is returned unchanged.
     pub async fn cancel_job(&self, id: &str, reason: String) -> Result<Job> {
         let id = id.to_owned();
-        let (job, event) = self
+        let (job, events) = self
             .call(move |conn| {
                 let tx = conn.transaction()?;
                 let job = load_job(&tx, &id)?;
                 if job.state.is_terminal() {
-                    return Ok((job, None));
+                    return Ok((job, Vec::new()));
                 }
-                let now = now_ms();
-                tx.prepare_cached(
-                    "UPDATE attempts SET state = 'cancelled', finished_at_ms = ?2, error = ?3 \
-                     WHERE job_id = ?1 AND state IN ('pending', 'running')",
-                )?
-                .execute(params![id, now, reason])?;
-                let (job, event) = transition_in(&tx, &id, JobState::Cancelled, Some(reason))?;
+                let mut events = Vec::new();
+                let branches: Vec<String> = tx
+                    .prepare_cached(
+                        "SELECT id FROM jobs WHERE parent_id = ?1 AND state IN ('queued', 'running') ORDER BY seq",
+                    )?
+                    .query_map([&id], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                for branch in branches {
+                    let why = format!("its sweep {id} was cancelled: {reason}");
+                    let (_, event) = cancel_in(&tx, &branch, why)?;
+                    events.push((branch, event.sequence));
+                }
+                let (job, event) = cancel_in(&tx, &id, reason)?;
+                events.push((id.clone(), event.sequence));
+                if let Some(parent_event) = branch_ended_in(&tx, &job)? {
+                    events.push(parent_event);
+                }
                 tx.commit()?;
-                Ok((job, Some(event)))
+                Ok((job, events))
             })
             .await?;
-        if let Some(event) = event {
-            self.hub().notify(&job.id, event.sequence);
+        for (job_id, sequence) in events {
+            self.hub().notify(&job_id, sequence);
         }
         Ok(job)
+    }
+
+    /// Creates the branches of sweep `parent` that do not exist yet, one queued
+    /// job per candidate, in one transaction; a branch that exists (created
+    /// before a restart) is kept as it is. Returns every branch, in candidate order.
+    pub async fn fork_branches(&self, parent: &str, branches: Vec<NewBranch>) -> Result<Vec<Job>> {
+        let parent = parent.to_owned();
+        let (jobs, created) = self
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let sweep = load_job(&tx, &parent)?;
+                let mut jobs = Vec::with_capacity(branches.len());
+                let mut created = Vec::new();
+                for branch in branches {
+                    let existing: Option<String> = tx
+                        .prepare_cached("SELECT id FROM jobs WHERE parent_id = ?1 AND candidate = ?2")?
+                        .query_row(params![parent, branch.candidate], |r| r.get(0))
+                        .optional()?;
+                    let id = match existing {
+                        Some(id) => id,
+                        None => {
+                            let id = new_id();
+                            let now = now_ms();
+                            let new = branch.job;
+                            let labels_json = serde_json::to_string(&new.labels)
+                                .map_err(|e| Error::corrupt("jobs", &id, e))?;
+                            tx.prepare_cached(
+                                "INSERT INTO jobs (id, request_id, state, stage, stages, spec_yaml, labels_json, \
+                                 priority, created_at_ms, updated_at_ms, owner, world_size, name, parent_id, candidate) \
+                                 VALUES (?1, NULL, 'queued', NULL, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11)",
+                            )?
+                            .execute(params![
+                                id,
+                                new.stages.to_stored(),
+                                new.spec_yaml,
+                                labels_json,
+                                new.priority,
+                                now,
+                                new.owner,
+                                new.world_size,
+                                new.name,
+                                parent,
+                                branch.candidate
+                            ])?;
+                            for (key, value) in &new.labels {
+                                tx.prepare_cached("INSERT INTO job_labels (job_id, key, value) VALUES (?1, ?2, ?3)")?
+                                    .execute(params![id, key, value])?;
+                            }
+                            for (position, stage) in new.stages.stages().iter().enumerate() {
+                                tx.prepare_cached(
+                                    "INSERT INTO stages (job_id, stage, position, state) VALUES (?1, ?2, ?3, 'pending')",
+                                )?
+                                .execute(params![id, stage.as_str(), position])?;
+                            }
+                            let queued = EventKind::StateChanged { from: None, to: JobState::Queued, reason: None };
+                            let event = append_in(&tx, &id, queued, now)?;
+                            created.push((id.clone(), event.sequence));
+                            id
+                        }
+                    };
+                    jobs.push(load_job(&tx, &id)?);
+                }
+                if !created.is_empty() {
+                    let names: Vec<&str> = jobs.iter().map(|j| j.candidate.as_str()).collect();
+                    let message = format!("{} branch(es) queued: {}", created.len(), names.join(", "));
+                    let stage = sweep.stage.unwrap_or(Stage::Sweep);
+                    let notice = EventKind::Notice { stage, attempt: 0, message };
+                    let event = append_in(&tx, &parent, notice, now_ms())?;
+                    created.push((parent.clone(), event.sequence));
+                }
+                tx.commit()?;
+                Ok((jobs, created))
+            })
+            .await?;
+        for (job_id, sequence) in created {
+            self.hub().notify(&job_id, sequence);
+        }
+        Ok(jobs)
+    }
+
+    /// The branches of sweep `parent`, in the order they were created.
+    pub async fn branches(&self, parent: &str) -> Result<Vec<Job>> {
+        let parent = parent.to_owned();
+        self.read(move |conn| {
+            let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE parent_id = ?1 ORDER BY seq ASC");
+            let mut statement = conn.prepare_cached(&sql)?;
+            let raws = statement
+                .query_map([&parent], RawJob::from_row)?
+                .collect::<rusqlite::Result<Vec<RawJob>>>()?;
+            raws.into_iter().map(RawJob::into_job).collect()
+        })
+        .await
     }
 
     /// What `owner` has queued and running now, for quota admission.
@@ -265,6 +382,44 @@ impl Store {
         })
         .await
     }
+}
+
+/// One branch of a sweep, for [`Store::fork_branches`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewBranch {
+    pub candidate: String,
+    pub job: NewJob,
+}
+
+/// Cancels one job that has not ended and its live attempts, inside the caller's transaction.
+fn cancel_in(conn: &Connection, id: &str, reason: String) -> Result<(Job, JobEvent)> {
+    conn.prepare_cached(
+        "UPDATE attempts SET state = 'cancelled', finished_at_ms = ?2, error = ?3 \
+         WHERE job_id = ?1 AND state IN ('pending', 'running')",
+    )?
+    .execute(params![id, now_ms(), reason])?;
+    transition_in(conn, id, JobState::Cancelled, Some(reason))
+}
+
+/// When `job` is a branch of a sweep that just ended, tells the sweep in a
+/// notice (unless the sweep itself has ended). Returns the sweep's id and the
+/// notice's sequence, for the caller to wake its watchers after the commit.
+fn branch_ended_in(conn: &Connection, job: &Job) -> Result<Option<(String, u64)>> {
+    let Some(parent) = &job.parent_id else { return Ok(None) };
+    if !job.state.is_terminal() {
+        return Ok(None);
+    }
+    let sweep = load_job(conn, parent)?;
+    if sweep.state.is_terminal() {
+        return Ok(None);
+    }
+    let message = match &job.error {
+        Some(why) => format!("branch {} ({}) {}: {why}", job.candidate, job.id, job.state),
+        None => format!("branch {} ({}) {}", job.candidate, job.id, job.state),
+    };
+    let notice = EventKind::Notice { stage: sweep.stage.unwrap_or(Stage::Sweep), attempt: 0, message };
+    let event = append_in(conn, parent, notice, now_ms())?;
+    Ok(Some((parent.clone(), event.sequence)))
 }
 
 /// The transition itself, inside the caller's transaction.
@@ -345,6 +500,8 @@ struct RawJob {
     seq: i64,
     owner: String,
     name: String,
+    parent_id: Option<String>,
+    candidate: String,
 }
 
 impl RawJob {
@@ -366,6 +523,8 @@ impl RawJob {
             seq: row.get(13)?,
             owner: row.get(14)?,
             name: row.get(15)?,
+            parent_id: row.get(16)?,
+            candidate: row.get(17)?,
         })
     }
 
@@ -399,6 +558,8 @@ impl RawJob {
             last_sequence: self.last_sequence,
             owner: self.owner,
             name: self.name,
+            parent_id: self.parent_id,
+            candidate: self.candidate,
         })
     }
 }

@@ -41,7 +41,7 @@ use crate::error::{Error, Result};
 
 pub use events::EVENT_PAGE;
 pub use hub::EventHub;
-pub use jobs::{JobCounts, JobFilter, JobPage};
+pub use jobs::{JobCounts, JobFilter, JobPage, NewBranch};
 
 /// Closures the store thread runs; each answers on its own oneshot.
 type Call = Box<dyn FnOnce(&mut Connection) + Send>;

@@ -165,6 +165,13 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE score_statistics ADD COLUMN score BLOB NOT NULL DEFAULT x'';  -- little-endian f32
     ",
+    // 7: the branches of a sweep: each is a job of its own, pointing at the
+    // sweep job and naming its candidate (unique within the sweep).
+    "
+    ALTER TABLE jobs ADD COLUMN parent_id TEXT REFERENCES jobs (id);
+    ALTER TABLE jobs ADD COLUMN candidate TEXT NOT NULL DEFAULT '';
+    CREATE UNIQUE INDEX jobs_by_parent ON jobs (parent_id, candidate) WHERE parent_id IS NOT NULL;
+    ",
 ];
 
 /// The schema version this build writes.

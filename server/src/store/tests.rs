@@ -116,6 +116,7 @@ async fn listing_filters_by_state_and_labels_and_pages_newest_first() {
         state: Some(StateKind::Queued),
         labels: BTreeMap::from([("team".into(), "even".into())]),
         owner: None,
+        parent_id: None,
     };
     let page = store.list_jobs(even, 10, None).await.unwrap();
     assert_eq!(page.jobs.iter().map(|j| &j.id).collect::<Vec<_>>(), vec![&ids[2], &ids[0]]);

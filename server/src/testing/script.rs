@@ -19,6 +19,8 @@ pub const TOP1_DENSE: f64 = 0.9125;
 pub const TOP1_PRUNED: f64 = 0.9050;
 pub const PARAMS_DENSE: u64 = 272_474;
 pub const PARAMS_PRUNED: u64 = 150_066;
+/// The CPU latency the scripted export's model card claims.
+pub const LATENCY_MS: f64 = 1.25;
 
 /// Test-split top-1 of a scripted stage after `epoch` (0: before training).
 pub fn top1(stage: pb::Stage, epoch: u32) -> f64 {
@@ -76,6 +78,13 @@ impl FakeWorker {
             }
             self.send(task, Kind::Evaluated(evaluation(stage, epoch))).await;
         }
+        if matches!(stage, pb::Stage::Pretrain | pb::Stage::Knockoff | pb::Stage::Score) && task.rank == 0 {
+            // The weights a real stage leaves for the next (a stand-in file).
+            let layout = JobDir::new(&task.checkpoint_dir);
+            let stage = stage.domain().expect("a worker stage");
+            std::fs::create_dir_all(layout.stage_dir(stage)).unwrap();
+            std::fs::write(layout.model(stage), b"stand-in weights").unwrap();
+        }
         let last = evaluation(stage, EPOCHS);
         let metrics = [("top1", last.top1), ("top5", last.top5), ("test_loss", last.loss), ("seconds", 5.0)]
             .into_iter()
@@ -125,8 +134,26 @@ fn write_export(job_dir: &Path) -> pb::TaskFinished {
         ("input_size", 32.0),
         ("prune_rate", 0.45),
     ];
-    let card: serde_json::Map<String, serde_json::Value> =
+    let mut card: serde_json::Map<String, serde_json::Value> =
         metrics.iter().map(|(k, v)| ((*k).to_owned(), serde_json::json!(v))).collect();
+    // The fields a real model card has besides: sizes at the top, evaluated figures under `metrics`.
+    for (key, value) in [
+        ("params", PARAMS_PRUNED),
+        ("dense_params", PARAMS_DENSE),
+        ("flops", 22_556_288),
+        ("dense_flops", 40_813_184),
+    ] {
+        card.insert(key.to_owned(), serde_json::json!(value));
+    }
+    card.insert(
+        "metrics".to_owned(),
+        serde_json::json!({
+            "top1_dense": TOP1_DENSE,
+            "top1_pruned_before_finetune": 0.80,
+            "top1_pruned": TOP1_PRUNED,
+            "latency_ms": LATENCY_MS,
+        }),
+    );
     let files: [(&str, &str, Vec<u8>); 4] = [
         (TORCHSCRIPT_FILE, "torchscript", vec![7; 3 << 19]),
         (WEIGHTS_FILE, "safetensors", vec![1; 1000]),

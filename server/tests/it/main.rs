@@ -17,6 +17,7 @@ mod restart;
 mod scheduling;
 mod spec_validation;
 mod standalone;
+mod sweep;
 mod tenancy;
 mod watch;
 mod workers;
