@@ -69,6 +69,35 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<ExportReport> {
         num_classes: desc.num_classes as usize,
     };
     card.preprocessing = Some(Dataset::from_spec(&ctx.spec.data, Split::Test, input)?.preprocessing());
+    let shape = [1, i64::from(desc.in_channels), i64::from(input_size), i64::from(input_size)];
+    card.metrics.insert(LATENCY_METRIC.to_owned(), cpu_latency_ms(&paths.torchscript, shape)?);
     card.write(&paths.card)?;
     Ok(ExportReport { dir, paths })
+}
+
+/// The model card's measured latency: milliseconds per single-image forward of
+/// the exported TorchScript module on the CPU, the median of [`LATENCY_RUNS`]
+/// after [`LATENCY_WARMUP`] untimed ones, with the rank's intra-op threads.
+pub const LATENCY_METRIC: &str = "latency_ms";
+const LATENCY_WARMUP: usize = 3;
+const LATENCY_RUNS: usize = 15;
+
+fn cpu_latency_ms(torchscript: &std::path::Path, shape: [i64; 4]) -> Result<f64> {
+    use super::error::InStage;
+    let module =
+        tch::CModule::load_on_device(torchscript, tch::Device::Cpu).in_stage(Stage::Export.as_str())?;
+    let input = tch::Tensor::zeros(shape, (tch::Kind::Float, tch::Device::Cpu));
+    let _no_grad = tch::no_grad_guard();
+    let mut times = Vec::with_capacity(LATENCY_RUNS);
+    for run in 0..LATENCY_WARMUP + LATENCY_RUNS {
+        let started = std::time::Instant::now();
+        let out = module.forward_ts(&[&input]).in_stage(Stage::Export.as_str())?;
+        // Reading one value waits for the whole forward.
+        let _ = out.double_value(&[0, 0]);
+        if run >= LATENCY_WARMUP {
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
 }
