@@ -136,6 +136,10 @@ pub enum Command {
     /// The files a job produced; --download fetches them.
     Artifacts {
         id: String,
+        /// For a sweep: the files of this candidate's branch (its pruned,
+        /// finetuned, exported network) instead of the sweep's own.
+        #[arg(long, value_name = "NAME")]
+        candidate: Option<String>,
         /// Download every listed file into DIR, keeping its relative path.
         #[arg(long, value_name = "DIR")]
         download: Option<PathBuf>,
@@ -261,7 +265,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             print(output, &jobs, || tables::jobs(&jobs))
         }
         Command::Get(GetCommand::Job { id, output }) => {
-            let job = JobRecord::from(&client.get_job(&id).await?);
+            let job = client.get_job(&id).await?;
+            let candidates = crate::sweep::candidates(&client, &job).await?;
+            let job = JobRecord { candidates, ..JobRecord::from(&job) };
             print(output, &job, || tables::job(&job))
         }
         Command::Watch { id, output, plain } => watch_job(client, &id, output, plain).await,
@@ -286,7 +292,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Drain { worker, output } => set_drained(&client, &worker, true, output).await,
         Command::Undrain { worker, output } => set_drained(&client, &worker, false, output).await,
-        Command::Artifacts { id, download, output } => {
+        Command::Artifacts { id, candidate, download, output } => {
+            let id = match candidate {
+                Some(name) => crate::sweep::branch_of(&client, &id, &name).await?,
+                None => id,
+            };
             let listed = ArtifactsRecord::new(&id, &client.artifacts(&id).await?);
             match download {
                 None => print(output, &listed, || tables::artifacts(&listed)),
@@ -341,7 +351,15 @@ async fn watch_job(client: Client, job_id: &str, output: StreamFormat, plain: bo
     let summary = crate::summary::from_events(job, &outcome.events);
     let artifacts =
         if succeeded { Some(ArtifactsRecord::new(job_id, &client.artifacts(job_id).await?)) } else { None };
+    // A sweep's result is its candidates (its own line prunes nothing); they
+    // are shown however it ended, since some branches may have succeeded.
+    let candidates = crate::sweep::candidates(&client, job).await?;
+    if let (StreamFormat::Table, Some(rows)) = (output, &candidates) {
+        println!();
+        println!("{}", crate::sweep::table_of(rows));
+    }
     match output {
+        StreamFormat::Table if candidates.is_some() => {}
         StreamFormat::Table if succeeded => {
             println!();
             println!("{}", summary.render());
@@ -360,6 +378,7 @@ async fn watch_job(client: Client, job_id: &str, output: StreamFormat, plain: bo
                 "job": JobRecord::from(job),
                 "summary": summary,
                 "artifacts": artifacts,
+                "candidates": candidates,
             });
             println!("{result}");
         }

@@ -142,6 +142,32 @@ impl Client {
         Ok(all)
     }
 
+    /// The branch jobs of sweep `sweep_id` (one per candidate it forked),
+    /// with their specs.
+    pub async fn branches(&self, sweep_id: &str) -> Result<Vec<pb::Job>> {
+        let mut all = Vec::new();
+        let mut page_token = String::new();
+        for _ in 0..MAX_PAGES {
+            let mut jobs = self.jobs.clone();
+            let request = pb::ListJobsRequest {
+                page_size: 1000,
+                page_token,
+                full_view: true,
+                parent_id: sweep_id.to_owned(),
+                ..Default::default()
+            };
+            let page = self.call(jobs.list_jobs(request)).await?;
+            all.extend(page.jobs);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        // Listed newest first; the branches were forked in candidate order.
+        all.reverse();
+        Ok(all)
+    }
+
     /// Who the coordinator takes this client for.
     pub async fn whoami(&self) -> Result<pb::WhoAmIResponse> {
         let mut jobs = self.jobs.clone();
@@ -224,6 +250,18 @@ impl Client {
         let mut jobs = self.jobs.clone();
         let request = pb::GetScoreStatisticsRequest { job_id: job_id.to_owned(), epoch };
         self.call(jobs.get_score_statistics(request)).await
+    }
+
+    /// One (small) file of the job, read into memory.
+    pub async fn read_artifact(&self, job_id: &str, path: &str) -> Result<Vec<u8>> {
+        let mut jobs = self.jobs.clone();
+        let request = pb::DownloadArtifactRequest { job_id: job_id.to_owned(), path: path.to_owned() };
+        let mut stream = self.call(jobs.download_artifact(request)).await?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = self.call(async { stream.message().await.map(tonic::Response::new) }).await? {
+            bytes.extend_from_slice(&chunk.data);
+        }
+        Ok(bytes)
     }
 
     /// Downloads one file of the job into `dest` (written to `dest.part`

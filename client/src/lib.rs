@@ -12,6 +12,7 @@ pub mod report;
 pub mod settings;
 pub mod submit;
 pub mod summary;
+pub mod sweep;
 pub mod tables;
 pub mod watch;
 

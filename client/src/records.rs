@@ -51,6 +51,14 @@ pub struct JobRecord {
     pub queued_reason: Option<String>,
     /// Empty in listings (summaries); `get job` has it.
     pub spec_yaml: String,
+    /// For a branch of a sweep: the sweep job and the branch's candidate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<String>,
+    /// For a sweep, in `get job`: every candidate and how its branch went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidates: Option<Vec<crate::sweep::CandidateRecord>>,
 }
 
 impl From<&pb::Job> for JobRecord {
@@ -74,6 +82,9 @@ impl From<&pb::Job> for JobRecord {
             owner: job.owner.clone(),
             queued_reason: Some(job.queued_reason.clone()).filter(|r| !r.is_empty()),
             spec_yaml: job.spec_yaml.clone(),
+            parent_id: Some(job.parent_id.clone()).filter(|p| !p.is_empty()),
+            candidate: Some(job.candidate.clone()).filter(|c| !c.is_empty()),
+            candidates: None,
         }
     }
 }

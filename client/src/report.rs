@@ -28,6 +28,8 @@ pub struct ReportData {
     /// The latest knockoff epoch's; `None` before the knockoff stage sent any.
     pub statistics: Option<pb::ScoreStatisticsResponse>,
     pub artifacts: Option<pb::ListArtifactsResponse>,
+    /// For a sweep: every candidate and how its branch went.
+    pub candidates: Option<Vec<crate::sweep::CandidateRecord>>,
 }
 
 /// `Ok(None)` for NOT_FOUND: the job simply has not got that far.
@@ -43,7 +45,9 @@ impl ReportData {
     /// Fetches what the job has so far (it need not have ended).
     pub async fn fetch(client: &Client, job_id: &str) -> Result<ReportData> {
         let (job, events) = client.events(job_id).await?;
+        let candidates = crate::sweep::candidates(client, &job).await?;
         Ok(ReportData {
+            candidates,
             job,
             events,
             plan: optional(client.plan(job_id).await)?,
@@ -135,7 +139,18 @@ pub fn render(data: &ReportData, now_ms: i64) -> Result<String> {
     }
 
     html.push_str("<h2>Summary</h2>\n");
-    html.push_str(&summary_table(&summary));
+    if data.candidates.is_some() {
+        // A sweep prunes nothing itself: its branches do (the candidates below).
+        let _ = writeln!(
+            html,
+            "<p>dense network: top-1 {}, top-5 {}; {} candidates, each pruned, finetuned and exported as its own job.</p>",
+            summary.dense.top1.map_or_else(|| "-".to_owned(), percent),
+            summary.dense.top5.map_or_else(|| "-".to_owned(), percent),
+            data.candidates.as_ref().map_or(0, Vec::len)
+        );
+    } else {
+        html.push_str(&summary_table(&summary));
+    }
     let _ = writeln!(html, "<p>time per stage: {}</p>", escape(&summary.stage_times()));
     if let Some(plan) = &data.plan {
         let _ = writeln!(
@@ -148,6 +163,10 @@ pub fn render(data: &ReportData, now_ms: i64) -> Result<String> {
             plan.channels_before,
             percent(plan.channels_after as f64 / plan.channels_before.max(1) as f64)
         );
+    }
+
+    if let Some(candidates) = &data.candidates {
+        html.push_str(&candidates_section(candidates)?);
     }
 
     html.push_str("<h2>Loss and accuracy per stage</h2>\n");
@@ -243,6 +262,63 @@ fn summary_table(summary: &JobSummary) -> String {
     }
     html.push_str("</table>\n");
     html
+}
+
+/// A sweep's candidates: the table, then top-1 against FLOPs per criterion.
+fn candidates_section(rows: &[crate::sweep::CandidateRecord]) -> Result<String> {
+    let mut html = String::from(
+        "<h2>Candidates</h2>\n<table>\n<tr><th>candidate</th><th>criterion</th><th>target</th><th>state</th><th>params</th><th>FLOPs</th><th>CPU latency</th><th>top-1 before finetune</th><th>top-1</th><th>Pareto</th></tr>\n",
+    );
+    let frontier = crate::sweep::pareto(rows);
+    let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    for r in rows {
+        let on_front = frontier.iter().any(|f| f.candidate == r.candidate);
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&r.candidate),
+            escape(&r.criterion),
+            escape(&r.target),
+            escape(&r.state),
+            dash(r.params.map(|n| millions(n as f64))),
+            dash(r.flops.map(|n| millions(n as f64))),
+            dash(r.latency_ms.map(|ms| format!("{ms:.2} ms"))),
+            dash(r.top1_before_finetune.map(percent)),
+            dash(r.top1.map(percent)),
+            if on_front { "&#9733;" } else { "" }
+        );
+    }
+    html.push_str("</table>\n");
+    for r in rows.iter().filter(|r| r.error.is_some()) {
+        let _ = writeln!(
+            html,
+            "<p class=\"note\">{} {}: {}</p>",
+            escape(&r.candidate),
+            escape(&r.state),
+            escape(r.error.as_deref().unwrap_or(""))
+        );
+    }
+    let points: Vec<charts::SweepPoint> = rows
+        .iter()
+        .filter_map(|r| {
+            Some(charts::SweepPoint {
+                criterion: r.criterion.clone(),
+                mflops: r.flops? as f64 / 1e6,
+                top1: r.top1? * 100.0,
+            })
+        })
+        .collect();
+    if points.is_empty() {
+        html.push_str("<p class=\"note\">No candidate has finished yet.</p>\n");
+        return Ok(html);
+    }
+    let dense = rows.iter().find_map(|r| Some((r.dense_flops? as f64 / 1e6, r.top1_dense? * 100.0)));
+    let _ = writeln!(
+        html,
+        "<div class=\"chart\">{}</div>\n<p class=\"note\">&#9733;: on the Pareto frontier (no other candidate has fewer or as many FLOPs and a higher top-1). CPU latency: median single-image forward of the exported TorchScript module. <code>scopctl artifacts ID --candidate NAME</code> lists a candidate's files.</p>",
+        charts::pareto(&points, dense)?
+    );
+    Ok(html)
 }
 
 fn artifacts_table(job_id: &str, listed: Option<&pb::ListArtifactsResponse>) -> String {

@@ -68,8 +68,16 @@ pub fn job(job: &JobRecord) -> String {
     if let Some(reason) = &job.queued_reason {
         lines.push(format!("waiting:     {reason}"));
     }
+    if let (Some(parent), Some(candidate)) = (&job.parent_id, &job.candidate) {
+        lines.push(format!("sweep:       {parent} (candidate {candidate})"));
+    }
     lines.push("spec:".into());
     lines.extend(job.spec_yaml.lines().map(|l| format!("  {l}")));
+    if let Some(candidates) = &job.candidates {
+        lines.push(String::new());
+        lines.push("candidates:".into());
+        lines.push(crate::sweep::table_of(candidates));
+    }
     lines.join("\n")
 }
 

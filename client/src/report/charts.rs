@@ -129,6 +129,87 @@ fn line_chart(
     })
 }
 
+/// Colours of a sweep's criteria in the Pareto chart, in order of appearance.
+const SERIES: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+/// One finished candidate of a sweep, a point of the Pareto chart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepPoint {
+    pub criterion: String,
+    /// Multiply-accumulates per sample, in millions.
+    pub mflops: f64,
+    /// Top-1 after finetune, in %.
+    pub top1: f64,
+}
+
+/// Top-1 against FLOPs, one series per criterion (its candidates joined in
+/// order of FLOPs), and the dense network as a black diamond when known.
+pub fn pareto(points: &[SweepPoint], dense: Option<(f64, f64)>) -> Result<String> {
+    let mut criteria: Vec<&str> = Vec::new();
+    for p in points {
+        if !criteria.contains(&p.criterion.as_str()) {
+            criteria.push(&p.criterion);
+        }
+    }
+    let xs = points.iter().map(|p| p.mflops).chain(dense.map(|d| d.0));
+    let ys = points.iter().map(|p| p.top1).chain(dense.map(|d| d.1));
+    let (x_lo, x_hi) = span(xs, Some(0.0), None);
+    let (y_lo, y_hi) = span(ys, Some(0.0), Some(100.0));
+    svg((WIDE, 420), |root| {
+        let mut chart = drawn(
+            ChartBuilder::on(root)
+                .caption("top-1 after finetune vs FLOPs, per criterion", (FONT, 16))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(56)
+                .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi),
+        )?;
+        drawn(
+            chart
+                .configure_mesh()
+                .x_desc("FLOPs per sample (M multiply-accumulates)")
+                .y_desc("top-1 %")
+                .light_line_style(RGBColor(238, 238, 238))
+                .label_style((FONT, 12))
+                .draw(),
+        )?;
+        for (i, criterion) in criteria.iter().enumerate() {
+            let colour = SERIES[i % SERIES.len()];
+            let mut series: Vec<(f64, f64)> =
+                points.iter().filter(|p| p.criterion == *criterion).map(|p| (p.mflops, p.top1)).collect();
+            series.sort_by(|a, b| a.0.total_cmp(&b.0));
+            drawn(chart.draw_series(LineSeries::new(series.clone(), colour.stroke_width(2))))?
+                .label(criterion.to_string())
+                .legend(move |(x, y)| Circle::new((x + 10, y), 5, colour.filled()));
+            drawn(chart.draw_series(series.into_iter().map(|p| Circle::new(p, 5, colour.filled()))))?;
+        }
+        if let Some(point) = dense {
+            drawn(chart.draw_series(std::iter::once(TriangleMarker::new(point, 7, BLACK.filled()))))?
+                .label("dense")
+                .legend(|(x, y)| TriangleMarker::new((x + 10, y), 6, BLACK.filled()));
+        }
+        drawn(
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.9))
+                .border_style(RGBColor(200, 200, 200))
+                .label_font((FONT, 13))
+                .draw(),
+        )?;
+        Ok(())
+    })
+}
+
 /// The CSS colours of the training and the test curves, for the page's legend.
 pub const TRAIN_CSS: &str = "rgb(31,119,180)";
 pub const TEST_CSS: &str = "rgb(214,39,40)";
@@ -349,5 +430,27 @@ mod tests {
         let kept =
             channels_kept(&[("layer1.0.conv1".into(), 16, 9), ("layer2.0.conv1".into(), 32, 18)]).unwrap();
         assert!(kept.contains("9/16 (56 %)") && kept.contains("18/32 (56 %)"), "{kept}");
+    }
+
+    #[test]
+    fn the_pareto_chart_has_a_series_per_criterion_and_the_dense_point() {
+        let point = |criterion: &str, mflops, top1| SweepPoint { criterion: criterion.into(), mflops, top1 };
+        let svg = pareto(
+            &[
+                point("scop", 13.6, 90.9),
+                point("scop", 8.0, 89.5),
+                point("l1", 13.6, 90.1),
+                point("random", 8.0, 87.0),
+            ],
+            Some((30.8, 92.0)),
+        )
+        .unwrap();
+        assert!(svg.starts_with("<svg"), "{svg}");
+        for label in ["top-1 after finetune vs FLOPs", "scop", "l1", "random", "dense", "top-1 %"] {
+            assert!(svg.contains(label), "{label} missing");
+        }
+        // Four points and a legend marker per criterion; the dense triangle and its legend's.
+        assert_eq!(svg.matches("<circle").count(), 4 + 3, "{svg}");
+        assert_eq!(svg.matches("<polygon").count(), 2, "{svg}");
     }
 }

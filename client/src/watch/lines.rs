@@ -80,6 +80,8 @@ pub fn describe(job_id: &str, event: &pb::JobEvent) -> Option<String> {
             let paths: Vec<&str> = ready.artifacts.iter().map(|a| a.path.as_str()).collect();
             format!("{} artifacts ready: {}", tag(ready.stage()), paths.join(", "))
         }
+        // Attempt 0: about the stage, not one attempt of it (a sweep's branches).
+        Kind::Notice(notice) if notice.attempt == 0 => format!("{} {}", tag(notice.stage()), notice.message),
         Kind::Notice(notice) => {
             format!("{} attempt {}: {}", tag(notice.stage()), notice.attempt, notice.message)
         }

@@ -157,3 +157,64 @@ async fn cancel_stops_a_job_and_says_so() {
     assert_eq!(again["error"], "cancelled by a client");
     server.stop().await;
 }
+
+/// A sweep through scopctl: `get job` lists every candidate with its branch's
+/// figures, `watch` ends with that table, and `artifacts --candidate` lists
+/// one candidate's exported files (an unknown name lists the ones there are).
+#[tokio::test]
+async fn a_sweep_shows_its_candidates_and_their_artifacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir).await;
+    let home = dir.path().join("home");
+    let spec = spec_file(dir.path(), "sweep: [{ rate: 0.3 }, { name: small, criterion: l1, rate: 0.6 }]\n");
+    let id =
+        run(scopctl(&server, &home).args(["submit"]).arg(&spec)).await.expect(0).stdout.trim().to_owned();
+
+    let watching = scopctl(&server, &home).args(["watch", &id, "--plain"]).spawn().unwrap();
+    let mut worker = FakeWorker::connect(&server, "w", 1, &[]).await;
+    // knockoff; then decide → finetune → export for scop-0.3, score → ... for small.
+    for _ in 0..1 + 2 + 3 {
+        let task = worker.assigned().await;
+        worker.play(&task).await;
+    }
+    let output = watching.wait_with_output().await.unwrap();
+    let watched = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{watched}");
+    assert!(watched.contains("CANDIDATE") && watched.contains("small"), "{watched}");
+    wait_for_state(&server, &id, pb::JobState::Succeeded).await;
+
+    let job = run(scopctl(&server, &home).args(["get", "job", &id, "-o", "json"])).await.expect(0).json();
+    let candidates = job["candidates"].as_array().unwrap();
+    let names: Vec<&str> = candidates.iter().map(|c| c["candidate"].as_str().unwrap()).collect();
+    assert_eq!(names, ["scop-0.3", "small"]);
+    for c in candidates {
+        assert_eq!(c["state"], "succeeded", "{c}");
+        assert_eq!(c["latency_ms"].as_f64(), Some(script::LATENCY_MS), "{c}");
+        assert_eq!(c["top1"].as_f64(), Some(script::TOP1_PRUNED), "{c}");
+        assert_eq!(c["params"].as_u64(), Some(script::PARAMS_PRUNED), "{c}");
+    }
+    assert_eq!(
+        (candidates[1]["criterion"].as_str(), candidates[1]["target"].as_str()),
+        (Some("l1"), Some("layer 0.6"))
+    );
+    let table = run(scopctl(&server, &home).args(["get", "job", &id])).await.expect(0).stdout;
+    assert!(
+        table.contains("candidates:") && table.contains("1.25 ms") && table.contains("90.50 %"),
+        "{table}"
+    );
+
+    let branch = candidates[1]["job_id"].as_str().unwrap();
+    let listed = run(scopctl(&server, &home).args(["artifacts", &id, "--candidate", "small", "-o", "json"]))
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(listed["job_id"], branch);
+    assert!(
+        listed["artifacts"].as_array().unwrap().iter().any(|a| a["path"] == "export/model-card.json"),
+        "{listed}"
+    );
+    let unknown = run(scopctl(&server, &home).args(["artifacts", &id, "--candidate", "big"])).await;
+    assert_ne!(unknown.code, 0);
+    assert!(unknown.stderr.contains("has no such candidate; it has scop-0.3, small"), "{}", unknown.stderr);
+    server.stop().await;
+}
