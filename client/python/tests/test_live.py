@@ -90,3 +90,33 @@ def test_a_job_survives_a_coordinator_restart_and_its_export_loads(
         assert expected.shape == (2, 10)
         torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
     client.close()
+
+
+def test_a_sweep_runs_each_candidate_as_a_branch_with_its_figures(scopd: Scopd) -> None:
+    """Real stages on a real agent: one knockoff, then a SCOP branch and an L1
+    branch, each exported with its measured CPU latency; the candidates come
+    back with the figures of their model cards."""
+    client = client_from_config(scopd)
+    scopd.wait_for_workers(client)
+    sweep = client.submit(
+        tiny_spec(name="python-sweep", sweep=[{"criterion": "scop", "rate": 0.3}, {"criterion": "l1", "rate": 0.6}])
+    )
+    done = client.wait(sweep.id, timeout=300)
+    assert done.state == JobState.SUCCEEDED and done.stage == Stage.SWEEP
+
+    candidates = client.candidates(sweep.id)
+    assert [c.name for c in candidates] == ["scop-0.3", "l1-0.6"], candidates
+    for c in candidates:
+        branch = client.get(c.job_id)
+        assert branch.parent_id == sweep.id and branch.candidate == c.name
+        assert c.state == JobState.SUCCEEDED and c.error == "", c
+        assert c.latency_ms is not None and c.latency_ms > 0, c
+        assert c.flops is not None and c.dense_flops is not None and 0 < c.flops < c.dense_flops, c
+        assert c.top1 is not None and 0 <= c.top1 <= 1, c
+    scop_c, l1_c = candidates
+    assert (scop_c.criterion, scop_c.target, l1_c.criterion, l1_c.target) == ("scop", "layer 0.3", "l1", "layer 0.6")
+    # The heavier rate removes more; both start from the same dense network.
+    assert l1_c.flops < scop_c.flops and scop_c.dense_flops == l1_c.dense_flops  # type: ignore[operator]
+    # The knockoff ran once, in the sweep; the L1 branch scored on its own.
+    assert client.plan(scop_c.job_id).criterion == "scop" and client.plan(l1_c.job_id).criterion == "l1"
+    client.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, TypeVar, Union
 
 import grpc
+import yaml
 
 from . import spec as specs
 from .errors import (
@@ -21,7 +23,7 @@ from .errors import (
     from_rpc_error,
 )
 from .settings import PathLike, Settings
-from .types import Artifacts, Artifact, Event, Job, JobState, Plan, Worker
+from .types import Artifacts, Artifact, Candidate, Event, Job, JobState, Plan, Worker
 from .v1 import jobs_pb2, jobs_pb2_grpc
 
 log = logging.getLogger("scop")
@@ -143,6 +145,53 @@ class Client:
             if not token:
                 return jobs
 
+    def branches(self, sweep_id: str) -> List[Job]:
+        """The branch jobs of a sweep, one per candidate it has forked, with their specs."""
+        jobs: List[Job] = []
+        token = ""
+        while True:
+            request = jobs_pb2.ListJobsRequest(parent_id=sweep_id, full_view=True, page_size=1000, page_token=token)
+            response = self._call(self._stub.ListJobs, request)
+            jobs.extend(Job.from_proto(j) for j in response.jobs)
+            token = response.next_page_token
+            if not token:
+                # Listed newest first; the branches were forked in candidate order.
+                return jobs[::-1]
+
+    def candidates(self, sweep_id: str) -> List[Candidate]:
+        """A sweep's result: one `Candidate` per branch, with the exported
+        network's params, FLOPs, CPU latency and top-1 before and after
+        finetune read from its model card once the branch has succeeded."""
+        result = []
+        for branch in self.branches(sweep_id):
+            prune = (yaml.safe_load(branch.spec_yaml) or {}).get("prune", {})
+            policy = prune.get("policy", "layer")
+            what = prune.get("target", "flops") if policy == "global" else "layer"
+            card: Dict[str, object] = {}
+            if branch.state == JobState.SUCCEEDED:
+                card = json.loads(self.read(branch.id, "export/model-card.json"))
+            metrics = card.get("metrics", {})
+            assert isinstance(metrics, dict)
+            result.append(
+                Candidate(
+                    name=branch.candidate,
+                    job_id=branch.id,
+                    state=branch.state,
+                    criterion=str(prune.get("criterion", "scop")),
+                    target=f"{what} {prune.get('rate')}",
+                    params=card.get("params"),  # type: ignore[arg-type]
+                    flops=card.get("flops"),  # type: ignore[arg-type]
+                    dense_params=card.get("dense_params"),  # type: ignore[arg-type]
+                    dense_flops=card.get("dense_flops"),  # type: ignore[arg-type]
+                    latency_ms=metrics.get("latency_ms"),
+                    top1_dense=metrics.get("top1_dense"),
+                    top1_before_finetune=metrics.get("top1_pruned_before_finetune"),
+                    top1=metrics.get("top1_pruned"),
+                    error=branch.error,
+                )
+            )
+        return result
+
     def cancel(self, job_id: str) -> Job:
         return Job.from_proto(self._call(self._stub.CancelJob, jobs_pb2.CancelJobRequest(job_id=job_id)))
 
@@ -169,6 +218,17 @@ class Client:
     def artifacts(self, job_id: str) -> Artifacts:
         response = self._call(self._stub.ListArtifacts, jobs_pb2.ListArtifactsRequest(job_id=job_id))
         return Artifacts(response.job_dir, [Artifact.from_proto(a) for a in response.artifacts])
+
+    def read(self, job_id: str, path: Union[str, Artifact]) -> bytes:
+        """One (small) file of the job, in memory; see `download` for large ones."""
+        remote = path.path if isinstance(path, Artifact) else path
+        request = jobs_pb2.DownloadArtifactRequest(job_id=job_id, path=remote)
+        try:
+            return b"".join(
+                chunk.data for chunk in self._stub.DownloadArtifact(request, metadata=self._metadata(), timeout=600)
+            )
+        except grpc.RpcError as e:
+            raise from_rpc_error(self.server, e) from None
 
     def download(self, job_id: str, path: Union[str, Artifact], dest: PathLike) -> Path:
         """Fetches one file of the job (a path like "export/model.pt", or an

@@ -46,6 +46,8 @@ class Stage(str, enum.Enum):
     DECIDE = "decide"
     FINETUNE = "finetune"
     EXPORT = "export"
+    #: A sweep's last stage: one branch job per candidate (see `Client.candidates`).
+    SWEEP = "sweep"
 
     @staticmethod
     def from_proto(value: int) -> "Stage":
@@ -74,6 +76,9 @@ class Job:
     attempt: int
     #: Sequence number of the job's latest event.
     last_sequence: int
+    #: For a branch of a sweep: the sweep job and the branch's candidate; empty otherwise.
+    parent_id: str = ""
+    candidate: str = ""
 
     @staticmethod
     def from_proto(m: jobs_pb2.Job) -> "Job":
@@ -90,7 +95,34 @@ class Job:
             request_id=m.request_id,
             attempt=m.attempt,
             last_sequence=m.last_sequence,
+            parent_id=m.parent_id,
+            candidate=m.candidate,
         )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate of a sweep and how its branch went (the figures are
+    `None` until the branch has succeeded)."""
+
+    name: str
+    #: The branch job.
+    job_id: str
+    state: JobState
+    criterion: str
+    #: "layer 0.45", or "flops 0.5" / "params 0.5" for a global target.
+    target: str
+    params: Optional[int] = None
+    flops: Optional[int] = None
+    dense_params: Optional[int] = None
+    dense_flops: Optional[int] = None
+    #: Median milliseconds of one single-image forward of the export on the CPU.
+    latency_ms: Optional[float] = None
+    top1_dense: Optional[float] = None
+    top1_before_finetune: Optional[float] = None
+    top1: Optional[float] = None
+    #: Why the branch failed or was cancelled.
+    error: str = ""
 
 
 @dataclass(frozen=True)
