@@ -133,7 +133,12 @@ fn main() -> anyhow::Result<()> {
                 resume: a.resume,
                 world_size: a.world_size,
             };
-            if let Err(e) = scop_worker::commands::run::run_job(&spec, &options) {
+            let ran = if spec.is_sweep() {
+                scop_worker::commands::run::run_sweep(&spec, &options).map(drop)
+            } else {
+                scop_worker::commands::run::run_job(&spec, &options).map(drop)
+            };
+            if let Err(e) = ran {
                 fail(&e.to_string());
             }
         }

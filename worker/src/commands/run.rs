@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use scop_core::spec::JobSpec;
-use scop_core::stage::Stage;
+use scop_core::stage::{Stage, StagePlan};
 
 use scop_core::summary::JobSummary;
 
@@ -66,16 +66,99 @@ impl Runner {
     }
 }
 
-/// Runs the whole job; returns the figures of the summary table.
+/// Runs the whole job; returns the figures of the summary table. A sweep runs
+/// its shared stages, then each candidate as a branch in
+/// `<output>/branches/<candidate>/`, one after the other; see [`run_sweep`].
 pub fn run_job(spec: &JobSpec, options: &RunOptions) -> Result<JobSummary> {
+    let spec = with_options(spec, options);
     if spec.is_sweep() {
         return Err(Error::Stage(crate::stages::Error::Input(format!(
-            "the spec is a sweep of {} candidates; sweeps run through the coordinator (`scopctl submit` \
-             to scopd, or `scopd standalone`), which finetunes them side by side. `scop-worker run` runs \
-             one job: leave `sweep` out and set the candidate's `prune` fields",
+            "the spec is a sweep of {} candidates: run it with `scop-worker run` (which runs the \
+             candidates one after the other) or submit it to scopd, which runs them side by side",
             spec.sweep.len()
         ))));
     }
+    let times = run_line(&spec, &spec.stages(), options)?;
+    summarize(&spec, times)
+}
+
+/// One candidate of a local sweep, as its branch ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BranchOutcome {
+    pub candidate: String,
+    /// The branch's output directory.
+    pub dir: PathBuf,
+    /// `None` when the branch failed.
+    pub summary: Option<JobSummary>,
+    /// From the export's model card: top-1 of the pruned network before it
+    /// was finetuned, and the CPU latency of one image.
+    pub top1_before_finetune: Option<f64>,
+    pub latency_ms: Option<f64>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// Runs a sweep locally: pretrain and knockoff once in `<output>`, then every
+/// candidate's `score? → decide → finetune → export` in
+/// `<output>/branches/<candidate>/`, starting from the shared stages'
+/// outputs. A failed branch is reported and the next one runs. Prints the
+/// candidates table and writes it to `<output>/sweep.json`.
+pub fn run_sweep(spec: &JobSpec, options: &RunOptions) -> Result<Vec<BranchOutcome>> {
+    let spec = with_options(spec, options);
+    let shared: Vec<Stage> = spec.stages().stages().iter().copied().filter(|s| *s != Stage::Sweep).collect();
+    let shared_plan =
+        StagePlan::from_stored(&shared.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","));
+    if let Some(plan) = &shared_plan {
+        run_line(&spec, plan, options)?;
+    }
+    let root = JobDir::new(spec.output.dir.clone());
+    let mut outcomes = Vec::new();
+    for name in spec.candidates().into_iter().filter_map(|c| c.name) {
+        let Some(mut branch) = spec.candidate_spec(&name) else { continue };
+        branch.output.dir = root.root().join("branches").join(&name);
+        println!("\n== candidate {name} ({}) ==", branch.output.dir.display());
+        let layout = JobDir::new(branch.output.dir.clone());
+        let run = || -> Result<(JobSummary, std::collections::BTreeMap<String, f64>)> {
+            root.share_outputs(&layout, &shared).map_err(crate::stages::Error::from)?;
+            let times = run_line(&branch, &StagePlan::branch(&branch), options)?;
+            let summary = summarize(&branch, times)?;
+            Ok((summary, layout.read_export_figures().map_err(crate::stages::Error::from)?.metrics))
+        };
+        let mut outcome = BranchOutcome {
+            candidate: name.clone(),
+            dir: branch.output.dir.clone(),
+            summary: None,
+            top1_before_finetune: None,
+            latency_ms: None,
+            error: None,
+        };
+        match run() {
+            Ok((summary, metrics)) => {
+                outcome.summary = Some(summary);
+                outcome.top1_before_finetune = metrics.get("top1_pruned_before_finetune").copied();
+                outcome.latency_ms = metrics.get("latency_ms").copied();
+            }
+            Err(error) => {
+                eprintln!("candidate {name} failed: {error}");
+                outcome.error = Some(error.to_string());
+            }
+        }
+        outcomes.push(outcome);
+    }
+    let path = root.root().join("sweep.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&outcomes).expect("outcomes serialise"))
+        .map_err(crate::stages::error::io(&path))?;
+    println!("\n{}", sweep_table(&outcomes));
+    if outcomes.iter().all(|o| o.summary.is_none()) {
+        return Err(Error::Stage(crate::stages::Error::Input(
+            "every candidate of the sweep failed".to_owned(),
+        )));
+    }
+    Ok(outcomes)
+}
+
+/// The spec with the command line's replacements.
+fn with_options(spec: &JobSpec, options: &RunOptions) -> JobSpec {
     let mut spec = spec.clone();
     if let Some(dir) = &options.output {
         spec.output.dir = dir.clone();
@@ -83,6 +166,11 @@ pub fn run_job(spec: &JobSpec, options: &RunOptions) -> Result<JobSummary> {
     if let Some(world) = options.world_size {
         spec.resources.world_size = world;
     }
+    spec
+}
+
+/// Runs the stages of `plan`, in order; returns each one's seconds.
+fn run_line(spec: &JobSpec, plan: &StagePlan, options: &RunOptions) -> Result<Vec<(Stage, f64)>> {
     let world = spec.resources.world_size.max(1) as usize;
     let dir = spec.output.dir.clone();
     std::fs::create_dir_all(&dir).map_err(crate::stages::error::io(&dir))?;
@@ -101,7 +189,7 @@ pub fn run_job(spec: &JobSpec, options: &RunOptions) -> Result<JobSummary> {
         tracing::info!(output = %dir.display(), ?device, threads, "running job");
         Runner::InProcess { device }
     } else {
-        let spec_file = write_rank_spec(&spec)?;
+        let spec_file = write_rank_spec(spec)?;
         let threads = Launcher::threads_per_rank(spec.resources.threads, world);
         let mut launcher = Launcher::new(spec_file, dir.clone(), world, spec.resources.device, threads)
             .with_resources(&spec.resources);
@@ -111,16 +199,43 @@ pub fn run_job(spec: &JobSpec, options: &RunOptions) -> Result<JobSummary> {
     };
 
     let mut times = Vec::new();
-    for &stage in spec.stages().stages() {
+    for &stage in plan.stages() {
         let started = Instant::now();
         if stage.runs_on_workers() {
-            runner.run(stage, &spec, options.resume, &mut sink)?;
+            runner.run(stage, spec, options.resume, &mut sink)?;
         } else {
-            decide_plan(&spec, &mut sink)?;
+            decide_plan(spec, &mut sink)?;
         }
         times.push((stage, started.elapsed().as_secs_f64()));
     }
-    summarize(&spec, times)
+    Ok(times)
+}
+
+/// The candidates of a local sweep, one row each.
+fn sweep_table(outcomes: &[BranchOutcome]) -> String {
+    use scop_core::summary::{millions, percent};
+    let mut lines = vec![format!(
+        "{:<20} {:>10} {:>10} {:>12} {:>16} {:>10}  {}",
+        "CANDIDATE", "PARAMS", "FLOPS", "CPU LATENCY", "TOP-1 BEFORE FT", "TOP-1", "OUTPUT"
+    )];
+    for o in outcomes {
+        let cell = |v: Option<f64>, f: fn(f64) -> String| v.map_or_else(|| "-".to_owned(), f);
+        let line = match &o.summary {
+            Some(s) => format!(
+                "{:<20} {:>10} {:>10} {:>12} {:>16} {:>10}  {}",
+                o.candidate,
+                cell(s.pruned.params, millions),
+                cell(s.pruned.flops, millions),
+                cell(o.latency_ms, |ms| format!("{ms:.2} ms")),
+                cell(o.top1_before_finetune, percent),
+                cell(s.pruned.top1, percent),
+                o.dir.display()
+            ),
+            None => format!("{:<20} failed: {}", o.candidate, o.error.as_deref().unwrap_or("")),
+        };
+        lines.push(line);
+    }
+    lines.join("\n")
 }
 
 /// The decide step, here in the launching process: writes `plan.json`.

@@ -149,3 +149,54 @@ fn a_job_with_bf16_amp_trains_and_saves_fp32_weights() {
         assert_eq!(tensor.kind(), Kind::Float, "{name}");
     }
 }
+
+/// `scop-worker run` on a sweep: pretrain and knockoff once in the output,
+/// then each candidate in `branches/<name>/` from the shared weights; a
+/// table with one row per candidate and `sweep.json` with the outcomes.
+#[test]
+fn a_local_sweep_runs_the_shared_stages_once_then_each_candidate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let yaml = format!(
+        "{}sweep: [{{ criterion: scop, rate: 0.3 }}, {{ criterion: l1, rate: 0.6 }}]\n",
+        tiny_yaml(&fashion_mnist(), &out)
+    );
+    let output = run_worker(dir.path(), &yaml);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("CANDIDATE") && stdout.contains("CPU LATENCY"), "{stdout}");
+
+    // The shared stages ran once, in the sweep's own output.
+    let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let events: Vec<Event> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let finished: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StageFinished { stage, .. } => Some(stage.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished, ["pretrain", "knockoff"]);
+
+    let plan = |name: &str| -> Plan {
+        serde_json::from_slice(&std::fs::read(out.join("branches").join(name).join("plan.json")).unwrap())
+            .unwrap()
+    };
+    let (scop, l1) = (plan("scop-0.3"), plan("l1-0.6"));
+    assert_eq!((scop.prune.rate, l1.prune.rate), (0.3, 0.6));
+    assert_eq!(l1.prune.criterion, scop_core::spec::Criterion::L1);
+    // The SCOP branch used the sweep's knockoff weights; the l1 branch scored its own.
+    assert!(out.join("branches/scop-0.3/knockoff/model.safetensors").exists());
+    assert!(!out.join("branches/scop-0.3/pretrain/checkpoints").exists());
+    assert!(out.join("branches/l1-0.6/score/statistics.jsonl").exists());
+
+    let outcomes: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("sweep.json")).unwrap()).unwrap();
+    let outcomes = outcomes.as_array().unwrap();
+    assert_eq!(outcomes.len(), 2);
+    for o in outcomes {
+        assert!(o["error"].is_null(), "{o}");
+        assert!(o["latency_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{o}");
+        assert!(o["summary"]["pruned"]["top1"].as_f64().is_some(), "{o}");
+    }
+}
