@@ -214,7 +214,13 @@ impl Tracker {
             Some(info) => info,
             None => {
                 let run_name = if job.name.is_empty() { job.id.clone() } else { job.name.clone() };
-                let tags = translate::job_tags(job);
+                let mut tags = translate::job_tags(job);
+                if let Some(sweep) = &job.parent_id {
+                    // Branches show as the sweep run's children in the MLflow UI.
+                    if let Ok(Some(parent)) = self.store.tracked_run(sweep).await {
+                        tags.push(("mlflow.parentRunId".to_owned(), parent.run_id));
+                    }
+                }
                 let info = self
                     .retry("run", || {
                         self.mlflow.create_run(&experiment_id, &run_name, job.created_at_ms, &tags)

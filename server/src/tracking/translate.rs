@@ -154,6 +154,12 @@ pub fn job_tags(job: &Job) -> Vec<(String, String)> {
         ("mlflow.user".to_owned(), job.owner.clone()),
         ("mlflow.source.name".to_owned(), "scopd".to_owned()),
     ];
+    if let Some(sweep) = &job.parent_id {
+        // A sweep's branch: which sweep, which candidate (the run nests under
+        // the sweep's through `mlflow.parentRunId` when that run exists).
+        tags.push(("scop.sweep".to_owned(), sweep.clone()));
+        tags.push(("scop.candidate".to_owned(), job.candidate.clone()));
+    }
     tags.extend(job.labels.iter().map(|(k, v)| (format!("scop.label.{k}"), v.clone())));
     tags
 }

@@ -133,3 +133,34 @@ fn a_spec_that_no_longer_validates_is_still_logged_as_written() {
     assert!(params.contains(&("model.arch".to_owned(), "resnet7".to_owned())), "{params:?}");
     assert!(params.contains(&("something.new".to_owned(), "1".to_owned())), "{params:?}");
 }
+
+#[test]
+fn a_branch_run_is_tagged_with_its_sweep_and_candidate() {
+    let job = |parent: Option<&str>, candidate: &str| Job {
+        id: "b".into(),
+        state: crate::domain::JobState::Queued,
+        stage: None,
+        stages: crate::domain::StagePlan::from_stored("decide,finetune,export").unwrap(),
+        spec_yaml: String::new(),
+        labels: [("team".to_owned(), "vision".to_owned())].into(),
+        priority: 0,
+        request_id: None,
+        created_at_ms: 0,
+        updated_at_ms: 0,
+        error: None,
+        attempt: 0,
+        last_sequence: 1,
+        owner: "alice".into(),
+        name: String::new(),
+        parent_id: parent.map(str::to_owned),
+        candidate: candidate.into(),
+    };
+    let tags = job_tags(&job(Some("s"), "scop-0.45"));
+    let tag =
+        |tags: &[(String, String)], key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    assert_eq!(tag(&tags, "scop.sweep").as_deref(), Some("s"));
+    assert_eq!(tag(&tags, "scop.candidate").as_deref(), Some("scop-0.45"));
+    assert_eq!(tag(&tags, "scop.label.team").as_deref(), Some("vision"));
+    let plain = job_tags(&job(None, ""));
+    assert_eq!((tag(&plain, "scop.sweep"), tag(&plain, "scop.candidate")), (None, None));
+}
