@@ -66,15 +66,14 @@ impl Runner {
     }
 }
 
-/// Runs the whole job; returns the figures of the summary table. A sweep runs
-/// its shared stages, then each candidate as a branch in
-/// `<output>/branches/<candidate>/`, one after the other; see [`run_sweep`].
+/// Runs the whole job; returns the figures of the summary table. A sweep
+/// goes to [`run_sweep`] instead.
 pub fn run_job(spec: &JobSpec, options: &RunOptions) -> Result<JobSummary> {
     let spec = with_options(spec, options);
     if spec.is_sweep() {
         return Err(Error::Stage(crate::stages::Error::Input(format!(
-            "the spec is a sweep of {} candidates: run it with `scop-worker run` (which runs the \
-             candidates one after the other) or submit it to scopd, which runs them side by side",
+            "the spec is a sweep of {} candidates: run it with run_sweep, which runs the candidates \
+             one after the other",
             spec.sweep.len()
         ))));
     }
