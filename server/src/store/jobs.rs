@@ -244,13 +244,16 @@ impl Store {
 
     /// Creates the branches of sweep `parent` that do not exist yet, one queued
     /// job per candidate, in one transaction; a branch that exists (created
-    /// before a restart) is kept as it is. Returns every branch, in candidate order.
+    /// before a restart) is kept as it is, and a sweep that has ended gets no
+    /// new ones. Returns every branch, in candidate order.
     pub async fn fork_branches(&self, parent: &str, branches: Vec<NewBranch>) -> Result<Vec<Job>> {
         let parent = parent.to_owned();
         let (jobs, created) = self
             .call(move |conn| {
                 let tx = conn.transaction()?;
                 let sweep = load_job(&tx, &parent)?;
+                // A sweep cancelled since the scheduler looked gets no new branches.
+                let open = !sweep.state.is_terminal();
                 let mut jobs = Vec::with_capacity(branches.len());
                 let mut created = Vec::new();
                 for branch in branches {
@@ -260,6 +263,7 @@ impl Store {
                         .optional()?;
                     let id = match existing {
                         Some(id) => id,
+                        None if !open => continue,
                         None => {
                             let id = new_id();
                             let now = now_ms();

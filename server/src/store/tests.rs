@@ -375,3 +375,50 @@ async fn reopening_keeps_jobs_and_their_events() {
     assert_eq!(store.queued_jobs().await.unwrap().len(), 1);
     assert_eq!(sequences(&store, &job.id).await, vec![1]);
 }
+
+#[tokio::test]
+async fn branches_are_forked_once_and_never_for_an_ended_sweep() {
+    let (store, _dir) = temp_store().await;
+    let branch = |candidate: &str| super::NewBranch {
+        candidate: candidate.into(),
+        job: NewJob {
+            stages: StagePlan::from_stored("decide,finetune,export").unwrap(),
+            ..new_job(None, &[])
+        },
+    };
+    let (sweep, _) = store
+        .submit_job(NewJob {
+            stages: StagePlan::from_stored("knockoff,sweep").unwrap(),
+            ..new_job(None, &[])
+        })
+        .await
+        .unwrap();
+    let first = store.fork_branches(&sweep.id, vec![branch("a"), branch("b")]).await.unwrap();
+    assert_eq!(first.iter().map(|b| b.candidate.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert!(
+        first
+            .iter()
+            .all(|b| b.parent_id.as_deref() == Some(sweep.id.as_str()) && b.state == JobState::Queued)
+    );
+    // Forking again (a restart) returns the same jobs and creates none.
+    let again = store.fork_branches(&sweep.id, vec![branch("a"), branch("b")]).await.unwrap();
+    assert_eq!(
+        again.iter().map(|b| &b.id).collect::<Vec<_>>(),
+        first.iter().map(|b| &b.id).collect::<Vec<_>>()
+    );
+    let filter = JobFilter { parent_id: Some(sweep.id.clone()), ..JobFilter::default() };
+    assert_eq!(store.list_jobs(filter, 10, None).await.unwrap().jobs.len(), 2);
+
+    // Cancelling the sweep cancels its open branches in the same call, and an
+    // ended sweep gets no new branch.
+    store.cancel_job(&sweep.id, "enough".into()).await.unwrap();
+    for b in store.branches(&sweep.id).await.unwrap() {
+        assert_eq!(b.state, JobState::Cancelled, "{b:?}");
+        assert_eq!(
+            b.error.as_deref(),
+            Some(format!("its sweep {} was cancelled: enough", sweep.id).as_str())
+        );
+    }
+    let late = store.fork_branches(&sweep.id, vec![branch("a"), branch("c")]).await.unwrap();
+    assert_eq!(late.iter().map(|b| b.candidate.as_str()).collect::<Vec<_>>(), ["a"]);
+}
