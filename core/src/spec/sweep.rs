@@ -123,6 +123,17 @@ impl JobSpec {
                 ),
             );
             check(seen.insert(name.clone()), &path("name"), format!("{name:?} names two candidates"));
+            // The branch's spec is named `<name>/<candidate>` and must fit `name`'s bound.
+            let branch_chars = self.name.as_ref().map_or(0, |n| n.chars().count() + 1) + name.chars().count();
+            check(
+                branch_chars <= super::limits::NAME_CHARS,
+                &path("name"),
+                format!(
+                    "with the spec's name the branch is named by {branch_chars} characters, more than {}; \
+                     shorten `name` or the candidate's",
+                    super::limits::NAME_CHARS
+                ),
+            );
             check(
                 given.target.is_none() || c.policy == Some(PolicyKind::Global),
                 &path("target"),
@@ -202,6 +213,14 @@ mod tests {
         ] {
             assert!(err.contains(expected), "{expected} missing from: {err}");
         }
+        let long = "n".repeat(100);
+        let err = JobSpec::from_yaml(&format!("name: {long}\n{BASE}sweep: [{{name: {long}, rate: 0.2}}]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sweep[0].name: with the spec's name the branch is named by 201 characters"),
+            "{err}"
+        );
         let err = JobSpec::from_yaml(&format!("{BASE}sweep: [{{criterion: magic, rate: 0.2}}]\n"))
             .unwrap_err()
             .to_string();
