@@ -121,41 +121,32 @@ impl Client {
     /// Every job in `state` (any state for `Unspecified`), newest first, as
     /// summaries (no spec); only `owner`'s when given.
     pub async fn list_jobs(&self, state: pb::JobState, owner: Option<&str>) -> Result<Vec<pb::Job>> {
-        let mut all = Vec::new();
-        let mut page_token = String::new();
-        for _ in 0..MAX_PAGES {
-            let mut jobs = self.jobs.clone();
-            let request = pb::ListJobsRequest {
-                state: state as i32,
-                page_size: 1000,
-                page_token,
-                owner: owner.unwrap_or_default().to_owned(),
-                ..Default::default()
-            };
-            let page = self.call(jobs.list_jobs(request)).await?;
-            all.extend(page.jobs);
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            page_token = page.next_page_token;
-        }
-        Ok(all)
+        let filter = pb::ListJobsRequest {
+            state: state as i32,
+            owner: owner.unwrap_or_default().to_owned(),
+            ..Default::default()
+        };
+        self.every_page(filter).await
     }
 
     /// The branch jobs of sweep `sweep_id` (one per candidate it forked),
-    /// with their specs.
+    /// with their specs, in the order they were forked (the candidates').
     pub async fn branches(&self, sweep_id: &str) -> Result<Vec<pb::Job>> {
+        let filter =
+            pb::ListJobsRequest { full_view: true, parent_id: sweep_id.to_owned(), ..Default::default() };
+        let mut all = self.every_page(filter).await?;
+        // Listed newest first.
+        all.reverse();
+        Ok(all)
+    }
+
+    /// Every page of ListJobs with `filter`'s filters, newest first.
+    async fn every_page(&self, filter: pb::ListJobsRequest) -> Result<Vec<pb::Job>> {
         let mut all = Vec::new();
         let mut page_token = String::new();
         for _ in 0..MAX_PAGES {
             let mut jobs = self.jobs.clone();
-            let request = pb::ListJobsRequest {
-                page_size: 1000,
-                page_token,
-                full_view: true,
-                parent_id: sweep_id.to_owned(),
-                ..Default::default()
-            };
+            let request = pb::ListJobsRequest { page_size: 1000, page_token, ..filter.clone() };
             let page = self.call(jobs.list_jobs(request)).await?;
             all.extend(page.jobs);
             if page.next_page_token.is_empty() {
@@ -163,8 +154,6 @@ impl Client {
             }
             page_token = page.next_page_token;
         }
-        // Listed newest first; the branches were forked in candidate order.
-        all.reverse();
         Ok(all)
     }
 
