@@ -5,6 +5,7 @@
 use scop_core::job_dir::CARD_FILE;
 use scop_core::spec::{JobSpec, PolicyKind};
 use scop_core::stage::Stage;
+use scop_core::summary::ExportFigures;
 use scop_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 
@@ -90,14 +91,13 @@ pub async fn candidates(client: &Client, sweep: &pb::Job) -> Result<Option<Vec<C
 async fn fill_from_card(client: &Client, job_id: &str, row: &mut CandidateRecord) -> Result<()> {
     let path = format!("{}/{CARD_FILE}", Stage::Export.as_str());
     let bytes = client.read_artifact(job_id, &path).await?;
-    let card: serde_json::Value = serde_json::from_slice(&bytes)
+    let card: ExportFigures = serde_json::from_slice(&bytes)
         .map_err(|e| Error::InvalidArgument(format!("{path} of job {job_id} is not a model card: {e}")))?;
-    let int = |key: &str| card.get(key).and_then(serde_json::Value::as_u64);
-    let metric = |key: &str| card.get("metrics").and_then(|m| m.get(key)).and_then(serde_json::Value::as_f64);
-    row.params = int("params");
-    row.flops = int("flops");
-    row.dense_params = int("dense_params");
-    row.dense_flops = int("dense_flops");
+    let metric = |key: &str| card.metrics.get(key).copied();
+    row.params = Some(card.params);
+    row.flops = Some(card.flops);
+    row.dense_params = Some(card.dense_params);
+    row.dense_flops = Some(card.dense_flops);
     row.latency_ms = metric("latency_ms");
     row.top1_dense = metric("top1_dense");
     row.top1_before_finetune = metric("top1_pruned_before_finetune");

@@ -139,6 +139,13 @@ impl StagePlan {
         StagePlan(Self::for_spec(candidate).0.into_iter().filter(|s| !shared.contains(s)).collect())
     }
 
+    /// The stages of a sweep's line whose outputs its branches start from
+    /// (`pretrain`, `knockoff`: every stage before `sweep`); empty for a line
+    /// without them.
+    pub fn shared_with_branches(&self) -> Vec<Stage> {
+        self.0.iter().copied().filter(|s| s.runs_on_workers()).collect()
+    }
+
     /// Whether the line runs `stage` itself.
     pub fn contains(&self, stage: Stage) -> bool {
         self.0.contains(&stage)
@@ -269,6 +276,7 @@ mod tests {
         };
         let mixed = sweep("[{criterion: scop, rate: 0.45}, {criterion: l1, rate: 0.45}]");
         assert_eq!(StagePlan::for_spec(&mixed).to_stored(), "pretrain,knockoff,sweep");
+        assert_eq!(StagePlan::for_spec(&mixed).shared_with_branches(), [Stage::Pretrain, Stage::Knockoff]);
         let scop = StagePlan::branch(&mixed.candidate_spec("scop-0.45").unwrap());
         assert_eq!(scop.to_stored(), "decide,finetune,export");
         assert!(!scop.contains(Stage::Knockoff));

@@ -331,8 +331,7 @@ impl Scheduler {
     async fn take_shared_outputs(&self, job: &Job) -> Result<std::result::Result<(), String>> {
         let Some(parent) = &job.parent_id else { return Ok(Ok(())) };
         let sweep = self.store.get_job(parent).await?;
-        let shared: Vec<Stage> =
-            sweep.stages.stages().iter().copied().filter(|s| s.runs_on_workers()).collect();
+        let shared = sweep.stages.shared_with_branches();
         let from = JobDir::new(self.artifacts.job_dir(parent));
         Ok(from
             .share_outputs(&JobDir::new(self.artifacts.job_dir(&job.id)), &shared)

@@ -55,7 +55,8 @@ impl Store {
                 let tx = conn.transaction()?;
                 if let Some(request_id) = &new.request_id {
                     let existing: Option<String> = tx
-                        .prepare_cached("SELECT id FROM jobs WHERE request_id = ?1")?.query_row([request_id], |r| r.get(0))
+                        .prepare_cached("SELECT id FROM jobs WHERE request_id = ?1")?
+                        .query_row([request_id], |r| r.get(0))
                         .optional()?;
                     if let Some(id) = existing {
                         let job = load_job(&tx, &id)?;
@@ -70,20 +71,7 @@ impl Store {
                         };
                     }
                 }
-                let id = new_id();
-                let now = now_ms();
-                let labels_json = serde_json::to_string(&new.labels).map_err(|e| Error::corrupt("jobs", &id, e))?;
-                tx.prepare_cached("INSERT INTO jobs (id, request_id, state, stage, stages, spec_yaml, labels_json, priority, \
-                     created_at_ms, updated_at_ms, owner, world_size, name) VALUES (?1, ?2, 'queued', NULL, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)")?.execute(params![id, new.request_id, new.stages.to_stored(), new.spec_yaml, labels_json, new.priority, now, new.owner, new.world_size, new.name],
-                )?;
-                for (key, value) in &new.labels {
-                    tx.prepare_cached("INSERT INTO job_labels (job_id, key, value) VALUES (?1, ?2, ?3)")?.execute(params![id, key, value])?;
-                }
-                for (position, stage) in new.stages.stages().iter().enumerate() {
-                    tx.prepare_cached("INSERT INTO stages (job_id, stage, position, state) VALUES (?1, ?2, ?3, 'pending')")?.execute(params![id, stage.as_str(), position],
-                    )?;
-                }
-                append_in(&tx, &id, EventKind::StateChanged { from: None, to: JobState::Queued, reason: None }, now)?;
+                let (id, _) = insert_job_in(&tx, &new, None)?;
                 let job = load_job(&tx, &id)?;
                 tx.commit()?;
                 Ok((job, true))
@@ -265,41 +253,8 @@ impl Store {
                         Some(id) => id,
                         None if !open => continue,
                         None => {
-                            let id = new_id();
-                            let now = now_ms();
-                            let new = branch.job;
-                            let labels_json = serde_json::to_string(&new.labels)
-                                .map_err(|e| Error::corrupt("jobs", &id, e))?;
-                            tx.prepare_cached(
-                                "INSERT INTO jobs (id, request_id, state, stage, stages, spec_yaml, labels_json, \
-                                 priority, created_at_ms, updated_at_ms, owner, world_size, name, parent_id, candidate) \
-                                 VALUES (?1, NULL, 'queued', NULL, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11)",
-                            )?
-                            .execute(params![
-                                id,
-                                new.stages.to_stored(),
-                                new.spec_yaml,
-                                labels_json,
-                                new.priority,
-                                now,
-                                new.owner,
-                                new.world_size,
-                                new.name,
-                                parent,
-                                branch.candidate
-                            ])?;
-                            for (key, value) in &new.labels {
-                                tx.prepare_cached("INSERT INTO job_labels (job_id, key, value) VALUES (?1, ?2, ?3)")?
-                                    .execute(params![id, key, value])?;
-                            }
-                            for (position, stage) in new.stages.stages().iter().enumerate() {
-                                tx.prepare_cached(
-                                    "INSERT INTO stages (job_id, stage, position, state) VALUES (?1, ?2, ?3, 'pending')",
-                                )?
-                                .execute(params![id, stage.as_str(), position])?;
-                            }
-                            let queued = EventKind::StateChanged { from: None, to: JobState::Queued, reason: None };
-                            let event = append_in(&tx, &id, queued, now)?;
+                            let sweep = (parent.as_str(), branch.candidate.as_str());
+                            let (id, event) = insert_job_in(&tx, &branch.job, Some(sweep))?;
                             created.push((id.clone(), event.sequence));
                             id
                         }
@@ -386,6 +341,56 @@ impl Store {
         })
         .await
     }
+}
+
+/// Inserts a queued job with its labels, its stage rows and its first event
+/// (`→ queued`), inside the caller's transaction; `branch_of` is the sweep and
+/// candidate of a branch. Returns the new id and the event.
+fn insert_job_in(
+    conn: &Connection,
+    new: &NewJob,
+    branch_of: Option<(&str, &str)>,
+) -> Result<(String, JobEvent)> {
+    let id = new_id();
+    let now = now_ms();
+    let labels_json = serde_json::to_string(&new.labels).map_err(|e| Error::corrupt("jobs", &id, e))?;
+    let (parent_id, candidate) = branch_of.map_or((None, ""), |(sweep, candidate)| (Some(sweep), candidate));
+    conn.prepare_cached(
+        "INSERT INTO jobs (id, request_id, state, stage, stages, spec_yaml, labels_json, priority, \
+         created_at_ms, updated_at_ms, owner, world_size, name, parent_id, candidate) \
+         VALUES (?1, ?2, 'queued', NULL, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        id,
+        new.request_id,
+        new.stages.to_stored(),
+        new.spec_yaml,
+        labels_json,
+        new.priority,
+        now,
+        new.owner,
+        new.world_size,
+        new.name,
+        parent_id,
+        candidate
+    ])?;
+    for (key, value) in &new.labels {
+        conn.prepare_cached("INSERT INTO job_labels (job_id, key, value) VALUES (?1, ?2, ?3)")?
+            .execute(params![id, key, value])?;
+    }
+    for (position, stage) in new.stages.stages().iter().enumerate() {
+        conn.prepare_cached(
+            "INSERT INTO stages (job_id, stage, position, state) VALUES (?1, ?2, ?3, 'pending')",
+        )?
+        .execute(params![id, stage.as_str(), position])?;
+    }
+    let event = append_in(
+        conn,
+        &id,
+        EventKind::StateChanged { from: None, to: JobState::Queued, reason: None },
+        now,
+    )?;
+    Ok((id, event))
 }
 
 /// One branch of a sweep, for [`Store::fork_branches`].

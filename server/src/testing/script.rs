@@ -142,6 +142,7 @@ fn write_export(job_dir: &Path) -> pb::TaskFinished {
         ("dense_params", PARAMS_DENSE),
         ("flops", 22_556_288),
         ("dense_flops", 40_813_184),
+        ("input_size", 32),
     ] {
         card.insert(key.to_owned(), serde_json::json!(value));
     }

@@ -77,7 +77,7 @@ pub fn run_job(spec: &JobSpec, options: &RunOptions) -> Result<JobSummary> {
             spec.sweep.len()
         ))));
     }
-    let times = run_line(&spec, &spec.stages(), options)?;
+    let times = run_line(&spec, spec.stages().stages(), options)?;
     summarize(&spec, times)
 }
 
@@ -104,12 +104,8 @@ pub struct BranchOutcome {
 /// candidates table and writes it to `<output>/sweep.json`.
 pub fn run_sweep(spec: &JobSpec, options: &RunOptions) -> Result<Vec<BranchOutcome>> {
     let spec = with_options(spec, options);
-    let shared: Vec<Stage> = spec.stages().stages().iter().copied().filter(|s| *s != Stage::Sweep).collect();
-    let shared_plan =
-        StagePlan::from_stored(&shared.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","));
-    if let Some(plan) = &shared_plan {
-        run_line(&spec, plan, options)?;
-    }
+    let shared = spec.stages().shared_with_branches();
+    run_line(&spec, &shared, options)?;
     let root = JobDir::new(spec.output.dir.clone());
     let mut outcomes = Vec::new();
     for name in spec.candidates().into_iter().filter_map(|c| c.name) {
@@ -119,7 +115,7 @@ pub fn run_sweep(spec: &JobSpec, options: &RunOptions) -> Result<Vec<BranchOutco
         let layout = JobDir::new(branch.output.dir.clone());
         let run = || -> Result<(JobSummary, std::collections::BTreeMap<String, f64>)> {
             root.share_outputs(&layout, &shared).map_err(crate::stages::Error::from)?;
-            let times = run_line(&branch, &StagePlan::branch(&branch), options)?;
+            let times = run_line(&branch, StagePlan::branch(&branch).stages(), options)?;
             let summary = summarize(&branch, times)?;
             Ok((summary, layout.read_export_figures().map_err(crate::stages::Error::from)?.metrics))
         };
@@ -168,8 +164,8 @@ fn with_options(spec: &JobSpec, options: &RunOptions) -> JobSpec {
     spec
 }
 
-/// Runs the stages of `plan`, in order; returns each one's seconds.
-fn run_line(spec: &JobSpec, plan: &StagePlan, options: &RunOptions) -> Result<Vec<(Stage, f64)>> {
+/// Runs `stages`, in order; returns each one's seconds.
+fn run_line(spec: &JobSpec, stages: &[Stage], options: &RunOptions) -> Result<Vec<(Stage, f64)>> {
     let world = spec.resources.world_size.max(1) as usize;
     let dir = spec.output.dir.clone();
     std::fs::create_dir_all(&dir).map_err(crate::stages::error::io(&dir))?;
@@ -198,7 +194,7 @@ fn run_line(spec: &JobSpec, plan: &StagePlan, options: &RunOptions) -> Result<Ve
     };
 
     let mut times = Vec::new();
-    for &stage in plan.stages() {
+    for &stage in stages {
         let started = Instant::now();
         if stage.runs_on_workers() {
             runner.run(stage, spec, options.resume, &mut sink)?;
