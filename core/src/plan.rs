@@ -169,9 +169,17 @@ fn top(scores: &[f32], count: u32) -> Vec<u32> {
     kept
 }
 
-/// `count` rounded up to a multiple of `round_to`, but never above `channels`.
-fn round_up(count: u32, round_to: u32, channels: u32) -> u32 {
-    count.div_ceil(round_to).saturating_mul(round_to).min(channels)
+/// `count` rounded to the nearest multiple of `round_to` (halves up), but never
+/// below `min_channels` (rounded up to a multiple), nor to zero, nor above `channels`.
+///
+/// Nearest rather than up: a rate asks for a width, and the multiple closest to it
+/// is the honest reading. Rounding up turned `rate: 0.45` on a 16-channel unit into
+/// no pruning at all (9 up to 16), and the 9/18/36 widths that rounding away from
+/// multiples of 8 left behind train no faster than the dense 16/32/64 ones.
+fn round_kept(count: u32, round_to: u32, min_channels: u32, channels: u32) -> u32 {
+    let nearest = (count + round_to / 2) / round_to * round_to;
+    let least = min_channels.max(1).div_ceil(round_to).saturating_mul(round_to);
+    nearest.max(least).min(channels)
 }
 
 /// The decide step of a job, as every orchestrator runs it (the coordinator,

@@ -381,7 +381,7 @@ pub struct PruneSpec {
     pub policy: PolicyKind,
     pub target: GlobalTarget,
     pub min_channels: u32,
-    /// Kept counts are rounded up to a multiple of this. A spec that does not set
+    /// Kept counts are rounded to the nearest multiple of this. A spec that does not set
     /// it gets 8 when `resources.device` is `cuda` or `resources.memory_format` is
     /// `channels_last` (the fast kernels want multiples of 8), 1 otherwise.
     pub round_to: u32,

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::group::scored_streams;
-use super::{UnitPlan, round_up, top};
+use super::{UnitPlan, round_kept, top};
 use crate::arch::ArchDesc;
 use crate::score::ScoreMap;
 use crate::spec::{PruneSpec, ResidualMode};
@@ -17,7 +17,7 @@ pub(super) fn decide(desc: &ArchDesc, scores: &ScoreMap, prune: &PruneSpec) -> V
         // As the reference: int(rate * C) channels go, computed in f64.
         let dropped = (prune.rate * f64::from(channels)).floor() as u32;
         let count = (channels - dropped.min(channels)).max(prune.min_channels.min(channels));
-        round_up(count, prune.round_to, channels)
+        round_kept(count, prune.round_to, prune.min_channels, channels)
     };
     let mut grouped: HashMap<String, Vec<u32>> = HashMap::new();
     if prune.residual == ResidualMode::Group {

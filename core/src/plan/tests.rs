@@ -56,8 +56,15 @@ fn min_channels_and_round_to_bound_the_kept_count() {
     };
     check(0.9, 1, 1, [2, 4, 7]);
     check(0.9, 5, 1, [5, 5, 7]);
-    check(0.45, 1, 8, [16, 24, 40]);
+    // 9, 18 and 36 kept round to the nearest multiples of 8; 36 is half-way and rounds up.
+    check(0.45, 1, 8, [8, 16, 40]);
+    // 7, 13 and 26 kept: 26 rounds down to 24.
+    check(0.6, 1, 8, [8, 16, 24]);
+    // 12 kept of 16 is half-way and rounds up; 23 → 24, 45 → 48.
+    check(0.3, 1, 8, [16, 24, 48]);
     check(0.9, 1, 8, [8, 8, 8]);
+    // min_channels 10 is kept whole, so the multiple above it: 16.
+    check(0.9, 10, 8, [16, 16, 16]);
     check(0.0, 1, 1, [16, 32, 64]);
 }
 
