@@ -45,6 +45,8 @@ pub const TORCHSCRIPT_FILE: &str = "model.pt";
 pub const CARD_FILE: &str = "model-card.json";
 /// The folder of a training stage's checkpoints.
 pub const CHECKPOINTS_DIR: &str = "checkpoints";
+/// The memory layout `resources.memory_format: auto` chose for a training stage, and its timings.
+pub const MEMORY_FORMAT_FILE: &str = "memory-format.json";
 /// The summary of a local run.
 pub const SUMMARY_FILE: &str = "summary.json";
 /// The spec as a local run hands it to its rank processes, every path absolute.
@@ -82,6 +84,11 @@ impl JobDir {
 
     pub fn checkpoints(&self, stage: impl AsRef<str>) -> PathBuf {
         self.stage_dir(stage).join(CHECKPOINTS_DIR)
+    }
+
+    /// The layout a training stage chose by timing both, reused when it resumes.
+    pub fn memory_format(&self, stage: impl AsRef<str>) -> PathBuf {
+        self.stage_dir(stage).join(MEMORY_FORMAT_FILE)
     }
 
     /// Score statistics of every knockoff epoch.

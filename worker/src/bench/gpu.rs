@@ -81,8 +81,8 @@ resources: {{ device: {kind}, memory_format: channels_last }}
     let mut replicas = Single;
     let mut sink = Recorder::default();
     let mut ctx = StageContext::new(&spec, device, &mut replicas, &mut sink, false);
-    ctx.set_memory_format(&mut model, &vs)?;
     apply_amp("bench", &spec.finetune, &mut model, device);
+    ctx.set_memory_format("bench", &mut model, &vs, args.batch as u32)?;
     let side = args.input_size;
     let batch = Batch {
         index: 0,

@@ -17,13 +17,14 @@ use std::time::Instant;
 
 use scop_core::plan::Plan;
 use scop_core::score::random_scores;
-use scop_core::spec::{JobSpec, PruneSpec, ResidualMode};
+use scop_core::spec::{JobSpec, MemoryFormat, PruneSpec, ResidualMode};
 use serde::Serialize;
+use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::{Batch, Loader, LoaderConfig, ModelInput, Shard, Split, measure_loader};
 use crate::events::Recorder;
-use crate::models::count_params;
+use crate::models::{ResNet, count_params, layout};
 use crate::prune::apply_plan;
 use crate::stages::knockoff::KnockoffHooks;
 use crate::stages::parallel::Single;
@@ -55,9 +56,9 @@ pub struct TrainBenchArgs {
     pub rounds: usize,
     #[arg(long, default_value_t = 0.45)]
     pub prune_rate: f64,
-    /// `prune.round_to` of the pruned networks.
-    #[arg(long, default_value_t = 1)]
-    pub round_to: u32,
+    /// `prune.round_to` values of the pruned networks: each residual mode is measured with each.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    pub round_to: Vec<u32>,
     /// An IDX dataset directory (e.g. data/fashion-mnist) to measure the loader on.
     #[arg(long)]
     pub loader_data: Option<PathBuf>,
@@ -119,6 +120,7 @@ pub struct TrainBenchReport {
 pub struct PrunedTiming {
     /// `scatter`, `keep` or `group`.
     pub residual: String,
+    pub round_to: u32,
     pub params: u64,
     pub flops: u64,
     pub channels_last: bool,
@@ -146,6 +148,18 @@ seed: 0
     JobSpec::from_yaml(&yaml).map_err(|e| Error::Input(format!("bench-train options: {e}")))
 }
 
+/// Whether `net` trains channels-last under `format`, as the stages decide it on the
+/// CPU: `auto` times both layouts on the bench's batch.
+fn layout_for(format: MemoryFormat, net: &mut ResNet, vs: &VarStore, args: &TrainBenchArgs) -> Result<bool> {
+    Ok(match format {
+        MemoryFormat::Auto => {
+            let shape = [args.batch, args.in_channels, args.input_size, args.input_size];
+            layout::time_layouts(net, vs, shape, layout::TIMED_PASSES)?.channels_last_is_faster()
+        }
+        format => layout::trains_channels_last(format, net.desc()),
+    })
+}
+
 /// Times the three steps (and the loader); see the module documentation.
 pub fn measure(args: &TrainBenchArgs) -> Result<TrainBenchReport> {
     if args.steps == 0 || args.rounds == 0 || args.batch < 2 {
@@ -162,18 +176,17 @@ pub fn measure(args: &TrainBenchArgs) -> Result<TrainBenchReport> {
     let modes =
         [("scatter", ResidualMode::Scatter), ("keep", ResidualMode::Keep), ("group", ResidualMode::Group)];
     let mut pruned_nets = Vec::new();
-    for (name, residual) in modes {
-        let prune =
-            PruneSpec { rate: args.prune_rate, round_to: args.round_to, residual, ..PruneSpec::default() };
+    for (round_to, (name, residual)) in args.round_to.iter().flat_map(|&r| modes.map(|m| (r, m))) {
+        let prune = PruneSpec { rate: args.prune_rate, round_to, residual, ..PruneSpec::default() };
         let plan = Plan::decide(&desc, &random_scores(&desc, 0), &prune, args.input_size as u32)?;
         let (mut pruned, pruned_vs) = apply_plan(&dense, &dense_vs, &plan)?;
-        let channels_last = crate::models::layout::trains_channels_last(format, pruned.desc());
+        let channels_last = layout_for(format, &mut pruned, &pruned_vs, args)?;
         if channels_last {
             pruned.use_channels_last(&pruned_vs)?;
         }
-        pruned_nets.push((name, pruned, pruned_vs, channels_last));
+        pruned_nets.push((name, round_to, pruned, pruned_vs, channels_last));
     }
-    let dense_channels_last = crate::models::layout::trains_channels_last(format, dense.desc());
+    let dense_channels_last = layout_for(format, &mut dense, &dense_vs, args)?;
     if dense_channels_last {
         dense.use_channels_last(&dense_vs)?;
         scored.use_channels_last(&scored_vs)?;
@@ -186,8 +199,10 @@ pub fn measure(args: &TrainBenchArgs) -> Result<TrainBenchReport> {
         labels: Tensor::randint(10, [args.batch], (Kind::Int64, Device::Cpu)),
     };
     let mut plain = Supervised::new("bench", &spec.finetune, &dense, &dense_vs);
-    let mut small: Vec<Supervised> =
-        pruned_nets.iter().map(|(_, net, vs, _)| Supervised::new("bench", &spec.finetune, net, vs)).collect();
+    let mut small: Vec<Supervised> = pruned_nets
+        .iter()
+        .map(|(_, _, net, vs, _)| Supervised::new("bench", &spec.finetune, net, vs))
+        .collect();
     let mut knockoff = KnockoffHooks::new(spec.knockoff.clone(), &mut scored, &scored_vs, Device::Cpu)?;
     let mut replicas = Single;
     let mut sink = Recorder::default();
@@ -232,8 +247,9 @@ pub fn measure(args: &TrainBenchArgs) -> Result<TrainBenchReport> {
     let pruned = pruned_nets
         .iter()
         .zip(timings)
-        .map(|((name, net, vs, channels_last), timing)| PrunedTiming {
+        .map(|((name, round_to, net, vs, channels_last), timing)| PrunedTiming {
             residual: (*name).to_owned(),
+            round_to: *round_to,
             params: count_params(vs),
             flops: net.desc().cost(input).flops,
             channels_last: *channels_last,

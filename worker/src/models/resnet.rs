@@ -178,6 +178,18 @@ impl ResNet {
         Ok(())
     }
 
+    /// Trains and infers contiguous (NCHW) from now on: undoes [`ResNet::use_channels_last`].
+    pub fn use_contiguous(&mut self, vs: &nn::VarStore) -> Result<()> {
+        super::layout::vars_to_contiguous(vs).ctx("contiguous weights")?;
+        self.channels_last = false;
+        Ok(())
+    }
+
+    /// Whether inputs and conv weights are channels-last.
+    pub fn is_channels_last(&self) -> bool {
+        self.channels_last
+    }
+
     /// Trains and infers in bf16 mixed precision from now on (the variables stay fp32).
     pub fn use_bf16(&mut self) {
         self.bf16 = true;

@@ -4,7 +4,7 @@
 use scop_core::spec::{DeviceKind, JobSpec};
 use tch::Device;
 
-use super::error::{Error, Result};
+use super::error::{Error, InStage, Result};
 use super::parallel::Replicas;
 use crate::data::{Dataset, Loader, LoaderConfig, ModelInput, Shard, Split};
 use crate::events::EventSink;
@@ -59,10 +59,68 @@ impl<'a> StageContext<'a> {
     }
 
     /// Switches `model` (with its VarStore `vs`) to the memory layout the spec's
-    /// `resources.memory_format` asks for; call before the stage's first step.
-    pub fn set_memory_format(&self, model: &mut crate::models::ResNet, vs: &tch::nn::VarStore) -> Result<()> {
-        use crate::models::layout::trains_channels_last;
-        if trains_channels_last(self.spec.resources.memory_format, model.desc()) {
+    /// `resources.memory_format` asks for; call before the stage's first step,
+    /// after the model's precision is set. `batch` is one step's batch on this rank.
+    ///
+    /// `auto` on the CPU times both layouts on this network and batch
+    /// ([`time_layouts`]) and keeps the faster: every rank times, the sums over
+    /// ranks decide, so all ranks agree. Rank 0 records the choice in the stage's
+    /// `memory-format.json`, and a resumed stage keeps what it chose before, so a
+    /// resumed run computes exactly what the uninterrupted one would have.
+    pub fn set_memory_format(
+        &mut self,
+        stage: &str,
+        model: &mut crate::models::ResNet,
+        vs: &tch::nn::VarStore,
+        batch: u32,
+    ) -> Result<()> {
+        use crate::models::layout::{TIMED_PASSES, time_layouts, trains_channels_last};
+        use scop_core::spec::MemoryFormat;
+        let format = self.spec.resources.memory_format;
+        let channels_last = if format == MemoryFormat::Auto && self.device == Device::Cpu {
+            let record = self.layout.memory_format(stage);
+            let recorded = if self.resume { LayoutChoice::read(&record) } else { None };
+            // [ranks that recorded a choice, of them channels-last, contiguous s, channels-last s]
+            let mut sums = [0.0; 4];
+            match recorded {
+                Some(choice) => {
+                    sums[..2].copy_from_slice(&[1.0, f64::from(u8::from(choice.channels_last()))])
+                }
+                None => {
+                    let size = self.input_size() as i64;
+                    let shape = [i64::from(batch), i64::from(model.desc().in_channels), size, size];
+                    let timing = time_layouts(model, vs, shape, TIMED_PASSES)?;
+                    sums[2..].copy_from_slice(&[timing.contiguous, timing.channels_last]);
+                }
+            }
+            self.replicas.sum_scalars(&mut sums).in_stage(stage)?;
+            let [recorded, recorded_cl, contiguous, channels_last] = sums;
+            let chosen =
+                if recorded > 0.0 { 2.0 * recorded_cl > recorded } else { channels_last < contiguous };
+            if recorded == 0.0 {
+                let ranks = self.replicas.world() as f64;
+                let choice = LayoutChoice {
+                    memory_format: if chosen { "channels_last" } else { "contiguous" }.to_owned(),
+                    batch,
+                    contiguous_ms_per_pass: 1e3 * contiguous / ranks,
+                    channels_last_ms_per_pass: 1e3 * channels_last / ranks,
+                };
+                tracing::info!(
+                    stage,
+                    memory_format = %choice.memory_format,
+                    contiguous_ms = choice.contiguous_ms_per_pass,
+                    channels_last_ms = choice.channels_last_ms_per_pass,
+                    "memory_format auto: timed both layouts"
+                );
+                if self.replicas.rank() == 0 {
+                    choice.write(&record)?;
+                }
+            }
+            chosen
+        } else {
+            trains_channels_last(format, model.desc())
+        };
+        if channels_last {
             model.use_channels_last(vs)?;
         }
         Ok(())
@@ -115,5 +173,39 @@ pub fn device_for(kind: DeviceKind, local_rank: usize) -> Result<Device> {
             }
             Ok(Device::Cuda(local_rank))
         }
+    }
+}
+
+/// What a stage's `memory-format.json` holds.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct LayoutChoice {
+    /// `contiguous` or `channels_last`.
+    memory_format: String,
+    /// The batch the passes were timed on (one rank's).
+    batch: u32,
+    /// Mean over ranks of the best timed training-shaped pass in each layout.
+    contiguous_ms_per_pass: f64,
+    channels_last_ms_per_pass: f64,
+}
+
+impl LayoutChoice {
+    fn channels_last(&self) -> bool {
+        self.memory_format == "channels_last"
+    }
+
+    /// The recorded choice, if the file is there and reads as one; anything else times again.
+    fn read(path: &std::path::Path) -> Option<Self> {
+        let text = std::fs::read_to_string(path).ok()?;
+        serde_json::from_str::<Self>(&text)
+            .ok()
+            .filter(|c| matches!(c.memory_format.as_str(), "contiguous" | "channels_last"))
+    }
+
+    fn write(&self, path: &std::path::Path) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_owned(), source })?;
+        }
+        let json = serde_json::to_string_pretty(self).expect("a layout choice serialises");
+        super::error::write_atomic(path, json.as_bytes())
     }
 }

@@ -37,8 +37,8 @@ pub fn run(ctx: &mut StageContext<'_>, plan: &Plan) -> Result<FinetuneReport> {
     let (dense, dense_vs) = weights::load(&desc, &scored, ctx.device)?;
     let (mut model, vs) = apply_plan(&dense, &dense_vs, plan)?;
     drop((dense, dense_vs));
-    ctx.set_memory_format(&mut model, &vs)?;
     apply_amp(STAGE, &spec, &mut model, ctx.device);
+    ctx.set_memory_format(STAGE, &mut model, &vs, spec.batch_size)?;
 
     let train = ctx.train_loader(spec.batch_size)?;
     let test = ctx.test_loader(spec.batch_size.max(256))?;

@@ -46,7 +46,8 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<KnockoffReport> {
     let desc = weights::dense_desc(ctx.spec)?;
     let source = weights::dense_source(ctx.spec, &ctx.layout, STAGE)?;
     let (mut model, vs) = weights::load(&desc, &source, ctx.device)?;
-    ctx.set_memory_format(&mut model, &vs)?;
+    // A knockoff step runs the batch [real; knockoff]: twice the loader's batch.
+    ctx.set_memory_format(STAGE, &mut model, &vs, 2 * ctx.spec.knockoff.batch_size)?;
     let test = ctx.test_loader(ctx.spec.knockoff.batch_size.max(256))?;
     let dense = evaluate(ctx, STAGE, &model, &test)?;
     ctx.sink.emit(&Event::Evaluated {

@@ -21,8 +21,8 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<Summary> {
         Some(path) => weights::load(&desc, path, ctx.device)?,
         None => weights::build(&desc, ctx.device, ctx.spec.seed)?,
     };
-    ctx.set_memory_format(&mut model, &vs)?;
     apply_amp(STAGE, &spec, &mut model, ctx.device);
+    ctx.set_memory_format(STAGE, &mut model, &vs, spec.batch_size)?;
     let train = ctx.train_loader(spec.batch_size)?;
     let test = ctx.test_loader(spec.batch_size.max(256))?;
     let cfg = LoopConfig::supervised(STAGE, &spec, train.batches_per_epoch() as u64);

@@ -1,7 +1,8 @@
 //! `cargo xtask bench train`: training steps of the stage code against PyTorch
 //! eager, side by side in one run with the same net, batch, input size and
 //! thread count, plus the knockoff/plain ratio, the pruned/dense ratios of ResNet-20
-//! pruned at 45 % with `residual: scatter`, `keep` and `group`, and the loader
+//! pruned at 45 % with `residual: scatter`, `keep` and `group`, each with `round_to`
+//! 1 and 8 and in the layout `memory_format: auto` times faster, and the loader
 //! throughput against the training throughput.
 //!
 //! Our figures come from the hidden `scop-worker bench-train` command (the real
@@ -115,10 +116,11 @@ pub fn run() -> anyhow::Result<()> {
     for p in pruned {
         let ips = p["images_per_second"].as_f64().context("bench-train JSON lacks a pruned figure")?;
         let residual = p["residual"].as_str().unwrap_or("?");
+        let round_to = &p["round_to"];
         let flops = p["flops"].as_f64().unwrap_or(f64::NAN);
         println!(
             "{:<34} {ips:>10.0} {:>10} {:>7.2}x  speed-up over dense ({}; {:.2}x fewer FLOPs, params {} -> {}){}",
-            format!("plain step, 45%-pruned, {residual}"),
+            format!("45%-pruned, {residual}, round_to {round_to}"),
             "-",
             ips / plain,
             layout(p["channels_last"].as_bool().unwrap_or(false)),

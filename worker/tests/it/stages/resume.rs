@@ -34,6 +34,11 @@ fn interrupted_copy(from: &Path, out: &Path, stage: &str, name: &str) {
         std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
     }
     std::fs::write(dst_root.join("latest"), format!("{name}\n")).unwrap();
+    // The layout `memory_format: auto` chose when the stage started is in the stage's directory too.
+    let choice = from.join(stage).join(scop_core::job_dir::MEMORY_FORMAT_FILE);
+    if choice.exists() {
+        std::fs::copy(&choice, out.join(stage).join(scop_core::job_dir::MEMORY_FORMAT_FILE)).unwrap();
+    }
 }
 
 fn evaluations(events: &[Event]) -> Vec<(u32, f64, f64)> {
@@ -53,6 +58,34 @@ fn assert_same_weights(a: &Path, b: &Path) {
         assert_eq!(na, nb);
         assert!(identical(ta, tb), "{na} differs between the uninterrupted and the resumed run");
     }
+}
+
+#[test]
+fn auto_layout_is_timed_once_and_a_resumed_stage_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = two_epoch_pretrain(dir.path());
+    run_stage(&spec, false, pretrain::run).0.unwrap();
+    let record = dir.path().join("pretrain").join(scop_core::job_dir::MEMORY_FORMAT_FILE);
+    let text = std::fs::read_to_string(&record).expect("auto on the CPU records its choice");
+    let choice: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(matches!(choice["memory_format"].as_str(), Some("contiguous" | "channels_last")), "{text}");
+    assert!(choice["contiguous_ms_per_pass"].as_f64().unwrap() > 0.0, "{text}");
+    assert!(choice["channels_last_ms_per_pass"].as_f64().unwrap() > 0.0, "{text}");
+
+    // A resume trusts the record even when it names the other layout: it is not timed again.
+    let other = if choice["memory_format"] == "contiguous" { "channels_last" } else { "contiguous" };
+    let edited = serde_json::json!({
+        "memory_format": other, "batch": 1, "contiguous_ms_per_pass": -1.0, "channels_last_ms_per_pass": -1.0,
+    });
+    std::fs::write(&record, edited.to_string()).unwrap();
+    run_stage(&spec, true, pretrain::run).0.unwrap();
+    let kept: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    assert_eq!(kept, edited, "the resumed stage neither timed nor rewrote the choice");
+
+    // A fresh run times again.
+    run_stage(&spec, false, pretrain::run).0.unwrap();
+    let fresh: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    assert!(fresh["contiguous_ms_per_pass"].as_f64().unwrap() > 0.0, "{fresh}");
 }
 
 #[test]
