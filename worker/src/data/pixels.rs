@@ -30,9 +30,18 @@ impl Pixels {
     pub fn from_hwc(hwc: &[u8], channels: usize, height: usize, width: usize) -> Self {
         let plane = height * width;
         let mut data = vec![0u8; channels * plane];
-        for (i, pixel) in hwc.chunks_exact(channels).enumerate() {
-            for (c, &v) in pixel.iter().enumerate() {
-                data[c * plane + i] = v;
+        if channels == 3 {
+            // The common case, one pass with the three planes written side by side.
+            let (r, gb) = data.split_at_mut(plane);
+            let (g, b) = gb.split_at_mut(plane);
+            for (((pixel, r), g), b) in hwc.chunks_exact(3).zip(r).zip(g).zip(b) {
+                (*r, *g, *b) = (pixel[0], pixel[1], pixel[2]);
+            }
+        } else {
+            for (c, dst) in data.chunks_exact_mut(plane.max(1)).enumerate() {
+                for (d, pixel) in dst.iter_mut().zip(hwc.chunks_exact(channels)) {
+                    *d = pixel[c];
+                }
             }
         }
         Self { channels, height, width, data }
@@ -74,21 +83,31 @@ impl Pixels {
         let rows = filter_taps(rect.top, rect.height, height);
         let plane = self.height * self.width;
         let mut data = vec![0u8; self.channels * height * width];
-        // Horizontal pass over the rows of the rectangle, then a vertical pass.
+        // Horizontal pass over the rows of the rectangle, then a vertical pass
+        // that adds whole rows (so it runs along memory, and vectorises).
         let mut wide = vec![0f32; rect.height * width];
+        let mut sums = vec![0f32; width];
         for c in 0..self.channels {
             let src = &self.data[c * plane..(c + 1) * plane];
-            for y in 0..rect.height {
+            for (y, out) in wide.chunks_exact_mut(width).enumerate() {
                 let row = &src[(rect.top + y) * self.width..(rect.top + y + 1) * self.width];
-                for (x, taps) in columns.iter().enumerate() {
-                    wide[y * width + x] = taps.apply(|i| f32::from(row[i]));
+                for (o, taps) in out.iter_mut().zip(&columns) {
+                    let samples = &row[taps.first..taps.first + taps.weights.len()];
+                    *o = taps.weights.iter().zip(samples).map(|(w, &v)| w * f32::from(v)).sum();
                 }
             }
             let dst = &mut data[c * height * width..(c + 1) * height * width];
-            for (y, taps) in rows.iter().enumerate() {
-                for x in 0..width {
-                    let v = taps.apply(|i| wide[(i - rect.top) * width + x]);
-                    dst[y * width + x] = v.round().clamp(0.0, 255.0) as u8;
+            for (out, taps) in dst.chunks_exact_mut(width).zip(&rows) {
+                sums.fill(0.0);
+                for (k, w) in taps.weights.iter().enumerate() {
+                    let y = taps.first - rect.top + k;
+                    for (s, &v) in sums.iter_mut().zip(&wide[y * width..(y + 1) * width]) {
+                        *s += w * v;
+                    }
+                }
+                // Rounds half away from zero, as f32::round, without the libm call.
+                for (o, &s) in out.iter_mut().zip(&sums) {
+                    *o = (s.clamp(0.0, 255.0) + 0.5) as u8;
                 }
             }
         }
@@ -117,12 +136,6 @@ pub fn convertible(from: usize, to: usize) -> bool {
 struct Taps {
     first: usize,
     weights: Vec<f32>,
-}
-
-impl Taps {
-    fn apply(&self, sample: impl Fn(usize) -> f32) -> f32 {
-        self.weights.iter().enumerate().map(|(k, w)| w * sample(self.first + k)).sum()
-    }
 }
 
 /// Filter taps mapping `len` source samples starting at `start` onto `out` samples.
@@ -190,6 +203,60 @@ mod tests {
         assert_eq!(p.resize(1, 2).data, vec![57, 183]);
         let p = gray(1, 2, vec![0, 100]);
         assert_eq!(p.resize(1, 4).data, vec![0, 25, 75, 100]);
+    }
+
+    #[test]
+    fn crop_resize_equals_the_filter_applied_pixel_by_pixel() {
+        // A reference that evaluates each output pixel on its own, horizontal taps
+        // first, then vertical, in the same order of additions.
+        let reference = |p: &Pixels, rect: Rect, height: usize, width: usize| -> Vec<u8> {
+            let (columns, rows) =
+                (filter_taps(rect.left, rect.width, width), filter_taps(rect.top, rect.height, height));
+            let mut out = Vec::new();
+            for c in 0..p.channels {
+                for taps_y in &rows {
+                    for taps_x in &columns {
+                        let mut v = 0f32;
+                        for (ky, wy) in taps_y.weights.iter().enumerate() {
+                            let y = taps_y.first + ky;
+                            let h: f32 = taps_x
+                                .weights
+                                .iter()
+                                .enumerate()
+                                .map(|(kx, wx)| {
+                                    wx * f32::from(p.data[(c * p.height + y) * p.width + taps_x.first + kx])
+                                })
+                                .sum();
+                            v += wy * h;
+                        }
+                        out.push(v.round().clamp(0.0, 255.0) as u8);
+                    }
+                }
+            }
+            out
+        };
+        let (channels, height, width) = (3, 37, 53);
+        let data: Vec<u8> = (0..channels * height * width).map(|i| ((i * 7919) % 251) as u8).collect();
+        let p = Pixels { channels, height, width, data };
+        for (rect, h, w) in [
+            (Rect { top: 0, left: 0, height, width }, 20, 31),
+            (Rect { top: 5, left: 9, height: 17, width: 30 }, 24, 24),
+            (Rect { top: 3, left: 2, height: 11, width: 7 }, 29, 40),
+        ] {
+            assert_eq!(p.crop_resize(rect, h, w).data, reference(&p, rect, h, w), "{rect:?} to {h}x{w}");
+        }
+    }
+
+    #[test]
+    fn hwc_to_chw_for_every_channel_count() {
+        for channels in [1, 2, 3, 4] {
+            let hwc: Vec<u8> = (0..channels * 6).map(|i| i as u8).collect();
+            let p = Pixels::from_hwc(&hwc, channels, 2, 3);
+            for c in 0..channels {
+                let plane: Vec<u8> = (0..6).map(|i| (i * channels + c) as u8).collect();
+                assert_eq!(p.data[c * 6..(c + 1) * 6], plane[..], "{channels} channels, channel {c}");
+            }
+        }
     }
 
     #[test]
