@@ -100,14 +100,14 @@ impl<'a> StageContext<'a> {
             if recorded == 0.0 {
                 let ranks = self.replicas.world() as f64;
                 let choice = LayoutChoice {
-                    memory_format: if chosen { "channels_last" } else { "contiguous" }.to_owned(),
+                    memory_format: if chosen { MemoryFormat::ChannelsLast } else { MemoryFormat::Contiguous },
                     batch,
                     contiguous_ms_per_pass: 1e3 * contiguous / ranks,
                     channels_last_ms_per_pass: 1e3 * channels_last / ranks,
                 };
                 tracing::info!(
                     stage,
-                    memory_format = %choice.memory_format,
+                    memory_format = ?choice.memory_format,
                     contiguous_ms = choice.contiguous_ms_per_pass,
                     channels_last_ms = choice.channels_last_ms_per_pass,
                     "memory_format auto: timed both layouts"
@@ -180,7 +180,7 @@ pub fn device_for(kind: DeviceKind, local_rank: usize) -> Result<Device> {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct LayoutChoice {
     /// `contiguous` or `channels_last`.
-    memory_format: String,
+    memory_format: scop_core::spec::MemoryFormat,
     /// The batch the passes were timed on (one rank's).
     batch: u32,
     /// Mean over ranks of the best timed training-shaped pass in each layout.
@@ -190,7 +190,7 @@ struct LayoutChoice {
 
 impl LayoutChoice {
     fn channels_last(&self) -> bool {
-        self.memory_format == "channels_last"
+        self.memory_format == scop_core::spec::MemoryFormat::ChannelsLast
     }
 
     /// The recorded choice, if the file is there and reads as one; anything else times again.
@@ -198,7 +198,7 @@ impl LayoutChoice {
         let text = std::fs::read_to_string(path).ok()?;
         serde_json::from_str::<Self>(&text)
             .ok()
-            .filter(|c| matches!(c.memory_format.as_str(), "contiguous" | "channels_last"))
+            .filter(|c| c.memory_format != scop_core::spec::MemoryFormat::Auto)
     }
 
     fn write(&self, path: &std::path::Path) -> Result<()> {
