@@ -81,7 +81,10 @@ pub fn vars_to_contiguous(vs: &VarStore) -> Result<(), TchError> {
 }
 
 /// Timed passes per layout when `memory_format: auto` chooses on the CPU (after one untimed).
-pub const TIMED_PASSES: usize = 3;
+/// With three, one `cargo xtask bench train` in about fifty choices on a shared 2-core
+/// machine got the layout that is 2× slower (every contiguous pass was slowed); five
+/// spread the passes over more time for about one more second on ResNet-20.
+pub const TIMED_PASSES: usize = 5;
 
 /// Seconds of one training-shaped pass in each layout (the best of the timed passes).
 #[derive(Debug, Clone, Copy, PartialEq)]
