@@ -151,13 +151,11 @@ seed: 0
 /// Whether `net` trains channels-last under `format`, as the stages decide it on the
 /// CPU: `auto` times both layouts on the bench's batch.
 fn layout_for(format: MemoryFormat, net: &mut ResNet, vs: &VarStore, args: &TrainBenchArgs) -> Result<bool> {
-    Ok(match format {
-        MemoryFormat::Auto => {
-            let shape = [args.batch, args.in_channels, args.input_size, args.input_size];
-            layout::time_layouts(net, vs, shape, layout::TIMED_PASSES)?.channels_last_is_faster()
-        }
-        format => layout::trains_channels_last(format, net.desc()),
-    })
+    if let Some(channels_last) = layout::fixed_layout(format, Device::Cpu, net.desc()) {
+        return Ok(channels_last);
+    }
+    let shape = [args.batch, args.in_channels, args.input_size, args.input_size];
+    Ok(layout::time_layouts(net, vs, shape, layout::TIMED_PASSES)?.channels_last_is_faster())
 }
 
 /// Times the three steps (and the loader); see the module documentation.

@@ -42,6 +42,12 @@ pub fn trains_channels_last(format: MemoryFormat, desc: &ArchDesc) -> bool {
     }
 }
 
+/// The layout `format` fixes for `desc` on `device` (`Some(channels_last)`), or
+/// `None` where `auto` times both layouts instead ([`time_layouts`]): on the CPU.
+pub fn fixed_layout(format: MemoryFormat, device: Device, desc: &ArchDesc) -> Option<bool> {
+    (format != MemoryFormat::Auto || device != Device::Cpu).then(|| trains_channels_last(format, desc))
+}
+
 /// `t` (4-D) with channels-last strides: the same values and shape.
 pub fn channels_last(t: &Tensor) -> Result<Tensor, TchError> {
     t.f_permute([0, 2, 3, 1])?.f_contiguous()?.f_permute([0, 3, 1, 2])

@@ -1,13 +1,16 @@
 //! What every stage runs with: the spec, the output layout, the device, the
 //! replicas it trains with, and where its events go.
 
-use scop_core::spec::{DeviceKind, JobSpec};
+use scop_core::spec::{DeviceKind, JobSpec, MemoryFormat};
 use tch::Device;
+use tch::nn::VarStore;
 
 use super::error::{Error, InStage, Result};
 use super::parallel::Replicas;
 use crate::data::{Dataset, Loader, LoaderConfig, ModelInput, Shard, Split};
 use crate::events::EventSink;
+use crate::models::ResNet;
+use crate::models::layout::{LayoutTiming, TIMED_PASSES, fixed_layout, time_layouts};
 use scop_core::job_dir::JobDir;
 
 /// The environment of one stage on one rank.
@@ -70,60 +73,62 @@ impl<'a> StageContext<'a> {
     pub fn set_memory_format(
         &mut self,
         stage: &str,
-        model: &mut crate::models::ResNet,
-        vs: &tch::nn::VarStore,
+        model: &mut ResNet,
+        vs: &VarStore,
         batch: u32,
     ) -> Result<()> {
-        use crate::models::layout::{TIMED_PASSES, time_layouts, trains_channels_last};
-        use scop_core::spec::MemoryFormat;
         let format = self.spec.resources.memory_format;
-        let channels_last = if format == MemoryFormat::Auto && self.device == Device::Cpu {
-            let record = self.layout.memory_format(stage);
-            let recorded = if self.resume { LayoutChoice::read(&record) } else { None };
-            // [ranks that recorded a choice, of them channels-last, contiguous s, channels-last s]
-            let mut sums = [0.0; 4];
-            match recorded {
-                Some(choice) => {
-                    sums[..2].copy_from_slice(&[1.0, f64::from(u8::from(choice.channels_last()))])
-                }
-                None => {
-                    let size = self.input_size() as i64;
-                    let shape = [i64::from(batch), i64::from(model.desc().in_channels), size, size];
-                    let timing = time_layouts(model, vs, shape, TIMED_PASSES)?;
-                    sums[2..].copy_from_slice(&[timing.contiguous, timing.channels_last]);
-                }
-            }
-            self.replicas.sum_scalars(&mut sums).in_stage(stage)?;
-            let [recorded, recorded_cl, contiguous, channels_last] = sums;
-            let chosen =
-                if recorded > 0.0 { 2.0 * recorded_cl > recorded } else { channels_last < contiguous };
-            if recorded == 0.0 {
-                let ranks = self.replicas.world() as f64;
-                let choice = LayoutChoice {
-                    memory_format: if chosen { MemoryFormat::ChannelsLast } else { MemoryFormat::Contiguous },
-                    batch,
-                    contiguous_ms_per_pass: 1e3 * contiguous / ranks,
-                    channels_last_ms_per_pass: 1e3 * channels_last / ranks,
-                };
-                tracing::info!(
-                    stage,
-                    memory_format = ?choice.memory_format,
-                    contiguous_ms = choice.contiguous_ms_per_pass,
-                    channels_last_ms = choice.channels_last_ms_per_pass,
-                    "memory_format auto: timed both layouts"
-                );
-                if self.replicas.rank() == 0 {
-                    choice.write(&record)?;
-                }
-            }
-            chosen
-        } else {
-            trains_channels_last(format, model.desc())
+        let channels_last = match fixed_layout(format, self.device, model.desc()) {
+            Some(channels_last) => channels_last,
+            None => self.timed_layout(stage, model, vs, batch)?,
         };
         if channels_last {
             model.use_channels_last(vs)?;
         }
         Ok(())
+    }
+
+    /// Whether `auto` on the CPU trains `model` channels-last: the recorded choice
+    /// when resuming, else the faster layout by the ranks' summed timings, recorded.
+    fn timed_layout(&mut self, stage: &str, model: &mut ResNet, vs: &VarStore, batch: u32) -> Result<bool> {
+        let record = self.layout.memory_format(stage);
+        let recorded = if self.resume { LayoutChoice::read(&record) } else { None };
+        // [ranks that recorded a choice, of them channels-last, contiguous s, channels-last s]
+        let mut sums = [0.0; 4];
+        match recorded {
+            Some(choice) => sums[..2].copy_from_slice(&[1.0, f64::from(u8::from(choice.channels_last()))]),
+            None => {
+                let size = self.input_size() as i64;
+                let shape = [i64::from(batch), i64::from(model.desc().in_channels), size, size];
+                let timing = time_layouts(model, vs, shape, TIMED_PASSES)?;
+                sums[2..].copy_from_slice(&[timing.contiguous, timing.channels_last]);
+            }
+        }
+        self.replicas.sum_scalars(&mut sums).in_stage(stage)?;
+        let [recorded, recorded_cl, contiguous, channels_last] = sums;
+        if recorded > 0.0 {
+            return Ok(2.0 * recorded_cl > recorded);
+        }
+        let ranks = self.replicas.world() as f64;
+        let mean = LayoutTiming { contiguous: contiguous / ranks, channels_last: channels_last / ranks };
+        let chosen = mean.channels_last_is_faster();
+        let choice = LayoutChoice {
+            memory_format: if chosen { MemoryFormat::ChannelsLast } else { MemoryFormat::Contiguous },
+            batch,
+            contiguous_ms_per_pass: 1e3 * mean.contiguous,
+            channels_last_ms_per_pass: 1e3 * mean.channels_last,
+        };
+        tracing::info!(
+            stage,
+            memory_format = ?choice.memory_format,
+            contiguous_ms = choice.contiguous_ms_per_pass,
+            channels_last_ms = choice.channels_last_ms_per_pass,
+            "memory_format auto: timed both layouts"
+        );
+        if self.replicas.rank() == 0 {
+            choice.write(&record)?;
+        }
+        Ok(chosen)
     }
 
     /// This rank's shard of the data.
@@ -180,7 +185,7 @@ pub fn device_for(kind: DeviceKind, local_rank: usize) -> Result<Device> {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct LayoutChoice {
     /// `contiguous` or `channels_last`.
-    memory_format: scop_core::spec::MemoryFormat,
+    memory_format: MemoryFormat,
     /// The batch the passes were timed on (one rank's).
     batch: u32,
     /// Mean over ranks of the best timed training-shaped pass in each layout.
@@ -190,15 +195,13 @@ struct LayoutChoice {
 
 impl LayoutChoice {
     fn channels_last(&self) -> bool {
-        self.memory_format == scop_core::spec::MemoryFormat::ChannelsLast
+        self.memory_format == MemoryFormat::ChannelsLast
     }
 
     /// The recorded choice, if the file is there and reads as one; anything else times again.
     fn read(path: &std::path::Path) -> Option<Self> {
         let text = std::fs::read_to_string(path).ok()?;
-        serde_json::from_str::<Self>(&text)
-            .ok()
-            .filter(|c| c.memory_format != scop_core::spec::MemoryFormat::Auto)
+        serde_json::from_str::<Self>(&text).ok().filter(|c| c.memory_format != MemoryFormat::Auto)
     }
 
     fn write(&self, path: &std::path::Path) -> Result<()> {
