@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 use super::dataset::Dataset;
 use super::error::{DataError, Result};
@@ -172,17 +172,39 @@ impl EpochPlan {
         let hi = (lo + self.batch_size).min(self.indices.len());
         let [c, h, w] = self.dataset.sample_shape();
         let sample_len = c * h * w;
-        let mut images = vec![0f32; (hi - lo) * sample_len];
-        let mut labels = Vec::with_capacity(hi - lo);
-        for (out, &index) in images.chunks_exact_mut(sample_len).zip(&self.indices[lo..hi]) {
-            labels.push(self.dataset.sample_into(index, self.seed, self.epoch, out)?);
-        }
         let n = i64::try_from(hi - lo).unwrap_or(i64::MAX);
-        let dims = [n, c as i64, h as i64, w as i64];
-        let images = Tensor::f_from_slice(&images)?.f_reshape(dims)?;
+        // The samples are written straight into the batch tensor: a batch of
+        // 224-pixel images is tens of megabytes, and building it in a vector and
+        // copying it over doubled the memory touched (and the page faults) per batch.
+        let (images, labels) = new_float_tensor([n, c as i64, h as i64, w as i64], |written| {
+            let mut labels = Vec::with_capacity(hi - lo);
+            for (out, &index) in written.chunks_exact_mut(sample_len).zip(&self.indices[lo..hi]) {
+                labels.push(self.dataset.sample_into(index, self.seed, self.epoch, out)?);
+            }
+            Ok(labels)
+        })?;
         let labels = Tensor::f_from_slice(&labels)?;
         Ok(Batch { index: batch, images, labels })
     }
+}
+
+/// A new contiguous CPU float tensor of shape `dims`, every element of which
+/// `fill` writes (the memory starts uninitialised).
+fn new_float_tensor<T>(dims: [i64; 4], fill: impl FnOnce(&mut [f32]) -> Result<T>) -> Result<(Tensor, T)> {
+    let tensor = Tensor::f_empty(dims, (Kind::Float, Device::Cpu))?;
+    let len = tensor.numel();
+    let filled = if len == 0 {
+        fill(&mut [])?
+    } else {
+        // SAFETY: `tensor` was created just above as `len` contiguous f32
+        // elements on the CPU and no other handle to it exists, so nothing else
+        // reads or writes its memory while `fill` holds the slice; the storage
+        // outlives the slice, which does not escape `fill`.
+        #[allow(unsafe_code)]
+        let elements = unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr().cast::<f32>(), len) };
+        fill(elements)?
+    };
+    Ok((tensor, filled))
 }
 
 fn produce(
