@@ -160,12 +160,7 @@ impl Dataset {
             return Err(DataError::Loader(format!("sample {index} out of range: {} samples", self.len())));
         }
         let pixels = match &self.samples {
-            Samples::Memory(m) => Pixels {
-                channels: m.channels,
-                height: m.height,
-                width: m.width,
-                data: m.image(index).to_vec(),
-            },
+            Samples::Memory(m) => Pixels::planar(m.channels, m.height, m.width, m.image(index).to_vec()),
             Samples::Files(f) => image_folder::decode(&f.files[index], self.transform.channels)?,
         };
         self.transform.apply(pixels, &mut sample_rng(seed, epoch, index), out);

@@ -74,7 +74,8 @@ impl ImageFiles {
     }
 }
 
-/// Decodes one image file as `channels` (1: luma, 3: RGB) CHW bytes.
+/// Decodes one image file as `channels` (1: luma, 3: RGB) bytes, interleaved
+/// as the decoder wrote them.
 pub(crate) fn decode(path: &Path, channels: usize) -> Result<Pixels> {
     let undecodable = |reason: String| DataError::Undecodable { path: path.to_owned(), reason };
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
@@ -91,7 +92,7 @@ pub(crate) fn decode(path: &Path, channels: usize) -> Result<Pixels> {
         1 => image.into_luma8().into_raw(),
         _ => image.into_rgb8().into_raw(),
     };
-    Ok(Pixels::from_hwc(&interleaved, channels.min(3), height, width))
+    Ok(Pixels::interleaved(channels.min(3), height, width, interleaved))
 }
 
 fn split_dir(root: &Path, split: Split) -> Result<PathBuf> {

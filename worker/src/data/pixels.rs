@@ -1,15 +1,28 @@
-//! One decoded `u8` image in CHW layout, with channel conversion and resampling.
+//! One decoded `u8` image, channel-major (CHW) or interleaved (HWC, as image
+//! decoders produce it), with channel conversion and resampling.
 //!
 //! Resampling is separable bilinear with antialiasing: when shrinking, the
 //! triangle filter widens with the scale factor (as PIL's and torchvision's
-//! antialiased bilinear resize do), so large images do not alias.
+//! antialiased bilinear resize do), so large images do not alias. It reads
+//! either layout and writes CHW, so a decoded photo is never transposed whole:
+//! only the pixels of the crop are read.
 
-/// A `channels × height × width` image of bytes, channel-major (CHW).
+/// How an image's bytes are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Channel-major: `channels` planes of `height × width` (CHW).
+    Planar,
+    /// Pixel-major: `height × width` pixels of `channels` bytes each (HWC).
+    Interleaved,
+}
+
+/// A `channels × height × width` image of bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pixels {
     pub channels: usize,
     pub height: usize,
     pub width: usize,
+    pub layout: Layout,
     pub data: Vec<u8>,
 }
 
@@ -26,46 +39,62 @@ pub struct Rect {
 const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 
 impl Pixels {
-    /// Converts interleaved HWC bytes (as image decoders produce) to CHW.
-    pub fn from_hwc(hwc: &[u8], channels: usize, height: usize, width: usize) -> Self {
-        let plane = height * width;
+    /// A channel-major (CHW) image.
+    pub fn planar(channels: usize, height: usize, width: usize, data: Vec<u8>) -> Self {
+        Self { channels, height, width, layout: Layout::Planar, data }
+    }
+
+    /// An interleaved (HWC) image, as image decoders produce it.
+    pub fn interleaved(channels: usize, height: usize, width: usize, data: Vec<u8>) -> Self {
+        // One channel reads the same either way; calling it planar spares a conversion.
+        let layout = if channels == 1 { Layout::Planar } else { Layout::Interleaved };
+        Self { channels, height, width, layout, data }
+    }
+
+    /// The same image, channel-major.
+    pub fn into_planar(self) -> Self {
+        if self.layout == Layout::Planar {
+            return self;
+        }
+        let (channels, plane) = (self.channels, self.height * self.width);
         let mut data = vec![0u8; channels * plane];
         if channels == 3 {
             // The common case, one pass with the three planes written side by side.
             let (r, gb) = data.split_at_mut(plane);
             let (g, b) = gb.split_at_mut(plane);
-            for (((pixel, r), g), b) in hwc.chunks_exact(3).zip(r).zip(g).zip(b) {
+            for (((pixel, r), g), b) in self.data.chunks_exact(3).zip(r).zip(g).zip(b) {
                 (*r, *g, *b) = (pixel[0], pixel[1], pixel[2]);
             }
         } else {
             for (c, dst) in data.chunks_exact_mut(plane.max(1)).enumerate() {
-                for (d, pixel) in dst.iter_mut().zip(hwc.chunks_exact(channels)) {
+                for (d, pixel) in dst.iter_mut().zip(self.data.chunks_exact(channels)) {
                     *d = pixel[c];
                 }
             }
         }
-        Self { channels, height, width, data }
+        Self { layout: Layout::Planar, data, ..self }
     }
 
     /// The same picture with `channels` channels: a single channel is
     /// replicated, three channels become luma for a one-channel model.
     /// Callers check beforehand that the conversion exists ([`convertible`]).
     pub fn to_channels(self, channels: usize) -> Self {
-        let plane = self.height * self.width;
         if channels == self.channels {
             return self;
         }
-        let data = if self.channels == 1 {
-            self.data.repeat(channels)
+        let planar = self.into_planar();
+        let plane = planar.height * planar.width;
+        let data = if planar.channels == 1 {
+            planar.data.repeat(channels)
         } else {
             (0..plane)
                 .map(|i| {
-                    let y: f32 = (0..3).map(|c| LUMA[c] * f32::from(self.data[c * plane + i])).sum();
+                    let y: f32 = (0..3).map(|c| LUMA[c] * f32::from(planar.data[c * plane + i])).sum();
                     y.round().clamp(0.0, 255.0) as u8
                 })
                 .collect()
         };
-        Self { channels, data, ..self }
+        Self { channels, data, ..planar }
     }
 
     /// Resizes the whole image to `height × width`.
@@ -74,29 +103,40 @@ impl Pixels {
         self.crop_resize(all, height, width)
     }
 
-    /// Cuts `rect` out of the image and resizes it to `height × width`.
+    /// Cuts `rect` out of the image and resizes it to `height × width` (CHW).
     pub fn crop_resize(&self, rect: Rect, height: usize, width: usize) -> Self {
         if rect.height == height && rect.width == width {
             return self.crop(rect);
         }
         let columns = filter_taps(rect.left, rect.width, width);
         let rows = filter_taps(rect.top, rect.height, height);
-        let plane = self.height * self.width;
-        let mut data = vec![0u8; self.channels * height * width];
-        // Horizontal pass over the rows of the rectangle, then a vertical pass
-        // that adds whole rows (so it runs along memory, and vectorises).
-        let mut wide = vec![0f32; rect.height * width];
-        let mut sums = vec![0f32; width];
-        for c in 0..self.channels {
-            let src = &self.data[c * plane..(c + 1) * plane];
-            for (y, out) in wide.chunks_exact_mut(width).enumerate() {
-                let row = &src[(rect.top + y) * self.width..(rect.top + y + 1) * self.width];
-                for (o, taps) in out.iter_mut().zip(&columns) {
-                    let samples = &row[taps.first..taps.first + taps.weights.len()];
-                    *o = taps.weights.iter().zip(samples).map(|(w, &v)| w * f32::from(v)).sum();
+        // A horizontal pass over the rows of the rectangle into one f32 plane per
+        // channel, then a vertical pass that adds whole rows of it (so it runs
+        // along memory, and vectorises).
+        let wide_plane = rect.height * width;
+        let mut wide = vec![0f32; self.channels * wide_plane];
+        let row_len = self.width * self.channels;
+        let source_rows = rect.top..rect.top + rect.height;
+        match (self.layout, self.channels) {
+            (Layout::Interleaved, 3) => {
+                let rows = self.data.chunks_exact(row_len).take(source_rows.end).skip(source_rows.start);
+                filter_rows::<3>(rows, &columns, &mut wide);
+            }
+            (Layout::Interleaved, _) => return self.clone().into_planar().crop_resize(rect, height, width),
+            (Layout::Planar, _) => {
+                let plane = self.height * self.width;
+                for (c, out) in wide.chunks_exact_mut(wide_plane.max(1)).enumerate() {
+                    let src = &self.data[c * plane..(c + 1) * plane];
+                    let rows = src.chunks_exact(self.width).take(source_rows.end).skip(source_rows.start);
+                    filter_rows::<1>(rows, &columns, out);
                 }
             }
-            let dst = &mut data[c * height * width..(c + 1) * height * width];
+        }
+        let mut data = vec![0u8; self.channels * height * width];
+        let mut sums = vec![0f32; width];
+        for (dst, wide) in
+            data.chunks_exact_mut((height * width).max(1)).zip(wide.chunks_exact(wide_plane.max(1)))
+        {
             for (out, taps) in dst.chunks_exact_mut(width).zip(&rows) {
                 sums.fill(0.0);
                 for (k, w) in taps.weights.iter().enumerate() {
@@ -111,18 +151,57 @@ impl Pixels {
                 }
             }
         }
-        Self { channels: self.channels, height, width, data }
+        Self::planar(self.channels, height, width, data)
     }
 
+    /// The bytes of `rect`, channel-major.
     fn crop(&self, rect: Rect) -> Self {
         let mut data = Vec::with_capacity(self.channels * rect.height * rect.width);
-        for c in 0..self.channels {
-            for y in rect.top..rect.top + rect.height {
-                let start = (c * self.height + y) * self.width + rect.left;
-                data.extend_from_slice(&self.data[start..start + rect.width]);
+        match self.layout {
+            Layout::Planar => {
+                for c in 0..self.channels {
+                    for y in rect.top..rect.top + rect.height {
+                        let start = (c * self.height + y) * self.width + rect.left;
+                        data.extend_from_slice(&self.data[start..start + rect.width]);
+                    }
+                }
+            }
+            Layout::Interleaved => {
+                let row_len = self.width * self.channels;
+                for c in 0..self.channels {
+                    for y in rect.top..rect.top + rect.height {
+                        let row = &self.data[y * row_len..(y + 1) * row_len];
+                        let pixels = row[rect.left * self.channels..(rect.left + rect.width) * self.channels]
+                            .chunks_exact(self.channels);
+                        data.extend(pixels.map(|pixel| pixel[c]));
+                    }
+                }
             }
         }
-        Self { channels: self.channels, height: rect.height, width: rect.width, data }
+        Self::planar(self.channels, rect.height, rect.width, data)
+    }
+}
+
+/// The horizontal pass of [`Pixels::crop_resize`]: each source row holds pixels
+/// of `C` interleaved channels; output sample `x` of a row, for each channel,
+/// is the sum of `columns[x]`'s weights times its samples, in tap order, written
+/// to channel `c`'s plane of `out` (planes of `rows × columns.len()`).
+fn filter_rows<'a, const C: usize>(rows: impl Iterator<Item = &'a [u8]>, columns: &[Taps], out: &mut [f32]) {
+    let width = columns.len();
+    let plane = out.len() / C;
+    for (y, row) in rows.enumerate() {
+        for (x, taps) in columns.iter().enumerate() {
+            let samples = &row[taps.first * C..(taps.first + taps.weights.len()) * C];
+            let mut sums = [0f32; C];
+            for (w, pixel) in taps.weights.iter().zip(samples.chunks_exact(C)) {
+                for (s, &v) in sums.iter_mut().zip(pixel) {
+                    *s += w * f32::from(v);
+                }
+            }
+            for (c, s) in sums.into_iter().enumerate() {
+                out[c * plane + y * width + x] = s;
+            }
+        }
     }
 }
 
@@ -170,20 +249,20 @@ mod tests {
     use super::*;
 
     fn gray(height: usize, width: usize, data: Vec<u8>) -> Pixels {
-        Pixels { channels: 1, height, width, data }
+        Pixels::planar(1, height, width, data)
     }
 
     #[test]
     fn hwc_becomes_chw() {
-        let p = Pixels::from_hwc(&[1, 2, 3, 4, 5, 6], 3, 1, 2);
-        assert_eq!(p.data, vec![1, 4, 2, 5, 3, 6]);
+        let p = Pixels::interleaved(3, 1, 2, vec![1, 2, 3, 4, 5, 6]).into_planar();
+        assert_eq!((p.layout, p.data), (Layout::Planar, vec![1, 4, 2, 5, 3, 6]));
     }
 
     #[test]
     fn channel_conversions() {
         let p = gray(1, 2, vec![7, 9]).to_channels(3);
         assert_eq!(p.data, vec![7, 9, 7, 9, 7, 9]);
-        let rgb = Pixels { channels: 3, height: 1, width: 1, data: vec![255, 0, 0] };
+        let rgb = Pixels::planar(3, 1, 1, vec![255, 0, 0]);
         assert_eq!(rgb.to_channels(1).data, vec![76]);
         assert!(convertible(1, 4) && convertible(3, 1) && !convertible(3, 4));
     }
@@ -237,7 +316,7 @@ mod tests {
         };
         let (channels, height, width) = (3, 37, 53);
         let data: Vec<u8> = (0..channels * height * width).map(|i| ((i * 7919) % 251) as u8).collect();
-        let p = Pixels { channels, height, width, data };
+        let p = Pixels::planar(channels, height, width, data);
         for (rect, h, w) in [
             (Rect { top: 0, left: 0, height, width }, 20, 31),
             (Rect { top: 5, left: 9, height: 17, width: 30 }, 24, 24),
@@ -251,7 +330,7 @@ mod tests {
     fn hwc_to_chw_for_every_channel_count() {
         for channels in [1, 2, 3, 4] {
             let hwc: Vec<u8> = (0..channels * 6).map(|i| i as u8).collect();
-            let p = Pixels::from_hwc(&hwc, channels, 2, 3);
+            let p = Pixels::interleaved(channels, 2, 3, hwc).into_planar();
             for c in 0..channels {
                 let plane: Vec<u8> = (0..6).map(|i| (i * channels + c) as u8).collect();
                 assert_eq!(p.data[c * 6..(c + 1) * 6], plane[..], "{channels} channels, channel {c}");
@@ -264,5 +343,29 @@ mod tests {
         let p = gray(3, 3, (0..9).collect());
         let r = p.crop_resize(Rect { top: 1, left: 1, height: 2, width: 2 }, 2, 2);
         assert_eq!(r.data, vec![4, 5, 7, 8]);
+    }
+
+    #[test]
+    fn interleaved_and_planar_images_resample_alike() {
+        // The same picture in both layouts gives the same bytes, bit for bit, for
+        // RGB (read interleaved) and for other channel counts (converted first).
+        for channels in [1, 2, 3, 4] {
+            let (height, width) = (29, 41);
+            let hwc: Vec<u8> = (0..channels * height * width).map(|i| ((i * 7919) % 251) as u8).collect();
+            let interleaved = Pixels::interleaved(channels, height, width, hwc);
+            let planar = interleaved.clone().into_planar();
+            for (rect, h, w) in [
+                (Rect { top: 0, left: 0, height, width }, 13, 17),
+                (Rect { top: 4, left: 6, height: 20, width: 30 }, 20, 30),
+                (Rect { top: 2, left: 3, height: 9, width: 8 }, 24, 24),
+            ] {
+                let (a, b) = (interleaved.crop_resize(rect, h, w), planar.crop_resize(rect, h, w));
+                assert_eq!(a.layout, Layout::Planar);
+                assert_eq!(a, b, "{channels} channels, {rect:?} to {h}x{w}");
+            }
+            if convertible(channels, 1) {
+                assert_eq!(interleaved.to_channels(1), planar.to_channels(1), "{channels} channels to luma");
+            }
+        }
     }
 }

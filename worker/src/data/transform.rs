@@ -16,7 +16,7 @@
 use rand::Rng;
 use serde::Serialize;
 
-use super::pixels::{Pixels, Rect};
+use super::pixels::{Layout, Pixels, Rect};
 
 /// Zero padding of the training random crop for small images.
 const CROP_PADDING: i64 = 4;
@@ -73,8 +73,11 @@ impl Transform {
 
     fn small(&self, pixels: Pixels, rng: &mut impl Rng) -> (Pixels, Window) {
         let s = self.size;
-        let image =
-            if pads_to(pixels.height, s) && pads_to(pixels.width, s) { pixels } else { pixels.resize(s, s) };
+        let image = if pads_to(pixels.height, s) && pads_to(pixels.width, s) {
+            pixels.into_planar()
+        } else {
+            pixels.resize(s, s)
+        };
         let mut window = Window {
             top: -(((s - image.height) / 2) as i64),
             left: -(((s - image.width) / 2) as i64),
@@ -110,6 +113,7 @@ impl Transform {
     }
 
     fn write_normalised(&self, image: &Pixels, window: Window, out: &mut [f32]) {
+        debug_assert_eq!(image.layout, Layout::Planar, "the transforms hand over CHW images");
         let s = self.size;
         let (h, w) = (image.height as i64, image.width as i64);
         for c in 0..self.channels {
@@ -201,7 +205,7 @@ mod tests {
     #[test]
     fn small_images_are_padded_centred_with_zeros() {
         let t = small(4, false);
-        let p = Pixels { channels: 1, height: 2, width: 2, data: vec![1, 2, 3, 4] };
+        let p = Pixels::planar(1, 2, 2, vec![1, 2, 3, 4]);
         let mut out = vec![9.0; 16];
         t.apply(p, &mut ChaCha8Rng::seed_from_u64(0), &mut out);
         #[rustfmt::skip]
@@ -218,11 +222,7 @@ mod tests {
         let data: Vec<u8> = (1..=64).collect();
         for seed in 0..20 {
             let mut out = vec![0.0; 64];
-            t.apply(
-                Pixels { channels: 1, height: 8, width: 8, data: data.clone() },
-                &mut ChaCha8Rng::seed_from_u64(seed),
-                &mut out,
-            );
+            t.apply(Pixels::planar(1, 8, 8, data.clone()), &mut ChaCha8Rng::seed_from_u64(seed), &mut out);
             // Every non-zero output is an input pixel; rows stay rows (value − 1 = 8·y + x).
             let kept: Vec<f32> = out.iter().copied().filter(|&v| v > 0.0).collect();
             assert!(kept.len() >= 16, "a crop within 4 pixels keeps at least a 4×4 block");
@@ -244,11 +244,7 @@ mod tests {
             augment: false,
         };
         let mut out = vec![0.0; 2];
-        t.apply(
-            Pixels { channels: 2, height: 1, width: 1, data: vec![255, 51] },
-            &mut ChaCha8Rng::seed_from_u64(0),
-            &mut out,
-        );
+        t.apply(Pixels::planar(2, 1, 1, vec![255, 51]), &mut ChaCha8Rng::seed_from_u64(0), &mut out);
         assert!((out[0] - 1.0).abs() < 1e-6 && (out[1] - 0.1).abs() < 1e-6, "{out:?}");
     }
 
