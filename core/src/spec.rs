@@ -419,10 +419,11 @@ pub enum DeviceKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MemoryFormat {
-    /// Channels-last when every unit's channel counts are multiples of 8 (the
-    /// dense ResNets; pruned ones with `prune.round_to: 8`), contiguous otherwise:
-    /// oneDNN and cuDNN are fastest on channels-last, but fall back to slow
-    /// kernels for odd channel counts.
+    /// On the CPU, both layouts are timed on the stage's network when the stage
+    /// starts and the faster is kept (no width rule predicts oneDNN's speed); on
+    /// a GPU, channels-last when every unit's channel counts are multiples of 8
+    /// (the dense ResNets; pruned ones with `prune.round_to: 8`), contiguous
+    /// otherwise, since cuDNN's fast kernels want multiples of 8.
     Auto,
     ChannelsLast,
     Contiguous,

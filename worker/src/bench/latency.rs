@@ -51,10 +51,23 @@ pub struct LatencyArgs {
     /// Intra-op threads; libtorch's default (one per core) when absent.
     #[arg(long)]
     pub threads: Option<i32>,
+    /// Layout of the inputs and conv weights while timing (the exported
+    /// TorchScript is written contiguous either way).
+    #[arg(long, value_enum, default_value_t = BenchLayout::Contiguous)]
+    pub memory_format: BenchLayout,
     /// Writes `<variant>.json` (the architecture descriptions) and `<variant>.pt`
     /// (the exported TorchScript) here, for baselines.
     #[arg(long)]
     pub arch_dir: Option<PathBuf>,
+}
+
+/// The memory layouts `bench-models` can time, named as in the job spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BenchLayout {
+    Contiguous,
+    #[value(name = "channels_last")]
+    ChannelsLast,
 }
 
 /// One variant's figures.
@@ -76,6 +89,7 @@ pub struct LatencyReport {
     pub input_size: u32,
     pub flops_factor: f64,
     pub round_to: u32,
+    pub memory_format: BenchLayout,
     pub threads: i32,
     pub reps: usize,
     pub variants: Vec<VariantLatency>,
@@ -147,6 +161,12 @@ pub fn measure(args: &LatencyArgs) -> Result<LatencyReport> {
         }
     }
 
+    if args.memory_format == BenchLayout::ChannelsLast {
+        for (_, model, vs) in &mut variants {
+            model.use_channels_last(vs)?;
+        }
+    }
+
     let mut times: Vec<BTreeMap<i64, Vec<f64>>> = vec![BTreeMap::new(); variants.len()];
     let mut cpu_times: Vec<BTreeMap<i64, Vec<f64>>> = vec![BTreeMap::new(); variants.len()];
     tch::no_grad(|| -> Result<()> {
@@ -189,6 +209,7 @@ pub fn measure(args: &LatencyArgs) -> Result<LatencyReport> {
         input_size: args.input_size,
         flops_factor: args.flops_factor,
         round_to: args.round_to,
+        memory_format: args.memory_format,
         threads: tch::get_num_threads(),
         reps: args.reps,
         variants,

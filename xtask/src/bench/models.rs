@@ -5,8 +5,12 @@
 //! The worker measures the four variants side by side in one release-built
 //! process (`scop-worker bench-models`) and writes their architecture
 //! descriptions and exported TorchScript; when the project's virtual environment
-//! exists, PyTorch runs the very same layouts eagerly and the exported TorchScript
-//! (`resnet_eager.py`) as baseline columns.
+//! exists, PyTorch runs the very same architectures eagerly and the exported
+//! TorchScript (`resnet_eager.py`) as baseline columns.
+//!
+//! Every table is measured twice, contiguous (NCHW) and channels-last (oneDNN's
+//! preferred layout, which pruned widths that are multiples of 8 keep); a last
+//! table puts each variant in its faster layout, the one a deployment would pick.
 //!
 //! Both run with one intra-op thread unless `SCOP_BENCH_THREADS` says otherwise:
 //! on a shared machine a descheduled OpenMP thread stalls every barrier of a
@@ -27,6 +31,8 @@ use crate::shell;
 const REPS: &str = "3";
 const BATCHES: &str = "1,32";
 const SIZE: &str = "224";
+/// Each table is measured in each of these layouts (named as in the job spec).
+const LAYOUTS: [&str; 2] = ["contiguous", "channels_last"];
 /// The pruned variants have this many times fewer FLOPs than the dense network.
 const FLOPS_FACTOR: &str = "2.25";
 
@@ -43,51 +49,94 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 fn measure(worker: &Path, dir: &Path) -> anyhow::Result<()> {
-    eprintln!("measuring tch (release build), {REPS} repetitions after a warm-up…");
     let threads = threads();
     let dir_arg = dir.to_str().context("temporary directory is not UTF-8")?;
-    let tch: Value = serde_json::from_str(&shell::output(Command::new(worker).args([
-        "bench-models",
-        "--reps",
-        REPS,
-        "--batches",
-        BATCHES,
-        "--input-size",
-        SIZE,
-        "--flops-factor",
-        FLOPS_FACTOR,
-        "--arch-dir",
-        dir_arg,
-        "--threads",
-        &threads,
-    ]))?)
-    .context("scop-worker bench-models printed no JSON")?;
-    let variants = tch["variants"].as_array().context("no variants in the worker's report")?;
-
     let python = shell::root().join(".venv/bin/python");
-    let mut baselines = Vec::new();
-    if python.exists() {
-        let script = shell::root().join("xtask/src/bench/resnet_eager.py");
-        for (mode, ext, label) in [("bench", "json", "eager"), ("script", "pt", "script")] {
-            eprintln!("measuring PyTorch ({label}) on the same layouts…");
-            let mut cmd = Command::new(&python);
-            cmd.arg(&script).arg(mode);
-            for v in variants {
-                cmd.arg(dir.join(format!("{}.{ext}", v["name"].as_str().unwrap_or_default())));
+    let mut reports = Vec::new();
+    for layout in LAYOUTS {
+        eprintln!("measuring tch (release build, {layout}), {REPS} repetitions after a warm-up…");
+        let tch: Value = serde_json::from_str(&shell::output(Command::new(worker).args([
+            "bench-models",
+            "--reps",
+            REPS,
+            "--batches",
+            BATCHES,
+            "--input-size",
+            SIZE,
+            "--flops-factor",
+            FLOPS_FACTOR,
+            "--memory-format",
+            layout,
+            "--arch-dir",
+            dir_arg,
+            "--threads",
+            &threads,
+        ]))?)
+        .context("scop-worker bench-models printed no JSON")?;
+        let variants = tch["variants"].as_array().context("no variants in the worker's report")?;
+
+        let mut baselines = Vec::new();
+        if python.exists() {
+            let script = shell::root().join("xtask/src/bench/resnet_eager.py");
+            for (mode, ext, label) in [("bench", "json", "eager"), ("script", "pt", "script")] {
+                eprintln!("measuring PyTorch ({label}, {layout}) on the same architectures…");
+                let mut cmd = Command::new(&python);
+                cmd.arg(&script).arg(mode);
+                for v in variants {
+                    cmd.arg(dir.join(format!("{}.{ext}", v["name"].as_str().unwrap_or_default())));
+                }
+                cmd.args(["--batches", BATCHES, "--size", SIZE, "--reps", REPS, "--threads", &threads]);
+                cmd.args(["--memory-format", layout]);
+                let report: Value = serde_json::from_str(&shell::output(&mut cmd)?)
+                    .with_context(|| format!("resnet_eager.py {mode} printed no JSON"))?;
+                baselines.push((label, report));
             }
-            cmd.args(["--batches", BATCHES, "--size", SIZE, "--reps", REPS, "--threads", &threads]);
-            let report: Value = serde_json::from_str(&shell::output(&mut cmd)?)
-                .with_context(|| format!("resnet_eager.py {mode} printed no JSON"))?;
-            baselines.push((label, report));
+        } else {
+            eprintln!("no .venv: skipping the PyTorch baselines (run `cargo xtask setup`)");
         }
-    } else {
-        eprintln!("no .venv: skipping the PyTorch baselines (run `cargo xtask setup`)");
+        // One thread does all the work: its CPU time is the measure least disturbed by load.
+        let cpu =
+            threads == "1" && tch["variants"][0]["best_cpu_ms"].as_object().is_some_and(|m| !m.is_empty());
+        let metric = if cpu { Metric::ThreadCpu } else { Metric::Wall };
+        print!("{}", render(&tch, &baselines, metric)?);
+        reports.push((layout, tch, metric));
     }
-    // One thread does all the work: its CPU time is the measure least disturbed by load.
-    let cpu = threads == "1" && tch["variants"][0]["best_cpu_ms"].as_object().is_some_and(|m| !m.is_empty());
-    let metric = if cpu { Metric::ThreadCpu } else { Metric::Wall };
-    print!("{}", render(&tch, &baselines, metric)?);
+    print!("{}", render_best(&reports)?);
     Ok(())
+}
+
+/// Each variant in its faster layout at the largest batch, against the dense
+/// network in its own faster layout.
+fn render_best(reports: &[(&str, Value, Metric)]) -> anyhow::Result<String> {
+    let last = BATCHES.split(',').next_back().context("no batch sizes")?;
+    let (_, first, _) = reports.first().context("no reports")?;
+    let variants = first["variants"].as_array().context("no variants")?;
+    // (milliseconds, layout) of variant i in its faster layout.
+    let fastest = |i: usize| -> (f64, &str) {
+        reports
+            .iter()
+            .map(|(layout, tch, metric)| {
+                let ms = tch_times(&tch["variants"][i], *metric).get(last).copied().unwrap_or(f64::NAN);
+                (ms, *layout)
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .unwrap_or((f64::NAN, "?"))
+    };
+    let (dense_ms, dense_layout) = fastest(0);
+    let dense_flops = variants[0]["flops"].as_f64().unwrap_or(f64::NAN);
+    let mut out = format!("\nEach variant in its faster layout, tch, b={last}:\n");
+    for (i, v) in variants.iter().enumerate() {
+        let (ms, layout) = fastest(i);
+        let flops_factor = dense_flops / v["flops"].as_f64().unwrap_or(f64::NAN);
+        let speedup = dense_ms / ms;
+        out.push_str(&format!(
+            "  {:<8} {ms:>9.1} ms  {layout:<13}  {speedup:>5.2}× dense ({dense_layout})  {:>5.2} speed-up/FLOPs÷{}\n",
+            v["name"].as_str().unwrap_or("?"),
+            speedup / flops_factor,
+            if v["name"] == "group" { "  (goals: >= 2.0× dense, >= 0.9 per FLOPs÷)" } else { "" },
+        ));
+    }
+    Ok(out)
 }
 
 #[derive(Clone, Copy)]
@@ -137,12 +186,13 @@ fn render(tch: &Value, baselines: &[(&str, Value)], metric: Metric) -> anyhow::R
         ));
     }
     let mut out = format!(
-        "\n{} at {}×{}, CPU, {} thread(s), best of {} runs, {} milliseconds per forward pass;\n\
+        "\n{} at {}×{}, {}, CPU, {} thread(s), best of {} runs, {} milliseconds per forward pass;\n\
          pruned variants: global policy to {}× fewer FLOPs, round_to {} (tch = scop's model in Rust, \
-         eager = the same layout in PyTorch, script = scop's exported TorchScript in PyTorch)\n\n",
+         eager = the same architecture in PyTorch, script = scop's exported TorchScript in PyTorch)\n\n",
         tch["arch"].as_str().unwrap_or("?"),
         SIZE,
         SIZE,
+        tch["memory_format"].as_str().unwrap_or("?"),
         tch["threads"],
         REPS,
         metric.describe(),

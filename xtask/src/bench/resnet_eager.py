@@ -1,11 +1,13 @@
 """PyTorch eager ResNet built from a scop arch.json (dense or pruned), for baselines.
 
-Usage: resnet_eager.py bench ARCH_JSON... --batches 1,32 --size 224 --reps 3 [--threads N]
-       resnet_eager.py script MODEL_PT... --batches 1,32 --size 224 --reps 3 [--threads N]
+Usage: resnet_eager.py bench ARCH_JSON... --batches 1,32 --size 224 --reps 3 [--threads N] [--memory-format F]
+       resnet_eager.py script MODEL_PT... --batches 1,32 --size 224 --reps 3 [--threads N] [--memory-format F]
        resnet_eager.py count ARCH_JSON SIZE   (params and conv/linear MACs, via hooks)
 
 `cargo xtask bench models` runs the first two (`script` times the TorchScript
-files scop exported, loaded with torch.jit.load); the second cross-checks scop's
+files scop exported, loaded with torch.jit.load), contiguous or, with
+`--memory-format channels_last`, with the models and inputs converted to
+channels-last; the third cross-checks scop's
 analytic counts. Only torch is needed. Names and semantics mirror scop's tch
 models: units are conv+BN, a pruned last unit of a block is scattered back into
 the residual width unless the residual stream was pruned with it (`residual:
@@ -90,7 +92,7 @@ def count(desc, size):
     return params, macs[0]
 
 
-def bench(paths, batches, size, reps):
+def bench(paths, batches, size, reps, channels_last):
     models = []
     for p in paths:
         with open(p) as f:
@@ -98,20 +100,24 @@ def bench(paths, batches, size, reps):
         models.append(ResNet(desc).eval())
     with open(paths[0]) as f:
         in_ch = json.load(f)["in_channels"]
-    time_models(models, in_ch, batches, size, reps)
+    time_models(models, in_ch, batches, size, reps, channels_last)
 
 
-def script(paths, batches, size, reps):
+def script(paths, batches, size, reps, channels_last):
     models = [torch.jit.load(p).eval() for p in paths]
-    time_models(models, 3, batches, size, reps)
+    time_models(models, 3, batches, size, reps, channels_last)
 
 
-def time_models(models, in_ch, batches, size, reps):
+def time_models(models, in_ch, batches, size, reps, channels_last):
     results = {}
     cpu_results = {}
+    if channels_last:
+        models = [m.to(memory_format=torch.channels_last) for m in models]
     with torch.inference_mode():
         for b in batches:
             x = torch.randn(b, in_ch, size, size)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             times = [[] for _ in models]
             cpu_times = [[] for _ in models]
             for _ in range(2):  # warm-up (TorchScript's profiling executor optimises on the 2nd call)
@@ -145,6 +151,9 @@ if __name__ == "__main__":
                 paths.append(a)
         if "threads" in opts:
             torch.set_num_threads(int(opts["threads"]))
+        layout = opts.get("memory-format", "contiguous")
+        if layout not in ("contiguous", "channels_last"):
+            sys.exit(f"--memory-format must be contiguous or channels_last, got {layout!r}")
         run = bench if cmd == "bench" else script
         run(paths, [int(b) for b in opts.get("batches", "1,32").split(",")],
-            int(opts.get("size", "224")), int(opts.get("reps", "3")))
+            int(opts.get("size", "224")), int(opts.get("reps", "3")), layout == "channels_last")
