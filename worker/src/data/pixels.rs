@@ -110,44 +110,20 @@ impl Pixels {
         }
         let columns = filter_taps(rect.left, rect.width, width);
         let rows = filter_taps(rect.top, rect.height, height);
-        // A horizontal pass over the rows of the rectangle into one f32 plane per
-        // channel, then a vertical pass that adds whole rows of it (so it runs
-        // along memory, and vectorises).
-        let wide_plane = rect.height * width;
-        let mut wide = vec![0f32; self.channels * wide_plane];
-        let row_len = self.width * self.channels;
-        let source_rows = rect.top..rect.top + rect.height;
+        let mut data = vec![0u8; self.channels * height * width];
         match (self.layout, self.channels) {
             (Layout::Interleaved, 3) => {
-                let rows = self.data.chunks_exact(row_len).take(source_rows.end).skip(source_rows.start);
-                filter_rows::<3>(rows, &columns, &mut wide);
+                let row_len = self.width * 3;
+                let row = |y: usize| &self.data[y * row_len..(y + 1) * row_len];
+                resample::<3>(row, rect, &rows, &columns, &mut data);
             }
             (Layout::Interleaved, _) => return self.clone().into_planar().crop_resize(rect, height, width),
             (Layout::Planar, _) => {
                 let plane = self.height * self.width;
-                for (c, out) in wide.chunks_exact_mut(wide_plane.max(1)).enumerate() {
+                for (c, out) in data.chunks_exact_mut((height * width).max(1)).enumerate() {
                     let src = &self.data[c * plane..(c + 1) * plane];
-                    let rows = src.chunks_exact(self.width).take(source_rows.end).skip(source_rows.start);
-                    filter_rows::<1>(rows, &columns, out);
-                }
-            }
-        }
-        let mut data = vec![0u8; self.channels * height * width];
-        let mut sums = vec![0f32; width];
-        for (dst, wide) in
-            data.chunks_exact_mut((height * width).max(1)).zip(wide.chunks_exact(wide_plane.max(1)))
-        {
-            for (out, taps) in dst.chunks_exact_mut(width).zip(&rows) {
-                sums.fill(0.0);
-                for (k, w) in taps.weights.iter().enumerate() {
-                    let y = taps.first - rect.top + k;
-                    for (s, &v) in sums.iter_mut().zip(&wide[y * width..(y + 1) * width]) {
-                        *s += w * v;
-                    }
-                }
-                // Rounds half away from zero, as f32::round, without the libm call.
-                for (o, &s) in out.iter_mut().zip(&sums) {
-                    *o = (s.clamp(0.0, 255.0) + 0.5) as u8;
+                    let row = |y: usize| &src[y * self.width..(y + 1) * self.width];
+                    resample::<1>(row, rect, &rows, &columns, out);
                 }
             }
         }
@@ -182,24 +158,44 @@ impl Pixels {
     }
 }
 
-/// The horizontal pass of [`Pixels::crop_resize`]: each source row holds pixels
-/// of `C` interleaved channels; output sample `x` of a row, for each channel,
-/// is the sum of `columns[x]`'s weights times its samples, in tap order, written
-/// to channel `c`'s plane of `out` (planes of `rows × columns.len()`).
-fn filter_rows<'a, const C: usize>(rows: impl Iterator<Item = &'a [u8]>, columns: &[Taps], out: &mut [f32]) {
+/// The filter of [`Pixels::crop_resize`] on `rect` of an image whose source row
+/// `y` is `row(y)`, pixels of `C` interleaved channels, into `C` planes of `out`.
+///
+/// One output row at a time: a vertical pass adds the source rows its taps
+/// read across the whole width of the rectangle (along memory, so it
+/// vectorises, and it does the larger share of the work when shrinking), then
+/// a horizontal pass filters that one row. Sums run in tap order; rounding is
+/// half away from zero, as `f32::round`, without the libm call.
+fn resample<'a, const C: usize>(
+    row: impl Fn(usize) -> &'a [u8],
+    rect: Rect,
+    rows: &[Taps],
+    columns: &[Taps],
+    out: &mut [u8],
+) {
+    let span = rect.width * C;
     let width = columns.len();
-    let plane = out.len() / C;
-    for (y, row) in rows.enumerate() {
+    let plane = rows.len() * width;
+    let mut tall = vec![0f32; span];
+    for (y, taps) in rows.iter().enumerate() {
+        tall.fill(0.0);
+        for (k, &w) in taps.weights.iter().enumerate() {
+            let src = &row(taps.first + k)[rect.left * C..rect.left * C + span];
+            for (t, &v) in tall.iter_mut().zip(src) {
+                *t += w * f32::from(v);
+            }
+        }
         for (x, taps) in columns.iter().enumerate() {
-            let samples = &row[taps.first * C..(taps.first + taps.weights.len()) * C];
+            let lo = (taps.first - rect.left) * C;
+            let window = &tall[lo..lo + taps.weights.len() * C];
             let mut sums = [0f32; C];
-            for (w, pixel) in taps.weights.iter().zip(samples.chunks_exact(C)) {
+            for (w, pixel) in taps.weights.iter().zip(window.chunks_exact(C)) {
                 for (s, &v) in sums.iter_mut().zip(pixel) {
-                    *s += w * f32::from(v);
+                    *s += w * v;
                 }
             }
             for (c, s) in sums.into_iter().enumerate() {
-                out[c * plane + y * width + x] = s;
+                out[c * plane + y * width + x] = (s.clamp(0.0, 255.0) + 0.5) as u8;
             }
         }
     }
@@ -286,8 +282,8 @@ mod tests {
 
     #[test]
     fn crop_resize_equals_the_filter_applied_pixel_by_pixel() {
-        // A reference that evaluates each output pixel on its own, horizontal taps
-        // first, then vertical, in the same order of additions.
+        // A reference that evaluates each output pixel on its own, vertical taps
+        // first, then horizontal, in the same order of additions.
         let reference = |p: &Pixels, rect: Rect, height: usize, width: usize| -> Vec<u8> {
             let (columns, rows) =
                 (filter_taps(rect.left, rect.width, width), filter_taps(rect.top, rect.height, height));
@@ -296,17 +292,17 @@ mod tests {
                 for taps_y in &rows {
                     for taps_x in &columns {
                         let mut v = 0f32;
-                        for (ky, wy) in taps_y.weights.iter().enumerate() {
-                            let y = taps_y.first + ky;
-                            let h: f32 = taps_x
+                        for (kx, wx) in taps_x.weights.iter().enumerate() {
+                            let x = taps_x.first + kx;
+                            let column: f32 = taps_y
                                 .weights
                                 .iter()
                                 .enumerate()
-                                .map(|(kx, wx)| {
-                                    wx * f32::from(p.data[(c * p.height + y) * p.width + taps_x.first + kx])
+                                .map(|(ky, wy)| {
+                                    wy * f32::from(p.data[(c * p.height + taps_y.first + ky) * p.width + x])
                                 })
                                 .sum();
-                            v += wy * h;
+                            v += wx * column;
                         }
                         out.push(v.round().clamp(0.0, 255.0) as u8);
                     }
