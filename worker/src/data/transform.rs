@@ -130,6 +130,18 @@ impl Transform {
                     continue;
                 }
                 let src_row = &plane[sy as usize * image.width..(sy as usize + 1) * image.width];
+                let left = usize::try_from(window.left).ok().filter(|&l| l + s <= image.width);
+                if let Some(left) = left {
+                    // The whole row lies inside the image (always so for large images).
+                    let src = &src_row[left..left + s];
+                    let convert = |(v, &p): (&mut f32, &u8)| *v = f32::from(p) * scale + shift;
+                    if window.flip {
+                        row.iter_mut().zip(src.iter().rev()).for_each(convert);
+                    } else {
+                        row.iter_mut().zip(src).for_each(convert);
+                    }
+                    continue;
+                }
                 for (x, v) in row.iter_mut().enumerate() {
                     let dx = if window.flip { s - 1 - x } else { x } as i64;
                     let sx = window.left + dx;
