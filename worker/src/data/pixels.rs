@@ -281,6 +281,29 @@ mod tests {
     }
 
     #[test]
+    fn two_dimensional_resizes_match_torch_antialiased_bilinear() {
+        // torch.nn.functional.interpolate(x, size, mode="bilinear", antialias=True,
+        // align_corners=False), rounded, on this 7×9 image: a shrink, a mixed
+        // stretch-and-shrink and a square shrink. The value nearest a half is
+        // torch's 87.495 (the 4th of the last), which both round to 87.
+        let p = gray(7, 9, (0..63).map(|i| ((i * 37 + 11) % 256) as u8).collect());
+        assert_eq!(p.resize(3, 4).data, vec![108, 144, 123, 105, 131, 123, 145, 137, 163, 145, 124, 126]);
+        #[rustfmt::skip]
+        let stretched = vec![
+            37, 57, 82, 108, 133, 159, 185, 151, 151, 163, 71, 57, 77,
+            131, 151, 176, 202, 140, 111, 137, 83, 74, 100, 125, 151, 171,
+            195, 128, 78, 104, 101, 108, 134, 160, 167, 164, 190, 140, 73,
+            97, 117, 143, 168, 194, 185, 131, 157, 128, 66, 92, 117, 137,
+            191, 211, 197, 105, 117, 117, 83, 109, 135, 160, 186, 133, 61,
+        ];
+        assert_eq!(p.resize(5, 13).data, stretched);
+        assert_eq!(
+            p.resize(4, 4).data,
+            vec![82, 146, 137, 87, 157, 116, 118, 154, 114, 150, 152, 111, 181, 131, 122, 136]
+        );
+    }
+
+    #[test]
     fn crop_resize_equals_the_filter_applied_pixel_by_pixel() {
         // A reference that evaluates each output pixel on its own, vertical taps
         // first, then horizontal, in the same order of additions.
