@@ -110,20 +110,42 @@ impl Pixels {
         }
         let columns = filter_taps(rect.left, rect.width, width);
         let rows = filter_taps(rect.top, rect.height, height);
+        self.filter(&rows, &columns)
+    }
+
+    /// The `window` of the image resized to `height × width` (CHW): the bytes
+    /// of `self.resize(height, width)` inside `window`, computing only those
+    /// (an evaluation centre crop needs about half of the resized image).
+    /// `window` must lie inside `height × width`.
+    pub fn resize_window(&self, height: usize, width: usize, window: Rect) -> Self {
+        if height == self.height && width == self.width {
+            return self.crop(window);
+        }
+        let columns = filter_taps(0, self.width, width);
+        let rows = filter_taps(0, self.height, height);
+        self.filter(
+            &rows[window.top..window.top + window.height],
+            &columns[window.left..window.left + window.width],
+        )
+    }
+
+    /// One output pixel per pair of `rows` and `columns` taps, CHW.
+    fn filter(&self, rows: &[Taps], columns: &[Taps]) -> Self {
+        let (height, width) = (rows.len(), columns.len());
         let mut data = vec![0u8; self.channels * height * width];
         match (self.layout, self.channels) {
             (Layout::Interleaved, 3) => {
                 let row_len = self.width * 3;
                 let row = |y: usize| &self.data[y * row_len..(y + 1) * row_len];
-                resample::<3>(row, rect, &rows, &columns, &mut data);
+                resample::<3>(row, rows, columns, &mut data);
             }
-            (Layout::Interleaved, _) => return self.clone().into_planar().crop_resize(rect, height, width),
+            (Layout::Interleaved, _) => return self.clone().into_planar().filter(rows, columns),
             (Layout::Planar, _) => {
                 let plane = self.height * self.width;
                 for (c, out) in data.chunks_exact_mut((height * width).max(1)).enumerate() {
                     let src = &self.data[c * plane..(c + 1) * plane];
                     let row = |y: usize| &src[y * self.width..(y + 1) * self.width];
-                    resample::<1>(row, rect, &rows, &columns, out);
+                    resample::<1>(row, rows, columns, out);
                 }
             }
         }
@@ -158,35 +180,37 @@ impl Pixels {
     }
 }
 
-/// The filter of [`Pixels::crop_resize`] on `rect` of an image whose source row
-/// `y` is `row(y)`, pixels of `C` interleaved channels, into `C` planes of `out`.
+/// The filter of [`Pixels::crop_resize`]: output pixel `(y, x)` of `C` planes
+/// of `out` from the taps `rows[y]` and `columns[x]`, on an image whose source
+/// row `y` is `row(y)`, pixels of `C` interleaved channels.
 ///
 /// One output row at a time: a vertical pass adds the source rows its taps
-/// read across the whole width of the rectangle (along memory, so it
-/// vectorises, and it does the larger share of the work when shrinking), then
-/// a horizontal pass filters that one row. Sums run in tap order; rounding is
-/// half away from zero, as `f32::round`, without the libm call.
+/// read across the columns that any tap reads (along memory, so it vectorises,
+/// and it does the larger share of the work when shrinking), then a horizontal
+/// pass filters that one row. Sums run in tap order; rounding is half away
+/// from zero, as `f32::round`, without the libm call.
 fn resample<'a, const C: usize>(
     row: impl Fn(usize) -> &'a [u8],
-    rect: Rect,
     rows: &[Taps],
     columns: &[Taps],
     out: &mut [u8],
 ) {
-    let span = rect.width * C;
+    let left = columns.iter().map(|t| t.first).min().unwrap_or(0);
+    let right = columns.iter().map(|t| t.first + t.weights.len()).max().unwrap_or(left);
+    let span = (right - left) * C;
     let width = columns.len();
     let plane = rows.len() * width;
     let mut tall = vec![0f32; span];
     for (y, taps) in rows.iter().enumerate() {
         tall.fill(0.0);
         for (k, &w) in taps.weights.iter().enumerate() {
-            let src = &row(taps.first + k)[rect.left * C..rect.left * C + span];
+            let src = &row(taps.first + k)[left * C..left * C + span];
             for (t, &v) in tall.iter_mut().zip(src) {
                 *t += w * f32::from(v);
             }
         }
         for (x, taps) in columns.iter().enumerate() {
-            let lo = (taps.first - rect.left) * C;
+            let lo = (taps.first - left) * C;
             let window = &tall[lo..lo + taps.weights.len() * C];
             let mut sums = [0f32; C];
             for (w, pixel) in taps.weights.iter().zip(window.chunks_exact(C)) {
@@ -342,6 +366,32 @@ mod tests {
             (Rect { top: 3, left: 2, height: 11, width: 7 }, 29, 40),
         ] {
             assert_eq!(p.crop_resize(rect, h, w).data, reference(&p, rect, h, w), "{rect:?} to {h}x{w}");
+        }
+    }
+
+    #[test]
+    fn a_resized_window_is_the_window_of_the_resized_image() {
+        for channels in [1, 3] {
+            let (height, width) = (31, 45);
+            let hwc: Vec<u8> = (0..channels * height * width).map(|i| ((i * 7919) % 251) as u8).collect();
+            let interleaved = Pixels::interleaved(channels, height, width, hwc);
+            for image in [interleaved.clone(), interleaved.into_planar()] {
+                for (h, w, window) in [
+                    (20, 29, Rect { top: 3, left: 7, height: 14, width: 14 }),
+                    (40, 58, Rect { top: 0, left: 0, height: 40, width: 58 }),
+                    (40, 58, Rect { top: 39, left: 50, height: 1, width: 8 }),
+                    (31, 45, Rect { top: 5, left: 6, height: 10, width: 12 }),
+                ] {
+                    let whole = image.resize(h, w);
+                    let expected = whole.crop(window);
+                    assert_eq!(
+                        image.resize_window(h, w, window),
+                        expected,
+                        "{:?} {h}x{w} {window:?}",
+                        image.layout
+                    );
+                }
+            }
         }
     }
 

@@ -99,11 +99,13 @@ impl Transform {
             (pixels.crop_resize(rect, s, s), Window { top: 0, left: 0, flip })
         } else {
             let (h, w) = short_side_resized(pixels.height, pixels.width, self.resize_short_side());
-            let image = pixels.resize(h, w);
             // Centre crop; torchvision rounds the offset with Python's `round` (ties to even).
-            let top = ((h - s) as f64 / 2.0).round_ties_even() as i64;
-            let left = ((w - s) as f64 / 2.0).round_ties_even() as i64;
-            (image, Window { top, left, flip: false })
+            // Both sides are at least `s` (the short one is `s × 256 / 224`).
+            let top = ((h - s) as f64 / 2.0).round_ties_even() as usize;
+            let left = ((w - s) as f64 / 2.0).round_ties_even() as usize;
+            // Only the crop of the resized image is computed.
+            let image = pixels.resize_window(h, w, Rect { top, left, height: s, width: s });
+            (image, Window { top: 0, left: 0, flip: false })
         }
     }
 
