@@ -44,7 +44,7 @@ enum Command {
     /// One rank of the data-parallel training-step benchmark (`cargo xtask bench collectives`).
     #[command(hide = true)]
     BenchTrainStep(BenchTrainStepArgs),
-    /// ImageFolder training-loader throughput, as JSON (run by `cargo xtask bench loader`).
+    /// ImageFolder loader throughput, as JSON (run by `cargo xtask bench loader`).
     #[command(hide = true)]
     BenchLoader(scop_worker::bench::loader::LoaderBenchArgs),
     /// Training-step throughput on one GPU, channels-last and bf16, as JSON (`scripts/gpu-check`).

@@ -1,13 +1,14 @@
 """Baseline of `cargo xtask bench loader`, and the JPEG folder it reads.
 
     torchvision_loader.py generate ROOT --images N --classes C
-    torchvision_loader.py measure ROOT --workers W --batch B --size S --batches K
+    torchvision_loader.py measure ROOT --workers W --batch B --size S --batches K [--eval]
 
 `generate` writes N photo-sized JPEGs (sizes 400-640 x 300-480, smooth colour
 fields with noise, quality 90) under ROOT/train/<class>/, once. `measure` times
 torchvision's ImageFolder + DataLoader (RandomResizedCrop, RandomHorizontalFlip,
-ToTensor, Normalize) with W worker processes, pulling K batches as fast as it
-can, and prints one JSON object."""
+ToTensor, Normalize; with --eval: Resize(S*256/224), CenterCrop(S), ToTensor,
+Normalize) with W worker processes, pulling K batches as fast as it can, and
+prints one JSON object."""
 
 import argparse
 import json
@@ -38,16 +39,15 @@ def generate(root, images, classes):
     open(done, "w").close()
 
 
-def measure(root, workers, batch, size, batches):
+def measure(root, workers, batch, size, batches, evaluation):
     from torchvision import datasets, transforms
 
     torch.set_num_threads(1)
-    tf = transforms.Compose([
-        transforms.RandomResizedCrop(size),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
-    ])
+    normalise = [transforms.ToTensor(), transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
+    if evaluation:
+        tf = transforms.Compose([transforms.Resize(size * 256 // 224), transforms.CenterCrop(size), *normalise])
+    else:
+        tf = transforms.Compose([transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(), *normalise])
     data = datasets.ImageFolder(os.path.join(root, "train"), tf)
     loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, num_workers=workers,
                                          drop_last=True, persistent_workers=True)
@@ -74,11 +74,12 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--batches", type=int, default=30)
+    p.add_argument("--eval", action="store_true", help="the evaluation transform (Resize, CenterCrop)")
     a = p.parse_args()
     if a.mode == "generate":
         generate(a.root, a.images, a.classes)
     else:
-        measure(a.root, a.workers, a.batch, a.size, a.batches)
+        measure(a.root, a.workers, a.batch, a.size, a.batches, a.eval)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 //! The ImageFolder loader benchmark behind the hidden `scop-worker bench-loader`
 //! (`cargo xtask bench loader` runs it beside torchvision): the training loader
 //! as a stage builds it (decode, random-resized crop, flip, normalise, batch) on
-//! a folder of JPEGs, pulled as fast as a consumer can take the batches.
+//! a folder of JPEGs, pulled as fast as a consumer can take the batches
+//! (`--eval`: the evaluation transform instead).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +32,10 @@ pub struct LoaderBenchArgs {
     /// Batches to pull (continuing into the next epoch if needed).
     #[arg(long, default_value_t = 40)]
     pub batches: usize,
+    /// The evaluation transform (short side resized, centre crop) instead of
+    /// the training augmentation.
+    #[arg(long)]
+    pub eval: bool,
 }
 
 /// What `bench-loader` prints, as one JSON object.
@@ -56,7 +61,7 @@ pub fn measure(args: &LoaderBenchArgs) -> Result<LoaderBenchReport> {
         std: None,
         train_subset: None,
         test_subset: None,
-        augment: true,
+        augment: !args.eval,
         loader_workers: args.workers,
     };
     let input = ModelInput { size: args.size, channels: Some(3), num_classes: args.classes };
