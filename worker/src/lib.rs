@@ -15,6 +15,7 @@ pub mod data;
 pub mod events;
 pub mod export;
 pub mod interrupt;
+pub mod memory;
 pub mod models;
 pub mod prune;
 pub mod stages;

@@ -113,6 +113,8 @@ struct BenchAllreduceArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before any thread starts: tensors reuse freed memory instead of fresh pages.
+    let kept = scop_worker::memory::keep_freed_memory();
     // Colour only for a person at a terminal: a log file or a pipe gets plain text.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -121,6 +123,7 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
+    tracing::debug!(kept, "malloc keeps freed memory for reuse");
     let args = Args::parse();
     match args.command {
         Command::Run(a) => {
