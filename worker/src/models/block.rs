@@ -14,7 +14,7 @@ use scop_core::arch::BlockDesc;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
-use super::conv_bn::{ConvBn, ConvShape, Weights, sub_path};
+use super::conv_bn::{ConvBn, ConvShape, FoldedConv, Weights, sub_path};
 use super::error::{Result, TorchContext};
 use super::unit::Unit;
 
@@ -25,6 +25,13 @@ pub struct Block {
     downsample: Option<ConvBn>,
     /// Residual channels the last unit's outputs go to, when it was pruned.
     scatter: Option<Tensor>,
+}
+
+/// A block's convs with their BNs folded in (see [`FoldedConv`]).
+#[derive(Debug)]
+pub(crate) struct FoldedBlock {
+    units: Vec<FoldedConv>,
+    downsample: Option<FoldedConv>,
 }
 
 impl Block {
@@ -68,6 +75,11 @@ impl Block {
             Some(ds) => ds.f_forward_t(xs, train).ctx(format!("{}.downsample", self.name))?,
             None => xs.shallow_clone(),
         };
+        self.join(y, identity)
+    }
+
+    /// The last unit's output `y` meets the shortcut's `identity`, then ReLU.
+    fn join(&self, mut y: Tensor, identity: Tensor) -> Result<Tensor> {
         let mut out = match &self.scatter {
             // Nothing records gradients: add into the residual in place.
             Some(kept) if !y.requires_grad() && !identity.requires_grad() => {
@@ -79,6 +91,38 @@ impl Block {
         }
         .ctx(&self.name)?;
         out.f_relu_().ctx(&self.name)
+    }
+
+    /// The block's convs with their BNs folded in, for [`Block::f_forward_folded`].
+    pub(crate) fn fold(&self) -> Result<FoldedBlock> {
+        let units = self
+            .units
+            .iter()
+            .map(|u| FoldedConv::new(u.layer()).ctx(u.name()))
+            .collect::<Result<Vec<_>>>()?;
+        let downsample = match &self.downsample {
+            Some(ds) => Some(FoldedConv::new(ds).ctx(format!("{}.downsample", self.name))?),
+            None => None,
+        };
+        Ok(FoldedBlock { units, downsample })
+    }
+
+    /// The eval-mode output from `folded` (made by this block's [`Block::fold`]);
+    /// `xs` may be overwritten in place, as in [`Block::f_forward_t`].
+    pub(crate) fn f_forward_folded(&self, xs: &Tensor, folded: &FoldedBlock) -> Result<Tensor> {
+        let mut y = xs.shallow_clone();
+        let last = folded.units.len() - 1;
+        for (i, (conv, unit)) in folded.units.iter().zip(&self.units).enumerate() {
+            y = conv.f_forward(&y).ctx(unit.name())?;
+            if i < last {
+                y = y.f_relu_().ctx(unit.name())?;
+            }
+        }
+        let identity = match &folded.downsample {
+            Some(ds) => ds.f_forward(xs).ctx(format!("{}.downsample", self.name))?,
+            None => xs.shallow_clone(),
+        };
+        self.join(y, identity)
     }
 
     /// Moves the scatter indices along when the VarStore changes device.

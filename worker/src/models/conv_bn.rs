@@ -117,3 +117,38 @@ impl ConvBn {
         self.bn.f_forward_t(&self.f_conv(xs)?, train)
     }
 }
+
+/// A [`ConvBn`] at inference with the BN folded into the conv: `W·γ/√(σ²+ε)` and
+/// the bias `β − μ·γ/√(σ²+ε)`, one conv instead of a conv and a pass over its
+/// output. A snapshot of the weights and statistics it was made from.
+#[derive(Debug)]
+pub struct FoldedConv {
+    weight: Tensor,
+    bias: Tensor,
+    shape: ConvShape,
+}
+
+impl FoldedConv {
+    /// Folds `layer`'s BN (its running statistics, as in eval mode) into its
+    /// conv, keeping the weight's layout; nothing records gradients.
+    pub fn new(layer: &ConvBn) -> Result<Self, TchError> {
+        tch::no_grad(|| {
+            let bn = &layer.bn;
+            let scale = bn.weight.f_div(&bn.running_var.f_add_scalar(BN_EPS)?.f_sqrt()?)?;
+            let bias = bn.bias.f_sub(&bn.running_mean.f_mul(&scale)?)?;
+            let mut weight = layer.weight.f_mul(&scale.f_reshape([-1, 1, 1, 1])?)?;
+            if super::layout::is_channels_last(&layer.weight) && !super::layout::is_channels_last(&weight) {
+                weight = super::layout::channels_last(&weight)?;
+            }
+            Ok(Self { weight, bias, shape: layer.shape })
+        })
+    }
+
+    /// The conv with its bias, in the precision of `xs` (as [`ConvBn::f_conv`]).
+    pub fn f_forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
+        let s = i64::from(self.shape.stride);
+        let p = i64::from(self.shape.padding);
+        let (weight, bias) = (in_kind_of(&self.weight, xs)?, in_kind_of(&self.bias, xs)?);
+        xs.f_conv2d(&weight, Some(&bias), [s, s], [p, p], [1, 1], i64::from(self.shape.groups))
+    }
+}

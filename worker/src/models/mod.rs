@@ -15,11 +15,11 @@ mod resnet;
 mod unit;
 
 pub use block::Block;
-pub use conv_bn::{BatchNorm, ConvBn, ConvShape, Weights, sub_path};
+pub use conv_bn::{BatchNorm, ConvBn, ConvShape, FoldedConv, Weights, sub_path};
 pub use error::{Error, Result, ShapeMismatch, TorchContext};
 pub use freeze::{freeze_all_but_kfscale, is_kfscale, unfreeze};
 pub use load::load_strict;
-pub use resnet::{ResNet, UnitKnockoff};
+pub use resnet::{Folded, ResNet, UnitKnockoff};
 pub use unit::{KFSCALE, Unit, UnitMode};
 
 /// Learnable parameters held by `vs`, counted as PyTorch's `parameters()` would

@@ -207,15 +207,17 @@ pub fn run_epochs(
     Ok(last)
 }
 
-/// Accuracy and loss on `loader` in eval mode, summed over ranks.
+/// Accuracy and loss on `loader` in eval mode, summed over ranks, with every BN
+/// folded into its conv (the same logits, one pass over each activation fewer).
 pub fn evaluate(ctx: &mut StageContext<'_>, stage: &str, model: &ResNet, loader: &Loader) -> Result<Summary> {
+    let folded = model.fold_batch_norm()?;
     let mut tally = Tally::default();
     for batch in loader.epoch(0, 0)? {
         let batch = batch?;
         let (loss, logits) = tch::no_grad(|| -> Result<(f64, Tensor)> {
             let images = batch.images.to_device(ctx.device);
             let labels = batch.labels.to_device(ctx.device);
-            let logits = model.f_forward_t(&images, false)?;
+            let logits = folded.f_forward(&images)?;
             let loss = cross_entropy(&logits, &labels, 0.0).in_stage(stage)?;
             Ok((loss.f_double_value(&[]).in_stage(stage)?, logits))
         })?;

@@ -9,6 +9,7 @@ mod collective_nccl;
 mod data;
 mod ddp_equivalence;
 mod export;
+mod fold;
 mod knockoff;
 mod nccl_rules;
 mod prune_equivalence;
