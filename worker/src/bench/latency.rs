@@ -5,7 +5,8 @@
 //! Four variants of the same weights: dense, and pruned with `residual: scatter`,
 //! `keep` and `group`, all by the global policy to the same FLOPs target (dense
 //! FLOPs divided by `--flops-factor`) from seeded random scores, so that their
-//! speed-ups compare at equal work. Every repetition runs each variant once, in turn, so that a change in
+//! speed-ups compare at equal work. Each runs as scop's evaluation runs it, every
+//! BN folded into its conv (`--unfolded`: conv and BN apart). Every repetition runs each variant once, in turn, so that a change in
 //! machine load affects all of them alike; the best and the median time are
 //! reported (the best is the least disturbed by other processes). With one
 //! intra-op thread all the work runs on the calling thread, and its CPU time
@@ -55,6 +56,10 @@ pub struct LatencyArgs {
     /// TorchScript is written contiguous either way).
     #[arg(long, value_enum, default_value_t = BenchLayout::Contiguous)]
     pub memory_format: BenchLayout,
+    /// Times the eval-mode forward with each BN as its own pass after the conv,
+    /// instead of folded into the conv as scop's evaluation runs it.
+    #[arg(long)]
+    pub unfolded: bool,
     /// Writes `<variant>.json` (the architecture descriptions) and `<variant>.pt`
     /// (the exported TorchScript) here, for baselines.
     #[arg(long)]
@@ -90,6 +95,8 @@ pub struct LatencyReport {
     pub flops_factor: f64,
     pub round_to: u32,
     pub memory_format: BenchLayout,
+    /// Whether each BN was folded into its conv (`ResNet::fold_batch_norm`).
+    pub bn_folded: bool,
     pub threads: i32,
     pub reps: usize,
     pub variants: Vec<VariantLatency>,
@@ -167,19 +174,31 @@ pub fn measure(args: &LatencyArgs) -> Result<LatencyReport> {
         }
     }
 
+    // Folded after the layout change, so that the folded weights have it too.
+    let folded = if args.unfolded {
+        Vec::new()
+    } else {
+        variants.iter().map(|(_, model, _)| model.fold_batch_norm()).collect::<Result<Vec<_>>>()?
+    };
+    let forward = |i: usize, x: &Tensor| -> Result<Tensor> {
+        match folded.get(i) {
+            Some(folded) => folded.f_forward(x),
+            None => variants[i].1.f_forward_t(x, false),
+        }
+    };
     let mut times: Vec<BTreeMap<i64, Vec<f64>>> = vec![BTreeMap::new(); variants.len()];
     let mut cpu_times: Vec<BTreeMap<i64, Vec<f64>>> = vec![BTreeMap::new(); variants.len()];
     tch::no_grad(|| -> Result<()> {
         for &batch in &args.batches {
             let side = i64::from(args.input_size);
             let x = Tensor::randn([batch, 3, side, side], (Kind::Float, Device::Cpu));
-            for (_, model, _) in &variants {
-                let _logits = model.f_forward_t(&x, false)?;
+            for i in 0..variants.len() {
+                let _logits = forward(i, &x)?;
             }
             for _ in 0..args.reps {
-                for (i, (_, model, _)) in variants.iter().enumerate() {
+                for i in 0..variants.len() {
                     let (start, cpu_start) = (Instant::now(), thread_cpu_ms());
-                    let _logits = model.f_forward_t(&x, false)?;
+                    let _logits = forward(i, &x)?;
                     times[i].entry(batch).or_default().push(start.elapsed().as_secs_f64() * 1e3);
                     if let (Some(from), Some(to)) = (cpu_start, thread_cpu_ms()) {
                         cpu_times[i].entry(batch).or_default().push(to - from);
@@ -189,6 +208,7 @@ pub fn measure(args: &LatencyArgs) -> Result<LatencyReport> {
         }
         Ok(())
     })?;
+    drop(folded);
     let variants = variants
         .into_iter()
         .zip(times.into_iter().zip(cpu_times))
@@ -210,6 +230,7 @@ pub fn measure(args: &LatencyArgs) -> Result<LatencyReport> {
         flops_factor: args.flops_factor,
         round_to: args.round_to,
         memory_format: args.memory_format,
+        bn_folded: !args.unfolded,
         threads: tch::get_num_threads(),
         reps: args.reps,
         variants,
