@@ -6,9 +6,10 @@
 //! `keep` and `group`, all by the global policy to the same FLOPs target (dense
 //! FLOPs divided by `--flops-factor`) from seeded random scores, so that their
 //! speed-ups compare at equal work. Each runs as scop's evaluation runs it, every
-//! BN folded into its conv (`--unfolded`: conv and BN apart). Every repetition runs each variant once, in turn, so that a change in
-//! machine load affects all of them alike; the best and the median time are
-//! reported (the best is the least disturbed by other processes). With one
+//! BN folded into its conv (`--unfolded`: conv and BN apart). Every repetition
+//! runs each variant once, in turn, so that a change in machine load affects all
+//! of them alike; the best and the median time are reported (the best is the
+//! least disturbed by other processes). With one
 //! intra-op thread all the work runs on the calling thread, and its CPU time
 //! (from `/proc/thread-self/schedstat`) is reported too: on a shared machine it
 //! is far steadier than the wall clock, which also counts waiting for a core.

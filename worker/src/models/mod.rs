@@ -2,8 +2,9 @@
 //!
 //! The training stages use this surface: [`ResNet::new`] on a VarStore path,
 //! [`ResNet::enable_knockoff`], [`freeze_all_but_kfscale`], [`ResNet::clamp_kfscale`],
-//! [`ResNet::knockoff_state`] / [`ResNet::scores`], [`load_strict`], and then
-//! `crate::prune::apply_plan` and `crate::export`.
+//! [`ResNet::knockoff_state`] / [`ResNet::scores`], [`load_strict`],
+//! [`ResNet::fold_batch_norm`] to evaluate, and then `crate::prune::apply_plan`
+//! and `crate::export`.
 
 mod block;
 mod conv_bn;
