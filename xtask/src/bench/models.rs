@@ -11,7 +11,7 @@
 //! Every table is measured twice, contiguous (NCHW) and channels-last (oneDNN's
 //! preferred layout, which pruned widths that are multiples of 8 keep); a last
 //! table puts each variant in its faster layout, the one a deployment would pick,
-//! and a last run times the pruned variants with widths rounded to 16 instead of 8.
+//! and a final run times the pruned variants with widths rounded to 16 instead of 8.
 //!
 //! Both run with one intra-op thread unless `SCOP_BENCH_THREADS` says otherwise:
 //! on a shared machine a descheduled OpenMP thread stalls every barrier of a
