@@ -11,11 +11,7 @@ use scop_worker::prune::apply_plan;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use crate::prune_equivalence::randomise_bn;
-
-fn max_abs(t: &Tensor) -> f64 {
-    t.abs().max().double_value(&[])
-}
+use crate::prune_equivalence::{max_abs, random_dense, randomise_bn};
 
 /// The folded forward's logits against the eval-mode forward's, within `tolerance`
 /// of the logits' scale.
@@ -31,12 +27,7 @@ fn assert_folded_matches(model: &ResNet, x: &Tensor, tolerance: f64, what: &str)
 
 /// The dense network and its three pruned variants, BN statistics randomised.
 fn variants(arch: &str, seed: u64) -> (ArchDesc, Vec<(String, ResNet, VarStore)>) {
-    tch::manual_seed(seed as i64);
-    let in_channels = if arch == "resnet20" { 1 } else { 3 };
-    let desc = ArchDesc::new(arch, 5, in_channels).unwrap();
-    let vs = VarStore::new(Device::Cpu);
-    let dense = ResNet::new(&vs.root(), &desc).unwrap();
-    randomise_bn(&vs);
+    let (desc, dense, vs) = random_dense(arch, seed);
     let scores = random_scores(&desc, seed);
     let mut out = Vec::new();
     for residual in [ResidualMode::Scatter, ResidualMode::Keep, ResidualMode::Group] {

@@ -61,17 +61,24 @@ fn mask_in_place(desc: &ArchDesc, vs: &VarStore, plan: &Plan) {
     });
 }
 
-fn max_abs(t: &Tensor) -> f64 {
+pub fn max_abs(t: &Tensor) -> f64 {
     t.abs().max().double_value(&[])
 }
 
-fn check(arch: &str, residual: ResidualMode, policy: PolicyKind, seed: u64) {
+/// A dense `arch` for 5 classes (1 input channel for ResNet-20, else 3), seeded,
+/// with its BN statistics randomised.
+pub fn random_dense(arch: &str, seed: u64) -> (ArchDesc, ResNet, VarStore) {
     tch::manual_seed(seed as i64);
     let in_channels = if arch == "resnet20" { 1 } else { 3 };
     let desc = ArchDesc::new(arch, 5, in_channels).unwrap();
     let vs = VarStore::new(Device::Cpu);
     let dense = ResNet::new(&vs.root(), &desc).unwrap();
     randomise_bn(&vs);
+    (desc, dense, vs)
+}
+
+fn check(arch: &str, residual: ResidualMode, policy: PolicyKind, seed: u64) {
+    let (desc, dense, vs) = random_dense(arch, seed);
     let prune = PruneSpec { rate: 0.45, policy, residual, ..PruneSpec::default() };
     let plan = Plan::decide(&desc, &random_scores(&desc, seed), &prune, 32).unwrap();
     let (pruned, pruned_vs) = apply_plan(&dense, &vs, &plan).unwrap();
@@ -84,7 +91,7 @@ fn check(arch: &str, residual: ResidualMode, policy: PolicyKind, seed: u64) {
         assert!(pruned.desc().classifier.in_features < desc.classifier.in_features, "{arch}");
     }
 
-    let x = Tensor::randn([2, i64::from(in_channels), 32, 32], (Kind::Float, Device::Cpu));
+    let x = Tensor::randn([2, i64::from(desc.in_channels), 32, 32], (Kind::Float, Device::Cpu));
     let got = pruned.f_forward_t(&x, false).unwrap();
     let unmasked = dense.f_forward_t(&x, false).unwrap();
     mask_in_place(&desc, &vs, &plan);
