@@ -56,24 +56,7 @@ fn measure(worker: &Path, dir: &Path) -> anyhow::Result<()> {
     let mut reports = Vec::new();
     for layout in LAYOUTS {
         eprintln!("measuring tch (release build, {layout}), {REPS} repetitions after a warm-up…");
-        let tch: Value = serde_json::from_str(&shell::output(Command::new(worker).args([
-            "bench-models",
-            "--reps",
-            REPS,
-            "--batches",
-            BATCHES,
-            "--input-size",
-            SIZE,
-            "--flops-factor",
-            FLOPS_FACTOR,
-            "--memory-format",
-            layout,
-            "--arch-dir",
-            dir_arg,
-            "--threads",
-            &threads,
-        ]))?)
-        .context("scop-worker bench-models printed no JSON")?;
+        let tch = bench_models(worker, layout, BATCHES, &threads, &["--arch-dir", dir_arg])?;
         let variants = tch["variants"].as_array().context("no variants in the worker's report")?;
 
         let mut baselines = Vec::new();
@@ -95,47 +78,42 @@ fn measure(worker: &Path, dir: &Path) -> anyhow::Result<()> {
         } else {
             eprintln!("no .venv: skipping the PyTorch baselines (run `cargo xtask setup`)");
         }
-        // One thread does all the work: its CPU time is the measure least disturbed by load.
-        let cpu =
-            threads == "1" && tch["variants"][0]["best_cpu_ms"].as_object().is_some_and(|m| !m.is_empty());
-        let metric = if cpu { Metric::ThreadCpu } else { Metric::Wall };
+        let metric = Metric::for_report(&threads, &tch);
         print!("{}", render(&tch, &baselines, metric)?);
         reports.push((layout, tch, metric));
     }
     print!("{}", render_best(&reports)?);
-    print!("{}", wider_rounding(worker, &threads, &reports)?);
+    print!("{}", wider_rounding(worker, &threads)?);
     Ok(())
+}
+
+/// `scop-worker bench-models` at the bench's size and FLOPs target, its JSON report.
+fn bench_models(
+    worker: &Path,
+    layout: &str,
+    batches: &str,
+    threads: &str,
+    extra: &[&str],
+) -> anyhow::Result<Value> {
+    let mut cmd = Command::new(worker);
+    cmd.args(["bench-models", "--reps", REPS, "--batches", batches, "--input-size", SIZE])
+        .args(["--flops-factor", FLOPS_FACTOR, "--memory-format", layout, "--threads", threads])
+        .args(extra);
+    serde_json::from_str(&shell::output(&mut cmd)?).context("scop-worker bench-models printed no JSON")
 }
 
 /// Widths rounded to 16: oneDNN's f32 kernels on AVX-512 CPUs work in blocks of
 /// 16 channels, so `round_to: 16` suits them better than the default 8. Timed
 /// channels-last (the layout those widths are for) at the largest batch, against
 /// the dense network timed again in the same run.
-fn wider_rounding(worker: &Path, threads: &str, reports: &[(&str, Value, Metric)]) -> anyhow::Result<String> {
+fn wider_rounding(worker: &Path, threads: &str) -> anyhow::Result<String> {
     let last = BATCHES.split(',').next_back().context("no batch sizes")?;
     let layout = "channels_last";
     eprintln!("measuring tch ({layout}, round_to 16), {REPS} repetitions after a warm-up…");
-    let tch: Value = serde_json::from_str(&shell::output(Command::new(worker).args([
-        "bench-models",
-        "--reps",
-        REPS,
-        "--batches",
-        last,
-        "--input-size",
-        SIZE,
-        "--flops-factor",
-        FLOPS_FACTOR,
-        "--round-to",
-        "16",
-        "--memory-format",
-        layout,
-        "--threads",
-        threads,
-    ]))?)
-    .context("scop-worker bench-models printed no JSON")?;
-    let (_, _, metric) = reports.iter().find(|(l, _, _)| *l == layout).context("no channels-last table")?;
+    let tch = bench_models(worker, layout, last, threads, &["--round-to", "16"])?;
+    let metric = Metric::for_report(threads, &tch);
     let variants = tch["variants"].as_array().context("no variants in the worker's report")?;
-    let ms = |v: &Value| tch_times(v, *metric).get(last).copied().unwrap_or(f64::NAN);
+    let ms = |v: &Value| tch_times(v, metric).get(last).copied().unwrap_or(f64::NAN);
     let dense_ms = ms(&variants[0]);
     let dense_flops = variants[0]["flops"].as_f64().unwrap_or(f64::NAN);
     let mut out = format!("\nround_to 16, tch, {layout}, b={last} (dense timed again in the same run):\n");
@@ -193,6 +171,14 @@ enum Metric {
 }
 
 impl Metric {
+    /// One thread does all the work: its CPU time is the measure least disturbed
+    /// by load, where the worker's report has it.
+    fn for_report(threads: &str, tch: &Value) -> Self {
+        let cpu =
+            threads == "1" && tch["variants"][0]["best_cpu_ms"].as_object().is_some_and(|m| !m.is_empty());
+        if cpu { Metric::ThreadCpu } else { Metric::Wall }
+    }
+
     fn key(self) -> &'static str {
         match self {
             Metric::Wall => "best_ms",
