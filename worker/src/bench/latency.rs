@@ -6,7 +6,10 @@
 //! `keep` and `group`, all by the global policy to the same FLOPs target (dense
 //! FLOPs divided by `--flops-factor`) from seeded random scores, so that their
 //! speed-ups compare at equal work. Each runs as scop's evaluation runs it, every
-//! BN folded into its conv (`--unfolded`: conv and BN apart). Every repetition
+//! BN folded into its conv (`--unfolded`: conv and BN apart), in the layout
+//! `--memory-format` names; `blocked` runs the folded network on oneDNN's
+//! blocked tensors ([`crate::models::Folded::into_blocked`]), where a variant can
+//! (the scatter variant cannot, and runs contiguous: each variant's report says). Every repetition
 //! runs each variant once, in turn, so that a change in machine load affects all
 //! of them alike; the best and the median time are reported (the best is the
 //! least disturbed by other processes). With one
@@ -54,7 +57,8 @@ pub struct LatencyArgs {
     #[arg(long)]
     pub threads: Option<i32>,
     /// Layout of the inputs and conv weights while timing (the exported
-    /// TorchScript is written contiguous either way).
+    /// TorchScript is written contiguous either way); `blocked`: oneDNN's
+    /// blocked tensors, for the folded network only.
     #[arg(long, value_enum, default_value_t = BenchLayout::Contiguous)]
     pub memory_format: BenchLayout,
     /// Times the eval-mode forward with each BN as its own pass after the conv,
@@ -74,12 +78,16 @@ pub enum BenchLayout {
     Contiguous,
     #[value(name = "channels_last")]
     ChannelsLast,
+    Blocked,
 }
 
 /// One variant's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct VariantLatency {
     pub name: String,
+    /// The layout it ran in: the one asked for, or contiguous where a variant
+    /// cannot run blocked.
+    pub memory_format: BenchLayout,
     pub params: u64,
     pub flops: u64,
     /// Fastest and median milliseconds per forward pass, by batch size.
@@ -129,6 +137,11 @@ pub fn measure(args: &LatencyArgs) -> Result<LatencyReport> {
             args.flops_factor, args.round_to
         )));
     }
+    if args.unfolded && args.memory_format == BenchLayout::Blocked {
+        return Err(Error::Input(
+            "--memory-format blocked runs the folded network; drop --unfolded".to_owned(),
+        ));
+    }
     if let Some(threads) = args.threads {
         if threads < 1 {
             return Err(Error::Input(format!("--threads must be >= 1, got {threads}")));
@@ -176,11 +189,21 @@ pub fn measure(args: &LatencyArgs) -> Result<LatencyReport> {
     }
 
     // Folded after the layout change, so that the folded weights have it too.
-    let folded = if args.unfolded {
-        Vec::new()
-    } else {
-        variants.iter().map(|(_, model, _)| model.fold_batch_norm()).collect::<Result<Vec<_>>>()?
-    };
+    let mut folded = Vec::new();
+    if !args.unfolded {
+        for (_, model, _) in &variants {
+            let fold = model.fold_batch_norm()?;
+            let blocked = args.memory_format == BenchLayout::Blocked && fold.blocked_refusal().is_none();
+            folded.push(if blocked { fold.into_blocked()? } else { fold });
+        }
+    }
+    let layouts: Vec<BenchLayout> = (0..variants.len())
+        .map(|i| match folded.get(i) {
+            Some(fold) if fold.is_blocked() => BenchLayout::Blocked,
+            _ if args.memory_format == BenchLayout::ChannelsLast => BenchLayout::ChannelsLast,
+            _ => BenchLayout::Contiguous,
+        })
+        .collect();
     let forward = |i: usize, x: &Tensor| -> Result<Tensor> {
         match folded.get(i) {
             Some(folded) => folded.f_forward(x),
@@ -213,10 +236,12 @@ pub fn measure(args: &LatencyArgs) -> Result<LatencyReport> {
     let variants = variants
         .into_iter()
         .zip(times.into_iter().zip(cpu_times))
-        .map(|((name, model, _), (times, cpu_times))| {
+        .zip(layouts)
+        .map(|(((name, model, _), (times, cpu_times)), memory_format)| {
             let cost = model.desc().cost(args.input_size);
             VariantLatency {
                 name,
+                memory_format,
                 params: cost.params,
                 flops: cost.flops,
                 best_ms: times.iter().map(|(b, t)| (*b, best(t))).collect(),

@@ -93,6 +93,16 @@ impl Block {
         out.f_relu_().ctx(&self.name)
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the last unit's output is added into the residual by index
+    /// (`residual: scatter`).
+    pub fn scatters(&self) -> bool {
+        self.scatter.is_some()
+    }
+
     /// The block's convs with their BNs folded in, for [`Block::f_forward_folded`].
     pub(crate) fn fold(&self) -> Result<FoldedBlock> {
         let units = self
@@ -130,5 +140,19 @@ impl Block {
         if let Some(kept) = &self.scatter {
             self.scatter = Some(kept.to_device(device).to_kind(Kind::Int64));
         }
+    }
+}
+
+impl FoldedBlock {
+    /// Every folded conv for blocked inputs (see [`FoldedConv::into_blocked`]).
+    pub(crate) fn into_blocked(self, block: &Block) -> Result<Self> {
+        let units = (self.units.into_iter().zip(&block.units))
+            .map(|(conv, unit)| conv.into_blocked().ctx(unit.name()))
+            .collect::<Result<Vec<_>>>()?;
+        let downsample = match self.downsample {
+            Some(ds) => Some(ds.into_blocked().ctx(format!("{}.downsample", block.name))?),
+            None => None,
+        };
+        Ok(Self { units, downsample })
     }
 }

@@ -126,6 +126,8 @@ pub struct FoldedConv {
     weight: Tensor,
     bias: Tensor,
     shape: ConvShape,
+    /// Weight and bias are oneDNN tensors, the weight in oneDNN's own order.
+    blocked: bool,
 }
 
 impl FoldedConv {
@@ -140,14 +142,35 @@ impl FoldedConv {
             if super::layout::is_channels_last(&layer.weight) && !super::layout::is_channels_last(&weight) {
                 weight = super::layout::channels_last(&weight)?;
             }
-            Ok(Self { weight, bias, shape: layer.shape })
+            Ok(Self { weight, bias, shape: layer.shape, blocked: false })
         })
     }
 
-    /// The conv with its bias, in the precision of `xs` (as [`ConvBn::f_conv`]).
+    /// The same conv for inputs in oneDNN's blocked layout (`Tensor::to_mkldnn`):
+    /// the weight reordered once into the order oneDNN's kernels read, so that no
+    /// forward pass reorders it again.
+    pub fn into_blocked(self) -> Result<Self, TchError> {
+        let (s, p) = (i64::from(self.shape.stride), i64::from(self.shape.padding));
+        let weight = self.weight.f_contiguous()?.f_to_mkldnn(None)?.f_mkldnn_reorder_conv2d_weight(
+            [p, p],
+            [s, s],
+            [1, 1],
+            i64::from(self.shape.groups),
+            None::<&[i64]>,
+        )?;
+        let bias = self.bias.f_to_mkldnn(None)?;
+        Ok(Self { weight, bias, shape: self.shape, blocked: true })
+    }
+
+    /// The conv with its bias, in the precision of `xs` (as [`ConvBn::f_conv`]);
+    /// after [`FoldedConv::into_blocked`], on a blocked fp32 `xs`.
     pub fn f_forward(&self, xs: &Tensor) -> Result<Tensor, TchError> {
         let s = i64::from(self.shape.stride);
         let p = i64::from(self.shape.padding);
+        if self.blocked {
+            let groups = i64::from(self.shape.groups);
+            return xs.f_mkldnn_convolution(&self.weight, Some(&self.bias), [p, p], [s, s], [1, 1], groups);
+        }
         let (weight, bias) = (in_kind_of(&self.weight, xs)?, in_kind_of(&self.bias, xs)?);
         xs.f_conv2d(&weight, Some(&bias), [s, s], [p, p], [1, 1], i64::from(self.shape.groups))
     }

@@ -8,10 +8,15 @@
 //! exists, PyTorch runs the very same architectures eagerly and the exported
 //! TorchScript (`resnet_eager.py`) as baseline columns.
 //!
-//! Every table is measured twice, contiguous (NCHW) and channels-last (oneDNN's
-//! preferred layout, which pruned widths that are multiples of 8 keep); a last
-//! table puts each variant in its faster layout, the one a deployment would pick,
-//! and a final run times the pruned variants with widths rounded to 16 instead of 8.
+//! Every table is measured in three layouts: contiguous (NCHW), channels-last
+//! (the dense layout oneDNN prefers, which pruned widths that are multiples of 8
+//! keep) and oneDNN's own blocked layout (the folded network on `to_mkldnn`
+//! tensors; the scatter variant cannot run there and stays contiguous). The
+//! blocked table's baseline is scop's exported TorchScript after PyTorch's own CPU
+//! inference passes (freeze and `optimize_for_inference`, which also fold BN and
+//! move to blocked tensors, and fuse ReLUs and adds into the convs). A last table
+//! puts each variant in its fastest layout, the one a deployment would pick, and a
+//! final run times the pruned variants with widths rounded to 16 instead of 8.
 //!
 //! Both run with one intra-op thread unless `SCOP_BENCH_THREADS` says otherwise:
 //! on a shared machine a descheduled OpenMP thread stalls every barrier of a
@@ -32,8 +37,8 @@ use crate::shell;
 const REPS: &str = "3";
 const BATCHES: &str = "1,32";
 const SIZE: &str = "224";
-/// Each table is measured in each of these layouts (named as in the job spec).
-const LAYOUTS: [&str; 2] = ["contiguous", "channels_last"];
+/// Each table is measured in each of these layouts (the first two named as in the job spec).
+const LAYOUTS: [&str; 3] = ["contiguous", "channels_last", "blocked"];
 /// The pruned variants have this many times fewer FLOPs than the dense network.
 const FLOPS_FACTOR: &str = "2.25";
 
@@ -62,29 +67,74 @@ fn measure(worker: &Path, dir: &Path) -> anyhow::Result<()> {
         let mut baselines = Vec::new();
         if python.exists() {
             let script = shell::root().join("xtask/src/bench/resnet_eager.py");
-            for (mode, ext, label) in [("bench", "json", "eager"), ("script", "pt", "script")] {
+            for baseline in Baseline::for_layout(layout) {
+                let label = baseline.label;
                 eprintln!("measuring PyTorch ({label}, {layout}) on the same architectures…");
                 let mut cmd = Command::new(&python);
-                cmd.arg(&script).arg(mode);
+                cmd.arg(&script).arg(baseline.mode);
                 for v in variants {
-                    cmd.arg(dir.join(format!("{}.{ext}", v["name"].as_str().unwrap_or_default())));
+                    cmd.arg(dir.join(format!("{}.{}", v["name"].as_str().unwrap_or_default(), baseline.ext)));
                 }
                 cmd.args(["--batches", BATCHES, "--size", SIZE, "--reps", REPS, "--threads", &threads]);
-                cmd.args(["--memory-format", layout]);
+                cmd.args(["--memory-format", baseline.memory_format, "--optimize", baseline.optimize]);
                 let report: Value = serde_json::from_str(&shell::output(&mut cmd)?)
-                    .with_context(|| format!("resnet_eager.py {mode} printed no JSON"))?;
+                    .with_context(|| format!("resnet_eager.py {} printed no JSON", baseline.mode))?;
                 baselines.push((label, report));
             }
         } else {
             eprintln!("no .venv: skipping the PyTorch baselines (run `cargo xtask setup`)");
         }
         let metric = Metric::for_report(&threads, &tch);
-        print!("{}", render(&tch, &baselines, metric)?);
+        print!("{}", render(&tch, &baselines, metric, legend(layout))?);
         reports.push((layout, tch, metric));
     }
     print!("{}", render_best(&reports)?);
     print!("{}", wider_rounding(worker, &threads)?);
     Ok(())
+}
+
+/// A PyTorch column beside tch's: how `resnet_eager.py` runs it.
+struct Baseline {
+    label: &'static str,
+    /// `resnet_eager.py`'s command (`bench` or `script`) and the files it reads.
+    mode: &'static str,
+    ext: &'static str,
+    memory_format: &'static str,
+    /// `--optimize`: freeze and `torch.jit.optimize_for_inference` first.
+    optimize: &'static str,
+}
+
+impl Baseline {
+    fn for_layout(layout: &'static str) -> Vec<Baseline> {
+        if layout == "blocked" {
+            // PyTorch's inference passes choose the layout (blocked) themselves.
+            let optimized = Baseline {
+                label: "jit-opt",
+                mode: "script",
+                ext: "pt",
+                memory_format: "contiguous",
+                optimize: "1",
+            };
+            return vec![optimized];
+        }
+        vec![
+            Baseline { label: "eager", mode: "bench", ext: "json", memory_format: layout, optimize: "0" },
+            Baseline { label: "script", mode: "script", ext: "pt", memory_format: layout, optimize: "0" },
+        ]
+    }
+}
+
+/// What the columns of a table in `layout` are.
+fn legend(layout: &str) -> &'static str {
+    if layout == "blocked" {
+        "tch = scop's model in Rust, each BN folded into its conv, on oneDNN's blocked tensors (scatter: \
+         contiguous, index_add has no oneDNN kernel); jit-opt = scop's exported TorchScript in PyTorch \
+         after torch.jit.freeze and optimize_for_inference (BN folded, blocked tensors, ReLU and add fused \
+         into the convs)"
+    } else {
+        "tch = scop's model in Rust, each BN folded into its conv; eager = the same architecture in \
+         PyTorch, script = scop's exported TorchScript in PyTorch, both with conv and BN apart"
+    }
 }
 
 /// `scop-worker bench-models` at the bench's size and FLOPs target, its JSON report.
@@ -103,53 +153,66 @@ fn bench_models(
 }
 
 /// Widths rounded to 16: oneDNN's f32 kernels on AVX-512 CPUs work in blocks of
-/// 16 channels, so `round_to: 16` suits them better than the default 8. Timed
-/// channels-last (the layout those widths are for) at the largest batch, against
-/// the dense network timed again in the same run.
+/// 16 channels, so `round_to: 16` suits them better than the default 8. Timed in
+/// the two layouts those widths are for, channels-last and blocked, at the largest
+/// batch, against the dense network timed again in the same run.
 fn wider_rounding(worker: &Path, threads: &str) -> anyhow::Result<String> {
     let last = BATCHES.split(',').next_back().context("no batch sizes")?;
-    let layout = "channels_last";
-    eprintln!("measuring tch ({layout}, round_to 16), {REPS} repetitions after a warm-up…");
-    let tch = bench_models(worker, layout, last, threads, &["--round-to", "16"])?;
-    let metric = Metric::for_report(threads, &tch);
-    let variants = tch["variants"].as_array().context("no variants in the worker's report")?;
-    let ms = |v: &Value| tch_times(v, metric).get(last).copied().unwrap_or(f64::NAN);
-    let dense_ms = ms(&variants[0]);
-    let dense_flops = variants[0]["flops"].as_f64().unwrap_or(f64::NAN);
-    let mut out = format!("\nround_to 16, tch, {layout}, b={last} (dense timed again in the same run):\n");
-    for v in variants {
-        let speedup = dense_ms / ms(v);
-        let flops_factor = dense_flops / v["flops"].as_f64().unwrap_or(f64::NAN);
+    let mut out = String::new();
+    for layout in ["channels_last", "blocked"] {
+        eprintln!("measuring tch ({layout}, round_to 16), {REPS} repetitions after a warm-up…");
+        let tch = bench_models(worker, layout, last, threads, &["--round-to", "16"])?;
+        let metric = Metric::for_report(threads, &tch);
+        let variants = tch["variants"].as_array().context("no variants in the worker's report")?;
+        let ms = |v: &Value| tch_times(v, metric).get(last).copied().unwrap_or(f64::NAN);
+        let dense_ms = ms(&variants[0]);
+        let dense_flops = variants[0]["flops"].as_f64().unwrap_or(f64::NAN);
         out.push_str(&format!(
-            "  {:<8} {:>9.1} ms  {flops_factor:>5.2}× fewer FLOPs  {speedup:>5.2}× dense  {:>5.2} speed-up/FLOPs÷\n",
-            v["name"].as_str().unwrap_or("?"),
-            ms(v),
-            speedup / flops_factor,
+            "\nround_to 16, tch, {layout}, b={last} (dense timed again in the same run):\n"
         ));
+        for v in variants {
+            let speedup = dense_ms / ms(v);
+            let flops_factor = dense_flops / v["flops"].as_f64().unwrap_or(f64::NAN);
+            out.push_str(&format!(
+                "  {:<8} {:>9.1} ms  {:<13}  {flops_factor:>5.2}× fewer FLOPs  {speedup:>5.2}× dense  {:>5.2} speed-up/FLOPs÷{}\n",
+                v["name"].as_str().unwrap_or("?"),
+                ms(v),
+                v["memory_format"].as_str().unwrap_or("?"),
+                speedup / flops_factor,
+                goals(v),
+            ));
+        }
     }
     Ok(out)
 }
 
-/// Each variant in its faster layout at the largest batch, against the dense
-/// network in its own faster layout.
+/// The issue's goals, beside the group variant's row.
+fn goals(variant: &Value) -> &'static str {
+    if variant["name"] == "group" { "  (goals: >= 2.0× dense, >= 0.9 per FLOPs÷)" } else { "" }
+}
+
+/// Each variant in its fastest layout at the largest batch, against the dense
+/// network in its own fastest layout.
 fn render_best(reports: &[(&str, Value, Metric)]) -> anyhow::Result<String> {
     let last = BATCHES.split(',').next_back().context("no batch sizes")?;
     let (_, first, _) = reports.first().context("no reports")?;
     let variants = first["variants"].as_array().context("no variants")?;
-    // (milliseconds, layout) of variant i in its faster layout.
+    // (milliseconds, layout) of variant i in its fastest layout: the one it ran in
+    // (a variant that cannot run blocked ran contiguous in the blocked run).
     let fastest = |i: usize| -> (f64, &str) {
         reports
             .iter()
             .map(|(layout, tch, metric)| {
-                let ms = tch_times(&tch["variants"][i], *metric).get(last).copied().unwrap_or(f64::NAN);
-                (ms, *layout)
+                let variant = &tch["variants"][i];
+                let ms = tch_times(variant, *metric).get(last).copied().unwrap_or(f64::NAN);
+                (ms, variant["memory_format"].as_str().unwrap_or(layout))
             })
             .min_by(|a, b| a.0.total_cmp(&b.0))
             .unwrap_or((f64::NAN, "?"))
     };
     let (dense_ms, dense_layout) = fastest(0);
     let dense_flops = variants[0]["flops"].as_f64().unwrap_or(f64::NAN);
-    let mut out = format!("\nEach variant in its faster layout, tch, b={last}:\n");
+    let mut out = format!("\nEach variant in its fastest layout, tch, b={last}:\n");
     for (i, v) in variants.iter().enumerate() {
         let (ms, layout) = fastest(i);
         let flops_factor = dense_flops / v["flops"].as_f64().unwrap_or(f64::NAN);
@@ -158,7 +221,7 @@ fn render_best(reports: &[(&str, Value, Metric)]) -> anyhow::Result<String> {
             "  {:<8} {ms:>9.1} ms  {layout:<13}  {speedup:>5.2}× dense ({dense_layout})  {:>5.2} speed-up/FLOPs÷{}\n",
             v["name"].as_str().unwrap_or("?"),
             speedup / flops_factor,
-            if v["name"] == "group" { "  (goals: >= 2.0× dense, >= 0.9 per FLOPs÷)" } else { "" },
+            goals(v),
         ));
     }
     Ok(out)
@@ -205,7 +268,7 @@ fn tch_times(variant: &Value, metric: Metric) -> BTreeMap<String, f64> {
 /// Milliseconds of variant `i` at batch `b` from one source of figures.
 type Source<'a> = Box<dyn Fn(usize, &str) -> f64 + 'a>;
 
-fn render(tch: &Value, baselines: &[(&str, Value)], metric: Metric) -> anyhow::Result<String> {
+fn render(tch: &Value, baselines: &[(&str, Value)], metric: Metric, legend: &str) -> anyhow::Result<String> {
     let variants = tch["variants"].as_array().context("no variants")?;
     let batches: Vec<String> = BATCHES.split(',').map(str::to_owned).collect();
     // Milliseconds of variant i at batch b, per source: tch first, then the baselines.
@@ -220,9 +283,7 @@ fn render(tch: &Value, baselines: &[(&str, Value)], metric: Metric) -> anyhow::R
     }
     let mut out = format!(
         "\n{} at {}×{}, {}, CPU, {} thread(s), best of {} runs, {} milliseconds per forward pass;\n\
-         pruned variants: global policy to {}× fewer FLOPs, round_to {} (tch = scop's model in Rust, \
-         {}; eager = the same architecture in PyTorch, script = scop's exported TorchScript in \
-         PyTorch, both with conv and BN apart)\n\n",
+         pruned variants: global policy to {}× fewer FLOPs, round_to {} ({})\n\n",
         tch["arch"].as_str().unwrap_or("?"),
         SIZE,
         SIZE,
@@ -232,7 +293,7 @@ fn render(tch: &Value, baselines: &[(&str, Value)], metric: Metric) -> anyhow::R
         metric.describe(),
         tch["flops_factor"],
         tch["round_to"],
-        if tch["bn_folded"] == true { "each BN folded into its conv" } else { "conv and BN apart" },
+        legend,
     );
     out.push_str(&format!("{:<8} {:>11} {:>7} {:>7}", "variant", "params", "GMACs", "FLOPs÷"));
     for (label, _) in &sources {

@@ -2,12 +2,17 @@
 
 Usage: resnet_eager.py bench ARCH_JSON... --batches 1,32 --size 224 --reps 3 [--threads N] [--memory-format F]
        resnet_eager.py script MODEL_PT... --batches 1,32 --size 224 --reps 3 [--threads N] [--memory-format F]
+       resnet_eager.py script MODEL_PT... ... --optimize 1
        resnet_eager.py count ARCH_JSON SIZE   (params and conv/linear MACs, via hooks)
 
 `cargo xtask bench models` runs the first two (`script` times the TorchScript
 files scop exported, loaded with torch.jit.load), contiguous or, with
 `--memory-format channels_last`, with the models and inputs converted to
-channels-last; the third cross-checks scop's
+channels-last. `script --optimize 1` first runs PyTorch's own CPU inference
+passes on each loaded module (`torch.jit.freeze`, then
+`torch.jit.optimize_for_inference`: BN folded into the conv, activations moved
+to oneDNN's blocked layout, ReLUs and adds fused into the convs), the
+counterpart of scop's folded network on blocked tensors; the third cross-checks scop's
 analytic counts. Only torch is needed. Names and semantics mirror scop's tch
 models: units are conv+BN, a pruned last unit of a block is scattered back into
 the residual width unless the residual stream was pruned with it (`residual:
@@ -103,8 +108,10 @@ def bench(paths, batches, size, reps, channels_last):
     time_models(models, in_ch, batches, size, reps, channels_last)
 
 
-def script(paths, batches, size, reps, channels_last):
+def script(paths, batches, size, reps, channels_last, optimize=False):
     models = [torch.jit.load(p).eval() for p in paths]
+    if optimize:
+        models = [torch.jit.optimize_for_inference(torch.jit.freeze(m)) for m in models]
     time_models(models, 3, batches, size, reps, channels_last)
 
 
@@ -154,6 +161,11 @@ if __name__ == "__main__":
         layout = opts.get("memory-format", "contiguous")
         if layout not in ("contiguous", "channels_last"):
             sys.exit(f"--memory-format must be contiguous or channels_last, got {layout!r}")
-        run = bench if cmd == "bench" else script
-        run(paths, [int(b) for b in opts.get("batches", "1,32").split(",")],
-            int(opts.get("size", "224")), int(opts.get("reps", "3")), layout == "channels_last")
+        args = (paths, [int(b) for b in opts.get("batches", "1,32").split(",")],
+                int(opts.get("size", "224")), int(opts.get("reps", "3")), layout == "channels_last")
+        if opts.get("optimize", "0") == "1":
+            if cmd != "script":
+                sys.exit("--optimize applies to `script` only")
+            script(*args, optimize=True)
+        else:
+            (bench if cmd == "bench" else script)(*args)
