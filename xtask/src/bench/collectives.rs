@@ -89,7 +89,7 @@ fn ring_ranks(worker: &Path, world: usize) -> anyhow::Result<Vec<String>> {
 
 fn gloo_ranks(python: &Path, script: &Path, world: usize) -> anyhow::Result<Vec<String>> {
     let port = free_ports(1)?[0];
-    let mut cmd = Command::new(python);
+    let mut cmd = super::baseline_command(python);
     cmd.arg(script).args([world, BYTES, WARMUP, ITERS, port as usize].map(|v| v.to_string()));
     cmd.env("OMP_NUM_THREADS", "1");
     Ok(vec![shell::output(&mut cmd)?])

@@ -68,7 +68,7 @@ pub fn run() -> anyhow::Result<()> {
             let report = json_line(&shell::output(&mut cmd)?, "scop-worker bench-loader")?;
             ours = ours.max(report["images_per_second"].as_f64().context("images_per_second")?);
 
-            let mut cmd = Command::new(&python);
+            let mut cmd = super::baseline_command(&python);
             cmd.arg(&script).arg("measure").arg(&root);
             common(&mut cmd, evaluation);
             let report = json_line(&shell::output(&mut cmd)?, "torchvision_loader.py")?;

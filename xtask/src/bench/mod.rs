@@ -1,12 +1,31 @@
 //! `cargo xtask bench <name>`: benchmarks that print ratios measured side by side
 //! in one run. They are not tests and never fail on timing.
 
+use std::path::Path;
+use std::process::Command;
+
 mod collectives;
 mod control_plane;
 mod dp_scaling;
 mod loader;
 mod models;
 mod train;
+
+/// A PyTorch baseline's process, with the malloc setting `scop-worker` gives
+/// itself (`worker/src/memory.rs`: large blocks from malloc's heaps, freed
+/// memory kept for the next one), so that a ratio compares the two programs'
+/// code, not their allocators. Malloc settings of the user's own pass through
+/// as they are, to both sides.
+fn baseline_command(python: &Path) -> Command {
+    let mut cmd = Command::new(python);
+    let user_set = ["GLIBC_TUNABLES", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some());
+    if !user_set {
+        cmd.env("MALLOC_MMAP_MAX_", "0").env("MALLOC_TRIM_THRESHOLD_", i32::MAX.to_string());
+    }
+    cmd
+}
 
 /// One benchmark: its name on the command line, what it measures, how to run it.
 struct Bench {

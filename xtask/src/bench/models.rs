@@ -70,7 +70,7 @@ fn measure(worker: &Path, dir: &Path) -> anyhow::Result<()> {
             for baseline in Baseline::for_layout(layout) {
                 let label = baseline.label;
                 eprintln!("measuring PyTorch ({label}, {layout}) on the same architectures…");
-                let mut cmd = Command::new(&python);
+                let mut cmd = super::baseline_command(&python);
                 cmd.arg(&script).arg(baseline.mode);
                 for v in variants {
                     cmd.arg(dir.join(format!("{}.{}", v["name"].as_str().unwrap_or_default(), baseline.ext)));

@@ -53,7 +53,7 @@ pub fn run() -> anyhow::Result<()> {
 
     // PyTorch eager as most code runs it (contiguous NCHW), and in the layout we train in.
     let torch_run = |channels_last: bool| -> anyhow::Result<(f64, f64)> {
-        let mut torch = Command::new(&python);
+        let mut torch = super::baseline_command(&python);
         torch
             .arg(root.join("xtask/bench/pytorch_train.py"))
             .args(["--batch", &BATCH.to_string(), "--size", &SIZE.to_string()])
