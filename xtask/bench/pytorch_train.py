@@ -4,11 +4,18 @@ Times training steps of a CIFAR-style ResNet-20 (three stages of BasicBlocks,
 16/32/64 channels, 1x1 conv + BN shortcuts) with SGD Nesterov, and the SCOP
 knockoff step with the reference's semantics (batch [real; knockoff], only the
 per-channel beta trainable, Adam + clamp). Prints one JSON object per mode.
+
+With `--arch-json A.json,B.json,...` it times instead the plain step of each
+network scop describes there (dense or pruned, from `scop-worker bench-train
+--arch-dir`), built by `xtask/src/bench/resnet_eager.py`, one JSON object per
+file: PyTorch's pruned-vs-dense speed-up beside scop's.
 """
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -70,6 +77,18 @@ def units(model):
     return [m for m in model.modules() if isinstance(m, Unit)]
 
 
+def plain_step(model, x, y):
+    """One SGD Nesterov step of `model` on the batch (x, y), as a closure."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return step
+
+
 def time_steps(step, warmup, steps):
     for _ in range(warmup):
         step()
@@ -89,6 +108,7 @@ def main():
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--modes", default="plain,knockoff")
     p.add_argument("--channels-last", action="store_true", help="train with channels-last tensors")
+    p.add_argument("--arch-json", default="", help="comma-separated scop arch.json files: time their plain steps")
     args = p.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -97,16 +117,22 @@ def main():
     x = torch.randn(args.batch, args.in_channels, args.size, args.size).contiguous(memory_format=layout)
     y = torch.randint(0, 10, (args.batch,))
 
+    if args.arch_json:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src" / "bench"))
+        from resnet_eager import ResNet
+
+        for path in args.arch_json.split(","):
+            with open(path) as f:
+                model = ResNet(json.load(f)).train().to(memory_format=layout)
+            seconds = time_steps(plain_step(model, x, y), args.warmup, args.steps)
+            print(json.dumps({"mode": "plain", "arch": path, "seconds_per_step": seconds,
+                              "images_per_second": args.batch / seconds, "channels_last": args.channels_last}))
+        return
+
     for mode in args.modes.split(","):
         model = ResNet20(args.in_channels, 10).train().to(memory_format=layout)
         if mode == "plain":
-            opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
-
-            def step():
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(model(x), y).backward()
-                opt.step()
-
+            step = plain_step(model, x, y)
         else:
             for p_ in model.parameters():
                 p_.requires_grad_(False)

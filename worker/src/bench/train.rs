@@ -69,6 +69,10 @@ pub struct TrainBenchArgs {
     /// Memory layout of each net, as the stages choose it (`auto`) or forced.
     #[arg(long, value_enum, default_value = "auto")]
     pub memory_format: BenchMemoryFormat,
+    /// Writes the architecture descriptions of the dense network (`dense.json`)
+    /// and of each pruned one (`<residual>-<round_to>.json`) here, for baselines.
+    #[arg(long)]
+    pub arch_dir: Option<PathBuf>,
 }
 
 /// `--memory-format`: the spec's values.
@@ -183,6 +187,15 @@ pub fn measure(args: &TrainBenchArgs) -> Result<TrainBenchReport> {
             pruned.use_channels_last(&pruned_vs)?;
         }
         pruned_nets.push((name, round_to, pruned, pruned_vs, channels_last));
+    }
+    if let Some(dir) = &args.arch_dir {
+        let names = pruned_nets.iter().map(|(name, round_to, net, ..)| (format!("{name}-{round_to}"), net));
+        for (name, net) in std::iter::once(("dense".to_owned(), &dense)).chain(names) {
+            let path = dir.join(format!("{name}.json"));
+            std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(&path, net.desc().to_json()))
+                .map_err(|source| Error::Io { path: path.clone(), source })?;
+        }
     }
     let dense_channels_last = layout_for(format, &mut dense, &dense_vs, args)?;
     if dense_channels_last {

@@ -16,8 +16,10 @@ counterpart of scop's folded network on blocked tensors; the third cross-checks 
 analytic counts. Only torch is needed. Names and semantics mirror scop's tch
 models: units are conv+BN, a pruned last unit of a block is scattered back into
 the residual width unless the residual stream was pruned with it (`residual:
-group`, the last unit then as wide as the block's output). The forward is for inference only (it adds into its input
-in place)."""
+group`, the last unit then as wide as the block's output). At inference the
+forward adds a scattered output into the block's input in place, as scop does;
+while gradients are recorded it adds out of place (autograd needs that input),
+so `xtask/bench/pytorch_train.py` trains these networks too."""
 
 import json
 import sys
@@ -54,8 +56,11 @@ class Block(nn.Module):
             y = getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(y))
             if i < self.n:
                 y = torch.relu_(y)
+        if self.scatter is not None and torch.is_grad_enabled():
+            return torch.relu(identity.index_add(1, self.scatter, y))
         if self.scatter is not None:
             return torch.relu_(identity.index_add_(1, self.scatter, y))
+        # y is a BN's output, which BN's backward does not need: in place either way.
         return torch.relu_(y.add_(identity))
 
 

@@ -9,6 +9,7 @@
 //! `Supervised` and knockoff step code on a random batch), PyTorch's from
 //! `xtask/bench/pytorch_train.py` in the project's venv.
 
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::Context;
@@ -42,6 +43,8 @@ pub fn run() -> anyhow::Result<()> {
         .args(["--in-channels", &IN_CHANNELS.to_string(), "--threads", &threads.to_string()])
         .args(["--warmup", &WARMUP.to_string(), "--steps", &STEPS.to_string()])
         .args(["--rounds", &ROUNDS.to_string(), "--loader-batches", &LOADER_BATCHES.to_string()]);
+    let arch_dir = std::env::temp_dir().join(format!("scop-bench-train-{}", std::process::id()));
+    ours.arg("--arch-dir").arg(&arch_dir);
     if data.join("train-images-idx3-ubyte.gz").exists() {
         ours.arg("--loader-data").arg(&data);
     } else {
@@ -50,6 +53,14 @@ pub fn run() -> anyhow::Result<()> {
     common(&mut ours);
     let ours: Value = serde_json::from_str(shell::output(&mut ours)?.trim())
         .context("scop-worker bench-train printed no JSON")?;
+    let pruned = ours["pruned"].as_array().context("bench-train JSON lacks pruned")?;
+    let arch_names: Vec<String> = std::iter::once("dense".to_owned())
+        .chain(pruned.iter().map(|p| format!("{}-{}", p["residual"].as_str().unwrap_or("?"), p["round_to"])))
+        .collect();
+    let torch_archs = torch_arch_steps(&python, &arch_dir, &arch_names, threads);
+    let _ = std::fs::remove_dir_all(&arch_dir);
+    // Images/s of each network in PyTorch, dense first, each in its faster layout.
+    let torch_archs = torch_archs?;
 
     // PyTorch eager as most code runs it (contiguous NCHW), and in the layout we train in.
     let torch_run = |channels_last: bool| -> anyhow::Result<(f64, f64)> {
@@ -83,7 +94,6 @@ pub fn run() -> anyhow::Result<()> {
         ours[key]["images_per_second"].as_f64().with_context(|| format!("bench-train JSON lacks {key}"))
     };
     let (plain, knockoff) = (figure("plain")?, figure("knockoff")?);
-    let pruned = ours["pruned"].as_array().context("bench-train JSON lacks pruned")?;
 
     let layout = |cl: bool| if cl { "channels-last" } else { "contiguous" };
     println!(
@@ -113,16 +123,20 @@ pub fn run() -> anyhow::Result<()> {
         torch_plain_cl / torch_knockoff_cl
     );
     let dense_flops = ours["dense_flops"].as_f64().unwrap_or(f64::NAN);
-    for p in pruned {
+    println!(
+        "{:<34} {:>10} {:>14} {:>8}  (each net in its faster layout; PyTorch eager on the same architectures)",
+        "pruned, plain step", "scop", "pytorch", "ratio"
+    );
+    for (p, torch_ips) in pruned.iter().zip(&torch_archs[1..]) {
         let ips = p["images_per_second"].as_f64().context("bench-train JSON lacks a pruned figure")?;
         let residual = p["residual"].as_str().unwrap_or("?");
         let round_to = &p["round_to"];
         let flops = p["flops"].as_f64().unwrap_or(f64::NAN);
         println!(
-            "{:<34} {ips:>10.0} {:>10} {:>7.2}x  speed-up over dense ({}; {:.2}x fewer FLOPs, params {} -> {}){}",
+            "{:<34} {ips:>10.0} {torch_ips:>14.0} {:>7.2}x  speed-up over dense (PyTorch {:.2}x; scop {}; {:.2}x fewer FLOPs, params {} -> {}){}",
             format!("45%-pruned, {residual}, round_to {round_to}"),
-            "-",
             ips / plain,
+            torch_ips / torch_archs[0],
             layout(p["channels_last"].as_bool().unwrap_or(false)),
             dense_flops / flops,
             ours["dense_params"],
@@ -140,4 +154,41 @@ pub fn run() -> anyhow::Result<()> {
         None => println!("loader: not measured"),
     }
     Ok(())
+}
+
+/// PyTorch eager's plain-step images/s of each network `bench-train --arch-dir`
+/// wrote (`names`, in order), in the faster of the two layouts for each.
+fn torch_arch_steps(python: &Path, dir: &Path, names: &[String], threads: usize) -> anyhow::Result<Vec<f64>> {
+    let files: Vec<String> =
+        names.iter().map(|n| dir.join(format!("{n}.json")).display().to_string()).collect();
+    let mut best = vec![0.0_f64; names.len()];
+    for channels_last in [false, true] {
+        let mut torch = super::baseline_command(python);
+        torch
+            .arg(shell::root().join("xtask/bench/pytorch_train.py"))
+            .args(["--batch", &BATCH.to_string(), "--size", &SIZE.to_string()])
+            .args(["--in-channels", &IN_CHANNELS.to_string(), "--threads", &threads.to_string()])
+            .args(["--warmup", &WARMUP.to_string(), "--steps", &(STEPS * ROUNDS).to_string()])
+            .args(["--arch-json", &files.join(",")])
+            .env("OMP_NUM_THREADS", threads.to_string());
+        if channels_last {
+            torch.arg("--channels-last");
+        }
+        let out = shell::output(&mut torch)?;
+        let figures: Vec<f64> = out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v["images_per_second"].as_f64())
+            .collect();
+        anyhow::ensure!(
+            figures.len() == names.len(),
+            "pytorch_train.py --arch-json printed {} figures for {} networks:\n{out}",
+            figures.len(),
+            names.len()
+        );
+        for (b, f) in best.iter_mut().zip(figures) {
+            *b = b.max(f);
+        }
+    }
+    Ok(best)
 }
