@@ -8,11 +8,11 @@
 //! speed-ups compare at equal work. Each runs as scop's evaluation runs it, every
 //! BN folded into its conv (`--unfolded`: conv and BN apart), in the layout
 //! `--memory-format` names; `blocked` runs the folded network on oneDNN's
-//! blocked tensors ([`crate::models::Folded::into_blocked`]), where a variant can
-//! (the scatter variant cannot, and runs contiguous: each variant's report says). Every repetition
-//! runs each variant once, in turn, so that a change in machine load affects all
-//! of them alike; the best and the median time are reported (the best is the
-//! least disturbed by other processes). With one
+//! blocked tensors ([`crate::models::Folded::into_blocked`]) where a variant can
+//! (the scatter variant cannot and runs contiguous; each variant's report says).
+//! Every repetition runs each variant once, in turn, so that a change in machine
+//! load affects all of them alike; the best and the median time are reported
+//! (the best is the least disturbed by other processes). With one
 //! intra-op thread all the work runs on the calling thread, and its CPU time
 //! (from `/proc/thread-self/schedstat`) is reported too: on a shared machine it
 //! is far steadier than the wall clock, which also counts waiting for a core.

@@ -5,21 +5,22 @@ Usage: resnet_eager.py bench ARCH_JSON... --batches 1,32 --size 224 --reps 3 [--
        resnet_eager.py script MODEL_PT... ... --optimize 1
        resnet_eager.py count ARCH_JSON SIZE   (params and conv/linear MACs, via hooks)
 
-`cargo xtask bench models` runs the first two (`script` times the TorchScript
+`cargo xtask bench models` runs the first three (`script` times the TorchScript
 files scop exported, loaded with torch.jit.load), contiguous or, with
 `--memory-format channels_last`, with the models and inputs converted to
 channels-last. `script --optimize 1` first runs PyTorch's own CPU inference
 passes on each loaded module (`torch.jit.freeze`, then
 `torch.jit.optimize_for_inference`: BN folded into the conv, activations moved
 to oneDNN's blocked layout, ReLUs and adds fused into the convs), the
-counterpart of scop's folded network on blocked tensors; the third cross-checks scop's
+counterpart of scop's folded network on blocked tensors; `count` cross-checks scop's
 analytic counts. Only torch is needed. Names and semantics mirror scop's tch
 models: units are conv+BN, a pruned last unit of a block is scattered back into
 the residual width unless the residual stream was pruned with it (`residual:
 group`, the last unit then as wide as the block's output). At inference the
 forward adds a scattered output into the block's input in place, as scop does;
-while gradients are recorded it adds out of place (autograd needs that input),
-so `xtask/bench/pytorch_train.py` trains these networks too."""
+while gradients are recorded it adds out of place (that input is a ReLU's
+output, which autograd needs), so `xtask/bench/pytorch_train.py` trains these
+networks too."""
 
 import json
 import sys

@@ -51,16 +51,22 @@ pub fn run() -> anyhow::Result<()> {
         eprintln!("{} is missing (`cargo xtask data`): no loader figure", data.display());
     }
     common(&mut ours);
-    let ours: Value = serde_json::from_str(shell::output(&mut ours)?.trim())
-        .context("scop-worker bench-train printed no JSON")?;
-    let pruned = ours["pruned"].as_array().context("bench-train JSON lacks pruned")?;
-    let arch_names: Vec<String> = std::iter::once("dense".to_owned())
-        .chain(pruned.iter().map(|p| format!("{}-{}", p["residual"].as_str().unwrap_or("?"), p["round_to"])))
-        .collect();
-    let torch_archs = torch_arch_steps(&python, &arch_dir, &arch_names, threads);
+    // Ours, then PyTorch on the architectures ours wrote: images/s of each
+    // network, dense first, each in its faster layout.
+    let measured = (|| -> anyhow::Result<(Value, Vec<f64>)> {
+        let ours: Value = serde_json::from_str(shell::output(&mut ours)?.trim())
+            .context("scop-worker bench-train printed no JSON")?;
+        let pruned = ours["pruned"].as_array().context("bench-train JSON lacks pruned")?;
+        let names: Vec<String> = std::iter::once("dense".to_owned())
+            .chain(
+                pruned.iter().map(|p| format!("{}-{}", p["residual"].as_str().unwrap_or("?"), p["round_to"])),
+            )
+            .collect();
+        let torch_archs = torch_arch_steps(&python, &arch_dir, &names, threads)?;
+        Ok((ours, torch_archs))
+    })();
     let _ = std::fs::remove_dir_all(&arch_dir);
-    // Images/s of each network in PyTorch, dense first, each in its faster layout.
-    let torch_archs = torch_archs?;
+    let (ours, torch_archs) = measured?;
 
     // PyTorch eager as most code runs it (contiguous NCHW), and in the layout we train in.
     let torch_run = |channels_last: bool| -> anyhow::Result<(f64, f64)> {
@@ -94,6 +100,7 @@ pub fn run() -> anyhow::Result<()> {
         ours[key]["images_per_second"].as_f64().with_context(|| format!("bench-train JSON lacks {key}"))
     };
     let (plain, knockoff) = (figure("plain")?, figure("knockoff")?);
+    let pruned = ours["pruned"].as_array().context("bench-train JSON lacks pruned")?;
 
     let layout = |cl: bool| if cl { "channels-last" } else { "contiguous" };
     println!(
