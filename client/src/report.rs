@@ -264,10 +264,11 @@ fn summary_table(summary: &JobSummary) -> String {
     html
 }
 
-/// A sweep's candidates: the table, then top-1 against FLOPs per criterion.
+/// A sweep's candidates: the table, then top-1 against FLOPs per criterion
+/// (and residual mode, where the candidates differ in it).
 fn candidates_section(rows: &[crate::sweep::CandidateRecord]) -> Result<String> {
     let mut html = String::from(
-        "<h2>Candidates</h2>\n<table>\n<tr><th>candidate</th><th>criterion</th><th>target</th><th>state</th><th>params</th><th>FLOPs</th><th>CPU latency</th><th>top-1 before finetune</th><th>top-1</th><th>Pareto</th></tr>\n",
+        "<h2>Candidates</h2>\n<table>\n<tr><th>candidate</th><th>criterion</th><th>target</th><th>residual</th><th>state</th><th>params</th><th>FLOPs</th><th>CPU latency</th><th>top-1 before finetune</th><th>top-1</th><th>Pareto</th></tr>\n",
     );
     let frontier = crate::sweep::pareto(rows);
     let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
@@ -275,10 +276,11 @@ fn candidates_section(rows: &[crate::sweep::CandidateRecord]) -> Result<String> 
         let on_front = frontier.iter().any(|f| f.candidate == r.candidate);
         let _ = writeln!(
             html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&r.candidate),
             escape(&r.criterion),
             escape(&r.target),
+            escape(&r.residual),
             escape(&r.state),
             dash(r.params.map(|n| millions(n as f64))),
             dash(r.flops.map(|n| millions(n as f64))),
@@ -298,11 +300,13 @@ fn candidates_section(rows: &[crate::sweep::CandidateRecord]) -> Result<String> 
             escape(r.error.as_deref().unwrap_or(""))
         );
     }
+    // One series per criterion, and per residual mode where the candidates differ in it.
+    let mixed = rows.iter().any(|r| r.residual != rows[0].residual);
     let points: Vec<charts::SweepPoint> = rows
         .iter()
         .filter_map(|r| {
             Some(charts::SweepPoint {
-                criterion: r.criterion.clone(),
+                series: if mixed { format!("{} ({})", r.criterion, r.residual) } else { r.criterion.clone() },
                 mflops: r.flops? as f64 / 1e6,
                 top1: r.top1? * 100.0,
             })
@@ -345,4 +349,47 @@ fn artifacts_table(job_id: &str, listed: Option<&pb::ListArtifactsResponse>) -> 
         escape(job_id)
     );
     html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sweep::CandidateRecord;
+
+    fn finished(name: &str, residual: &str, flops: u64, top1: f64) -> CandidateRecord {
+        CandidateRecord {
+            candidate: name.into(),
+            job_id: Some(format!("job-{name}")),
+            state: "succeeded".into(),
+            criterion: "scop".into(),
+            target: "flops 0.5".into(),
+            residual: residual.into(),
+            params: Some(100),
+            flops: Some(flops),
+            dense_params: Some(200),
+            dense_flops: Some(400),
+            latency_ms: Some(1.0),
+            top1_dense: Some(0.9),
+            top1_before_finetune: Some(0.5),
+            top1: Some(top1),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn candidates_that_differ_in_residual_mode_get_a_series_each() {
+        let mixed = candidates_section(&[
+            finished("a", "scatter", 100, 0.90),
+            finished("b", "group", 100, 0.89),
+            finished("c", "group", 200, 0.91),
+        ])
+        .unwrap();
+        assert!(mixed.contains("<td>scatter</td>") && mixed.contains("<td>group</td>"), "{mixed}");
+        assert!(mixed.contains("scop (scatter)") && mixed.contains("scop (group)"), "{mixed}");
+
+        let alike =
+            candidates_section(&[finished("a", "group", 100, 0.9), finished("b", "group", 200, 0.91)])
+                .unwrap();
+        assert!(!alike.contains("scop (group)"), "{alike}");
+    }
 }

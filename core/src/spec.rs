@@ -313,6 +313,17 @@ pub enum ResidualMode {
     Group,
 }
 
+impl ResidualMode {
+    /// The name the spec uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scatter => "scatter",
+            Self::Keep => "keep",
+            Self::Group => "group",
+        }
+    }
+}
+
 /// How each output channel of a unit is scored before the policy ranks the
 /// scores (docs/job-spec.md gives each formula). Only `scop` needs the knockoff
 /// stage; the others are computed by the short `score` stage from the dense weights.

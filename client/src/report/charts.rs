@@ -144,20 +144,22 @@ const SERIES: [RGBColor; 8] = [
 /// One finished candidate of a sweep, a point of the Pareto chart.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepPoint {
-    pub criterion: String,
+    /// The series it belongs to: its criterion, with its residual mode where
+    /// the sweep's candidates differ in that.
+    pub series: String,
     /// Multiply-accumulates per sample, in millions.
     pub mflops: f64,
     /// Top-1 after finetune, in %.
     pub top1: f64,
 }
 
-/// Top-1 against FLOPs, one series per criterion (its candidates joined in
+/// Top-1 against FLOPs, one series per [`SweepPoint::series`] (its candidates joined in
 /// order of FLOPs), and the dense network as a black diamond when known.
 pub fn pareto(points: &[SweepPoint], dense: Option<(f64, f64)>) -> Result<String> {
-    let mut criteria: Vec<&str> = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
     for p in points {
-        if !criteria.contains(&p.criterion.as_str()) {
-            criteria.push(&p.criterion);
+        if !names.contains(&p.series.as_str()) {
+            names.push(&p.series);
         }
     }
     let xs = points.iter().map(|p| p.mflops).chain(dense.map(|d| d.0));
@@ -182,13 +184,13 @@ pub fn pareto(points: &[SweepPoint], dense: Option<(f64, f64)>) -> Result<String
                 .label_style((FONT, 12))
                 .draw(),
         )?;
-        for (i, criterion) in criteria.iter().enumerate() {
+        for (i, name) in names.iter().enumerate() {
             let colour = SERIES[i % SERIES.len()];
             let mut series: Vec<(f64, f64)> =
-                points.iter().filter(|p| p.criterion == *criterion).map(|p| (p.mflops, p.top1)).collect();
+                points.iter().filter(|p| p.series == *name).map(|p| (p.mflops, p.top1)).collect();
             series.sort_by(|a, b| a.0.total_cmp(&b.0));
             drawn(chart.draw_series(LineSeries::new(series.clone(), colour.stroke_width(2))))?
-                .label(criterion.to_string())
+                .label(name.to_string())
                 .legend(move |(x, y)| Circle::new((x + 10, y), 5, colour.filled()));
             drawn(chart.draw_series(series.into_iter().map(|p| Circle::new(p, 5, colour.filled()))))?;
         }
@@ -434,7 +436,7 @@ mod tests {
 
     #[test]
     fn the_pareto_chart_has_a_series_per_criterion_and_the_dense_point() {
-        let point = |criterion: &str, mflops, top1| SweepPoint { criterion: criterion.into(), mflops, top1 };
+        let point = |criterion: &str, mflops, top1| SweepPoint { series: criterion.into(), mflops, top1 };
         let svg = pareto(
             &[
                 point("scop", 13.6, 90.9),

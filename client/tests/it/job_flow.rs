@@ -166,7 +166,10 @@ async fn a_sweep_shows_its_candidates_and_their_artifacts() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir).await;
     let home = dir.path().join("home");
-    let spec = spec_file(dir.path(), "sweep: [{ rate: 0.3 }, { name: small, criterion: l1, rate: 0.6 }]\n");
+    let spec = spec_file(
+        dir.path(),
+        "sweep: [{ rate: 0.3 }, { name: small, criterion: l1, rate: 0.6, residual: group }]\n",
+    );
     let id =
         run(scopctl(&server, &home).args(["submit"]).arg(&spec)).await.expect(0).stdout.trim().to_owned();
 
@@ -197,6 +200,23 @@ async fn a_sweep_shows_its_candidates_and_their_artifacts() {
         (candidates[1]["criterion"].as_str(), candidates[1]["target"].as_str()),
         (Some("l1"), Some("layer 0.6"))
     );
+    // A candidate's own residual mode, else the spec's; the branch is decided with it.
+    assert_eq!(
+        (candidates[0]["residual"].as_str(), candidates[1]["residual"].as_str()),
+        (Some("scatter"), Some("group"))
+    );
+    let branch_spec = run(scopctl(&server, &home).args([
+        "get",
+        "job",
+        candidates[1]["job_id"].as_str().unwrap(),
+        "-o",
+        "json",
+    ]))
+    .await
+    .expect(0)
+    .json();
+    let yaml = branch_spec["spec_yaml"].as_str().unwrap_or_default();
+    assert!(yaml.contains("residual: group"), "{branch_spec}");
     let table = run(scopctl(&server, &home).args(["get", "job", &id])).await.expect(0).stdout;
     assert!(
         table.contains("candidates:") && table.contains("1.25 ms") && table.contains("90.50 %"),

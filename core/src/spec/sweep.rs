@@ -2,12 +2,12 @@
 //! once, then decides, finetunes and exports every candidate as its own branch.
 //!
 //! Each candidate is a criterion with a layer rate or a global params/FLOPs
-//! target. The coordinator runs a branch as a job of its own whose spec is the
+//! target, optionally with a residual mode of its own. The coordinator runs a branch as a job of its own whose spec is the
 //! sweep's with the candidate's `prune` choices ([`JobSpec::candidate_spec`]).
 
 use serde::{Deserialize, Serialize};
 
-use super::{Criterion, GlobalTarget, JobSpec, PolicyKind};
+use super::{Criterion, GlobalTarget, JobSpec, PolicyKind, ResidualMode};
 
 /// At most this many candidates in one sweep.
 pub const MAX_CANDIDATES: usize = 64;
@@ -32,6 +32,9 @@ pub struct Candidate {
     /// `global` only: what `rate` measures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<GlobalTarget>,
+    /// Its `prune.residual`, to compare residual modes in one sweep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residual: Option<ResidualMode>,
 }
 
 impl JobSpec {
@@ -49,15 +52,23 @@ impl JobSpec {
         let criterion = c.criterion.unwrap_or(self.prune.criterion);
         let policy = c.policy.unwrap_or(self.prune.policy);
         let target = c.target.unwrap_or(self.prune.target);
-        let name = c.name.clone().unwrap_or_else(|| match policy {
-            PolicyKind::Layer => format!("{}-{}", criterion.as_str(), c.rate),
-            PolicyKind::Global => {
-                let target = match target {
-                    GlobalTarget::Params => "params",
-                    GlobalTarget::Flops => "flops",
-                };
-                format!("{}-{target}-{}", criterion.as_str(), c.rate)
+        let name = c.name.clone().unwrap_or_else(|| {
+            let mut name = match policy {
+                PolicyKind::Layer => format!("{}-{}", criterion.as_str(), c.rate),
+                PolicyKind::Global => {
+                    let target = match target {
+                        GlobalTarget::Params => "params",
+                        GlobalTarget::Flops => "flops",
+                    };
+                    format!("{}-{target}-{}", criterion.as_str(), c.rate)
+                }
+            };
+            // Only a candidate that names its residual mode says it in its name,
+            // so that the names of sweeps that leave it to `prune` stay as they were.
+            if let Some(residual) = c.residual {
+                name = format!("{name}-{}", residual.as_str());
             }
+            name
         });
         Candidate {
             name: Some(name),
@@ -65,6 +76,7 @@ impl JobSpec {
             rate: c.rate,
             policy: Some(policy),
             target: (policy == PolicyKind::Global).then_some(target),
+            residual: Some(c.residual.unwrap_or(self.prune.residual)),
         }
     }
 
@@ -87,6 +99,7 @@ impl JobSpec {
         spec.prune.rate = c.rate;
         spec.prune.policy = c.policy.unwrap_or(self.prune.policy);
         spec.prune.target = c.target.unwrap_or(self.prune.target);
+        spec.prune.residual = c.residual.unwrap_or(self.prune.residual);
         spec.name = Some(match &self.name {
             Some(base) => format!("{base}/{name}"),
             None => name.to_owned(),
@@ -145,7 +158,7 @@ impl JobSpec {
 
 #[cfg(test)]
 mod tests {
-    use crate::spec::{Criterion, GlobalTarget, JobSpec, PolicyKind};
+    use crate::spec::{Criterion, GlobalTarget, JobSpec, PolicyKind, ResidualMode};
 
     const BASE: &str = "model: {arch: resnet20, num_classes: 10}\n\
                         data: {format: idx, root: data}\n\
@@ -182,6 +195,31 @@ mod tests {
         let back = JobSpec::from_yaml(&spec.normalised_yaml()).unwrap();
         assert_eq!(back.candidates(), spec.candidates());
         assert_eq!(back.sweep, spec.candidates());
+    }
+
+    #[test]
+    fn a_candidate_may_choose_its_residual_mode() {
+        let spec = JobSpec::from_yaml(&format!(
+            "{BASE}sweep:\n\
+             - {{rate: 0.45, residual: scatter}}\n\
+             - {{rate: 0.562, policy: global, target: flops, residual: group}}\n\
+             - {{rate: 0.3}}\n"
+        ))
+        .unwrap();
+        let names: Vec<String> = spec.candidates().into_iter().map(|c| c.name.unwrap()).collect();
+        assert_eq!(names, ["scop-0.45-scatter", "scop-flops-0.562-group", "scop-0.3"]);
+        let residual = |name: &str| spec.candidate_spec(name).unwrap().prune.residual;
+        assert_eq!(residual("scop-0.45-scatter"), ResidualMode::Scatter);
+        assert_eq!(residual("scop-flops-0.562-group"), ResidualMode::Group);
+        // Silent, it takes the spec's (`group` in BASE).
+        assert_eq!(residual("scop-0.3"), ResidualMode::Group);
+        let back = JobSpec::from_yaml(&spec.normalised_yaml()).unwrap();
+        assert_eq!(back.candidates(), spec.candidates());
+
+        let err = JobSpec::from_yaml(&format!("{BASE}sweep: [{{rate: 0.2, residual: sideways}}]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sweep[0].residual"), "{err}");
     }
 
     #[test]

@@ -188,6 +188,7 @@ class Client:
                     top1_before_finetune=metrics.get("top1_pruned_before_finetune"),
                     top1=metrics.get("top1_pruned"),
                     error=branch.error,
+                    residual=str(prune.get("residual", "scatter")),
                 )
             )
         return result

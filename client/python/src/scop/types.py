@@ -123,6 +123,8 @@ class Candidate:
     top1: Optional[float] = None
     #: Why the branch failed or was cancelled.
     error: str = ""
+    #: Its `prune.residual`: "scatter", "keep" or "group".
+    residual: str = ""
 
 
 @dataclass(frozen=True)
