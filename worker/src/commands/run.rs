@@ -209,15 +209,17 @@ fn run_line(spec: &JobSpec, stages: &[Stage], options: &RunOptions) -> Result<Ve
 /// The candidates of a local sweep, one row each.
 fn sweep_table(outcomes: &[BranchOutcome]) -> String {
     use scop_core::summary::{millions, percent};
+    // As wide as the longest name (candidate names run to 64 characters).
+    let w = outcomes.iter().map(|o| o.candidate.chars().count()).chain([20]).max().unwrap_or(20);
     let mut lines = vec![format!(
-        "{:<20} {:>10} {:>10} {:>12} {:>16} {:>10}  {}",
+        "{:<w$} {:>10} {:>10} {:>12} {:>16} {:>10}  {}",
         "CANDIDATE", "PARAMS", "FLOPS", "CPU LATENCY", "TOP-1 BEFORE FT", "TOP-1", "OUTPUT"
     )];
     for o in outcomes {
         let cell = |v: Option<f64>, f: fn(f64) -> String| v.map_or_else(|| "-".to_owned(), f);
         let line = match &o.summary {
             Some(s) => format!(
-                "{:<20} {:>10} {:>10} {:>12} {:>16} {:>10}  {}",
+                "{:<w$} {:>10} {:>10} {:>12} {:>16} {:>10}  {}",
                 o.candidate,
                 cell(s.pruned.params, millions),
                 cell(s.pruned.flops, millions),
@@ -226,7 +228,7 @@ fn sweep_table(outcomes: &[BranchOutcome]) -> String {
                 cell(s.pruned.top1, percent),
                 o.dir.display()
             ),
-            None => format!("{:<20} failed: {}", o.candidate, o.error.as_deref().unwrap_or("")),
+            None => format!("{:<w$} failed: {}", o.candidate, o.error.as_deref().unwrap_or("")),
         };
         lines.push(line);
     }
@@ -275,4 +277,39 @@ fn summarize(spec: &JobSpec, times: Vec<(Stage, f64)>) -> Result<JobSummary> {
     println!("{}", summary.render());
     println!("artifacts: {}", layout.export_dir().display());
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use scop_core::summary::{Figures, JobSummary};
+
+    use super::*;
+
+    #[test]
+    fn the_sweep_table_stays_aligned_with_long_candidate_names() {
+        let outcome = |name: &str| BranchOutcome {
+            candidate: name.to_owned(),
+            dir: PathBuf::from("out"),
+            summary: Some(JobSummary {
+                pruned: Figures {
+                    params: Some(120_000.0),
+                    flops: Some(13_590_000.0),
+                    top1: Some(0.9095),
+                    ..Figures::default()
+                },
+                ..JobSummary::default()
+            }),
+            top1_before_finetune: Some(0.6217),
+            latency_ms: Some(0.75),
+            error: None,
+        };
+        let table =
+            sweep_table(&[outcome("scop-0.45-scatter"), outcome("scop-flops-0.562-group-with-a-long-name")]);
+        // Every row ends its PARAMS column where the header does.
+        let lines: Vec<&str> = table.lines().collect();
+        let end = lines[0].find("PARAMS").unwrap() + "PARAMS".len();
+        for line in &lines[1..] {
+            assert_eq!(&line[end - 6..end], "0.12 M", "{table}");
+        }
+    }
 }
