@@ -2,8 +2,9 @@
 //! once, then decides, finetunes and exports every candidate as its own branch.
 //!
 //! Each candidate is a criterion with a layer rate or a global params/FLOPs
-//! target, optionally with a residual mode of its own. The coordinator runs a branch as a job of its own whose spec is the
-//! sweep's with the candidate's `prune` choices ([`JobSpec::candidate_spec`]).
+//! target, optionally with a residual mode of its own. The coordinator runs a
+//! branch as a job of its own whose spec is the sweep's with the candidate's
+//! `prune` choices ([`JobSpec::candidate_spec`]).
 
 use serde::{Deserialize, Serialize};
 
