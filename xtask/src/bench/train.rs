@@ -30,12 +30,8 @@ const LOADER_BATCHES: u32 = 30;
 pub fn run() -> anyhow::Result<()> {
     let worker = shell::release_binaries()?.join("scop-worker");
     let python = shell::venv_python()?;
-    let root = shell::root();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let data = root.join("data/fashion-mnist");
-    let common = |cmd: &mut Command| {
-        cmd.env("OMP_NUM_THREADS", threads.to_string());
-    };
+    let data = shell::root().join("data/fashion-mnist");
 
     let mut ours = Command::new(&worker);
     ours.args(["bench-train", "--arch", ARCH])
@@ -50,7 +46,7 @@ pub fn run() -> anyhow::Result<()> {
     } else {
         eprintln!("{} is missing (`cargo xtask data`): no loader figure", data.display());
     }
-    common(&mut ours);
+    ours.env("OMP_NUM_THREADS", threads.to_string());
     // Ours, then PyTorch on the architectures ours wrote: images/s of each
     // network, dense first, each in its faster layout.
     let measured = (|| -> anyhow::Result<(Value, Vec<f64>)> {
@@ -70,20 +66,9 @@ pub fn run() -> anyhow::Result<()> {
 
     // PyTorch eager as most code runs it (contiguous NCHW), and in the layout we train in.
     let torch_run = |channels_last: bool| -> anyhow::Result<(f64, f64)> {
-        let mut torch = super::baseline_command(&python);
-        torch
-            .arg(root.join("xtask/bench/pytorch_train.py"))
-            .args(["--batch", &BATCH.to_string(), "--size", &SIZE.to_string()])
-            .args(["--in-channels", &IN_CHANNELS.to_string(), "--threads", &threads.to_string()])
-            .args(["--warmup", &WARMUP.to_string(), "--steps", &(STEPS * ROUNDS).to_string()]);
-        if channels_last {
-            torch.arg("--channels-last");
-        }
-        common(&mut torch);
-        let out = shell::output(&mut torch)?;
+        let out = shell::output(&mut pytorch_train(&python, threads, channels_last))?;
         let mode = |mode: &str| -> anyhow::Result<f64> {
-            out.lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            json_lines(&out)
                 .find(|v| v["mode"] == mode)
                 .and_then(|v| v["images_per_second"].as_f64())
                 .with_context(|| format!("pytorch_train.py printed no {mode} figure:\n{out}"))
@@ -170,23 +155,9 @@ fn torch_arch_steps(python: &Path, dir: &Path, names: &[String], threads: usize)
         names.iter().map(|n| dir.join(format!("{n}.json")).display().to_string()).collect();
     let mut best = vec![0.0_f64; names.len()];
     for channels_last in [false, true] {
-        let mut torch = super::baseline_command(python);
-        torch
-            .arg(shell::root().join("xtask/bench/pytorch_train.py"))
-            .args(["--batch", &BATCH.to_string(), "--size", &SIZE.to_string()])
-            .args(["--in-channels", &IN_CHANNELS.to_string(), "--threads", &threads.to_string()])
-            .args(["--warmup", &WARMUP.to_string(), "--steps", &(STEPS * ROUNDS).to_string()])
-            .args(["--arch-json", &files.join(",")])
-            .env("OMP_NUM_THREADS", threads.to_string());
-        if channels_last {
-            torch.arg("--channels-last");
-        }
-        let out = shell::output(&mut torch)?;
-        let figures: Vec<f64> = out
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter_map(|v| v["images_per_second"].as_f64())
-            .collect();
+        let mut torch = pytorch_train(python, threads, channels_last);
+        let out = shell::output(torch.args(["--arch-json", &files.join(",")]))?;
+        let figures: Vec<f64> = json_lines(&out).filter_map(|v| v["images_per_second"].as_f64()).collect();
         anyhow::ensure!(
             figures.len() == names.len(),
             "pytorch_train.py --arch-json printed {} figures for {} networks:\n{out}",
@@ -198,4 +169,24 @@ fn torch_arch_steps(python: &Path, dir: &Path, names: &[String], threads: usize)
         }
     }
     Ok(best)
+}
+
+/// `pytorch_train.py` at the bench's batch, size, threads and steps, in one layout.
+fn pytorch_train(python: &Path, threads: usize, channels_last: bool) -> Command {
+    let mut torch = super::baseline_command(python);
+    torch
+        .arg(shell::root().join("xtask/bench/pytorch_train.py"))
+        .args(["--batch", &BATCH.to_string(), "--size", &SIZE.to_string()])
+        .args(["--in-channels", &IN_CHANNELS.to_string(), "--threads", &threads.to_string()])
+        .args(["--warmup", &WARMUP.to_string(), "--steps", &(STEPS * ROUNDS).to_string()])
+        .env("OMP_NUM_THREADS", threads.to_string());
+    if channels_last {
+        torch.arg("--channels-last");
+    }
+    torch
+}
+
+/// The JSON objects among `out`'s lines.
+fn json_lines(out: &str) -> impl Iterator<Item = Value> + '_ {
+    out.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok())
 }
