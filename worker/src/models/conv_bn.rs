@@ -54,7 +54,21 @@ impl BatchNorm {
         }
     }
 
+    /// Training mode normalises with the batch's statistics and updates the
+    /// running ones; channels-last activations of a width libtorch's backward
+    /// handles slowly take our kernel ([`super::batch_norm`]).
     pub fn f_forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor, TchError> {
+        if train && super::batch_norm::takes_own_kernel(xs, &self.weight) {
+            return super::batch_norm::train_channels_last(
+                xs,
+                &self.weight,
+                &self.bias,
+                &self.running_mean,
+                &self.running_var,
+                BN_MOMENTUM,
+                BN_EPS,
+            );
+        }
         Tensor::f_batch_norm(
             xs,
             Some(&self.weight),

@@ -9,10 +9,11 @@
 //! contiguous, so files do not depend on it.
 //!
 //! Which layout is faster depends on the widths and the machine, and not in a
-//! way a rule captures: on a 2-core AVX-512 CPU the dense ResNet-20 trains 1.2×
-//! faster channels-last, the same net at 8/16/32 channels 1.4× faster
-//! contiguous, at 9/18/36 2.6× faster contiguous, at 16/24/40 1.2× faster
-//! channels-last. So `memory_format: auto` on the CPU times both
+//! way a rule captures: on a 2-core AVX-512 CPU the dense ResNet-20 trains 1.25×
+//! faster channels-last, the same net group-pruned to 8/16/40 channels 1.25×
+//! faster channels-last, to 9/18/36 channels 1.4× faster contiguous (with
+//! libtorch's own batch-norm backward rather than ours, see [`super::batch_norm`],
+//! the 8/16/40 net was 1.3× faster contiguous). So `memory_format: auto` on the CPU times both
 //! ([`time_layouts`]) and the stage keeps the faster, as cuDNN's benchmark mode
 //! does for its algorithms; on GPUs it follows [`trains_channels_last`].
 

@@ -6,6 +6,7 @@
 //! [`ResNet::fold_batch_norm`] to evaluate, and then `crate::prune::apply_plan`
 //! and `crate::export`.
 
+pub mod batch_norm;
 mod block;
 mod conv_bn;
 mod error;

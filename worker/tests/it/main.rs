@@ -1,6 +1,7 @@
 //! Integration tests of the worker, on real libtorch.
 
 mod agent_relay;
+mod batch_norm;
 mod cli;
 mod collective;
 mod collective_checked;

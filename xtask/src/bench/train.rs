@@ -3,7 +3,9 @@
 //! thread count, plus the knockoff/plain ratio, the pruned/dense ratios of ResNet-20
 //! pruned at 45 % with `residual: scatter`, `keep` and `group`, each with `round_to`
 //! 1 and 8 and in the layout `memory_format: auto` times faster, and the loader
-//! throughput against the training throughput.
+//! throughput against the training throughput. PyTorch's pruned/dense ratios on the
+//! same architectures stand beside ours; where they differ, it is mostly scop's
+//! channels-last batch-norm backward (`worker/src/models/batch_norm.rs`).
 //!
 //! Our figures come from the hidden `scop-worker bench-train` command (the real
 //! `Supervised` and knockoff step code on a random batch), PyTorch's from
@@ -136,6 +138,10 @@ pub fn run() -> anyhow::Result<()> {
             if residual == "group" { "  (goal >= 1.6x)" } else { "" }
         );
     }
+    println!(
+        "(channels-last, scop trains batch norm at widths that are not multiples of 16 with a backward pass of \
+         its own; PyTorch's is libtorch's, which runs scalar code at those widths)"
+    );
     match ours["loader_images_per_second"].as_f64() {
         Some(loader) => println!(
             "{:<34} {loader:>10.0} {:>10} {:>7.2}x  loader / plain step (must be > 1.0x)",
