@@ -20,13 +20,21 @@
 #include <string>
 #include <vector>
 
+// On x86-64 the loops are compiled for AVX-512, AVX2 and the baseline, and the
+// loader picks the widest the CPU has; elsewhere for the baseline.
+#if defined(__x86_64__) && defined(__GNUC__)
+#define SCOP_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SCOP_VECTOR_CLONES
+#endif
+
 namespace {
 
 // Rows of one period summed in fp32 before they are added to the fp64 totals.
 constexpr int64_t kBlockRows = 512;
 
 // sum_g[l] += g[r][l] and sum_gx[l] += g[r][l] * (x[r][l] - mean[l]) over `rows` periods.
-__attribute__((target_clones("avx512f", "avx2", "default")))
+SCOP_VECTOR_CLONES
 void sum_rows(const float* __restrict g, const float* __restrict x, const float* __restrict mean,
               float* __restrict sum_g, float* __restrict sum_gx, int64_t rows, int64_t period) {
   for (int64_t r = 0; r < rows; ++r) {
@@ -41,7 +49,7 @@ void sum_rows(const float* __restrict g, const float* __restrict x, const float*
 }
 
 // out = scale * (g - shift - (x - mean) * proj), per position of the period.
-__attribute__((target_clones("avx512f", "avx2", "default")))
+SCOP_VECTOR_CLONES
 void input_grad(const float* __restrict g, const float* __restrict x, float* __restrict out,
                 const float* __restrict mean, const float* __restrict scale, const float* __restrict shift,
                 const float* __restrict proj, int64_t rows, int64_t period) {
