@@ -98,7 +98,7 @@ struct ChannelsLastBatchNorm : public torch::autograd::Function<ChannelsLastBatc
     const int64_t rows_c = x.numel() / c;  // rows of C floats
     const int64_t k = 16 / std::gcd<int64_t>(c, 16);
     const int64_t period = c * k;
-    const int64_t rows = rows_c / k;  // whole periods; the rest is the tail
+    const int64_t rows = rows_c / k;  // whole periods
     const float* gp = g.const_data_ptr<float>();
     const float* xp = x.const_data_ptr<float>();
     const auto mean_p = tile(mean, period);
@@ -125,9 +125,15 @@ struct ChannelsLastBatchNorm : public torch::autograd::Function<ChannelsLastBatc
         sum_gx[l % c] += partial[t * 2 * period + period + l];
       }
     }
-    for (int64_t i = rows * period; i < rows_c * c; ++i) {
-      sum_g[i % c] += gp[i];
-      sum_gx[i % c] += static_cast<double>(gp[i]) * (xp[i] - mean[i % c]);
+    // The rows after the last whole period (fewer than k) go through the same loops
+    // with a period of one row: each tiled array starts with one value per channel.
+    const int64_t tail = rows_c - rows * k;
+    const int64_t tail_at = rows * period;
+    std::vector<float> tail_sums(2 * c, 0.f);
+    sum_rows(gp + tail_at, xp + tail_at, mean_p.data(), tail_sums.data(), tail_sums.data() + c, tail, c);
+    for (int64_t ch = 0; ch < c; ++ch) {
+      sum_g[ch] += tail_sums[ch];
+      sum_gx[ch] += tail_sums[c + ch];
     }
 
     // d loss / d x = γ·invstd · (g − mean(g) − (x − μ)·invstd² · mean(g·(x − μ))).
@@ -150,10 +156,8 @@ struct ChannelsLastBatchNorm : public torch::autograd::Function<ChannelsLastBatc
       input_grad(gp + r0 * period, xp + r0 * period, op + r0 * period, mean_p.data(), scale_p.data(),
                  shift_p.data(), proj_p.data(), r1 - r0, period);
     });
-    for (int64_t i = rows * period; i < rows_c * c; ++i) {
-      const int64_t ch = i % c;
-      op[i] = scale[ch] * (gp[i] - shift[ch] - (xp[i] - mean[ch]) * proj[ch]);
-    }
+    input_grad(gp + tail_at, xp + tail_at, op + tail_at, mean_p.data(), scale_p.data(), shift_p.data(),
+               proj_p.data(), tail, c);
     return {grad_x, grad_weight, grad_bias, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
